@@ -1,0 +1,166 @@
+//! `facelift bench`: the median time of every stage next to the raw ONNX Runtime time of each
+//! model, all in one run, so the ratio holds even on a noisy shared machine.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::face::align::align_face;
+use crate::face::detect::detector_input;
+use crate::face::engine::embedder_input;
+use crate::face::gallery::{Gallery, Person, Template};
+use crate::face::landmarks::{landmark_crop, landmark_input};
+use crate::face::{Engine, ModelSet, Which, l2_normalize};
+
+/// The frame used when none is given: a 1280x720 webcam-like picture.
+pub const DEFAULT_FRAME: &str = "../shared/data/frames/webcam-720p-img4.jpg";
+
+fn median_ms(iterations: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?; // warm-up
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations.max(1) {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// A gallery of `people` x 5 random unit templates, to time matching at a realistic size.
+fn synthetic_gallery(people: usize, dimensions: usize) -> Gallery {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let people = (0..people)
+        .map(|i| Person {
+            name: format!("person{i}"),
+            templates: (0..5)
+                .map(|_| {
+                    let mut embedding: Vec<f32> = (0..dimensions).map(|_| next()).collect();
+                    l2_normalize(&mut embedding);
+                    Template {
+                        file: PathBuf::new(),
+                        embedding,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Gallery {
+        model_id: "synthetic".into(),
+        people,
+    }
+}
+
+pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_out: bool) -> Result<()> {
+    let image = image.unwrap_or(Path::new(DEFAULT_FRAME));
+    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let models = ModelSet::by_name(&settings.model)?;
+    let mut engine = Engine::load(&models, &settings.models_dir, settings.engine.clone())
+        .context("starting the face engine")?;
+    let gallery = synthetic_gallery(100, models.embedder.embedding_size);
+    let threshold = engine.threshold();
+
+    // One pass to get every intermediate result.
+    let decoded = engine.decode(&bytes)?;
+    let prepared = engine.prepare(decoded.clone());
+    let detections = engine.detect(&prepared.image)?;
+    let Some(face) = detections.first().copied() else {
+        bail!("no face in {}", image.display());
+    };
+    let Some(five) = engine.landmarks(&prepared.image, &face)? else {
+        bail!("no landmarks in {}", image.display());
+    };
+    let Some(aligned) = align_face(&prepared.image, &five) else {
+        bail!("cannot align the face in {}", image.display());
+    };
+    let embedding = engine.embed_aligned(&aligned)?;
+
+    let detect_in = detector_input(&prepared.image);
+    let crop = landmark_crop(&face, prepared.image.dimensions()).context("empty face crop")?;
+    let landmark_in = landmark_input(&prepared.image, crop);
+    let embed_in = embedder_input(&aligned, &models.embedder);
+
+    let n = iterations;
+    let raw_detect = median_ms(n, || Ok(engine.run_detector(&detect_in).map(drop)?))?;
+    let raw_landmarks = median_ms(n, || Ok(engine.run_landmarks(&landmark_in).map(drop)?))?;
+    let raw_embed = median_ms(n, || Ok(engine.run_embedder(&embed_in).map(drop)?))?;
+
+    let decode = median_ms(n, || Ok(engine.decode(&bytes).map(drop)?))?;
+    let preprocess = median_ms(n, || {
+        drop(engine.prepare(decoded.clone()));
+        Ok(())
+    })?;
+    let detect = median_ms(n, || Ok(engine.detect(&prepared.image).map(drop)?))?;
+    let landmarks = median_ms(n, || Ok(engine.landmarks(&prepared.image, &face).map(drop)?))?;
+    let align = median_ms(n, || {
+        drop(align_face(&prepared.image, &five));
+        Ok(())
+    })?;
+    let embed = median_ms(n, || Ok(engine.embed_aligned(&aligned).map(drop)?))?;
+    let matching = median_ms(n, || {
+        drop(gallery.best_match(&embedding, threshold));
+        Ok(())
+    })?;
+    let end_to_end = median_ms(n, || {
+        let analysis = engine.analyze_bytes(&bytes, Which::Best)?;
+        if let Some(face) = analysis.best() {
+            drop(gallery.best_match(&face.embedding, threshold));
+        }
+        Ok(())
+    })?;
+
+    let raw_total = raw_detect + raw_landmarks + raw_embed;
+    let report = json!({
+        "image": image,
+        "size": [decoded.width(), decoded.height()],
+        "iterations": n,
+        "threads": settings.engine.threads,
+        "model": models.id,
+        "stages_ms": {
+            "decode": decode, "preprocess": preprocess, "detect": detect,
+            "landmarks": landmarks, "align": align, "embed": embed, "match": matching,
+        },
+        "raw_onnxruntime_ms": { "detect": raw_detect, "landmarks": raw_landmarks, "embed": raw_embed },
+        "end_to_end_ms": end_to_end,
+        "raw_models_ms": raw_total,
+        "overhead_ratio": end_to_end / raw_total,
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} ({}x{}), {} iterations, {} thread(s), medians:",
+        image.display(),
+        decoded.width(),
+        decoded.height(),
+        n,
+        settings.engine.threads
+    );
+    println!("{:<12} {:>10} {:>16}", "stage", "ms", "raw ONNX RT ms");
+    let rows = [
+        ("decode", decode, None),
+        ("preprocess", preprocess, None),
+        ("detect", detect, Some(raw_detect)),
+        ("landmarks", landmarks, Some(raw_landmarks)),
+        ("align", align, None),
+        ("embed", embed, Some(raw_embed)),
+        ("match", matching, None),
+    ];
+    for (name, ms, raw) in rows {
+        let raw = raw.map_or(String::new(), |r| format!("{r:.2}"));
+        println!("{name:<12} {ms:>10.2} {raw:>16}");
+    }
+    println!("{:<12} {:>10.2} {:>16.2}", "end-to-end", end_to_end, raw_total);
+    println!("overhead ratio (end-to-end / raw models): {:.2}", end_to_end / raw_total);
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! The command line: every subcommand prints a readable table, or JSON with `--json`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::face::eval::{ScoredPair, evaluate, parse_pairs, roc_points, write_roc};
+use crate::face::gallery::{self, EnrollReport, Gallery};
+use crate::face::{EnginePool, FaceAnalysis, FaceError, Which, cosine};
+use crate::store::Store;
+use crate::web::{self, AppState};
+
+#[derive(Debug, Parser)]
+#[command(name = "facelift", version, about = "Log in to a lift with your face")]
+pub struct Cli {
+    /// TOML configuration file (default: $FACELIFT_CONFIG, else ./facelift.toml if present)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder holding the model files
+    #[arg(long, global = true, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Model set to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub model: Option<String>,
+    /// ONNX Runtime threads per engine
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Engines working in parallel
+    #[arg(long, global = true)]
+    pub workers: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Are the faces in two photos the same person?
+    Verify {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who is every face in these images?
+    Identify {
+        /// Enrolled people, one folder each (default: the configured gallery)
+        #[arg(long)]
+        gallery: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The embedding of the best face in an image
+    Represent {
+        image: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the server
+    Serve {
+        #[arg(long)]
+        bind: Option<String>,
+        #[arg(long)]
+        gallery: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Embed (or re-embed) the enrolled photos into the cache
+    Enroll {
+        /// default: the configured gallery
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accuracy on labelled pairs: AUC, accuracy, error rates, best threshold
+    Eval {
+        /// CSV with file_x,file_y,Decision rows
+        #[arg(long)]
+        pairs: PathBuf,
+        /// Folder holding the photos the pairs name
+        #[arg(long)]
+        images: PathBuf,
+        /// Write the ROC curve here (.svg or .png)
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time every stage against raw ONNX Runtime, in one run
+    Bench {
+        /// default: a 1280x720 webcam frame from shared/data/frames
+        #[arg(long)]
+        image: Option<PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let settings = load_settings(&cli)?;
+    match cli.command {
+        Command::Verify { a, b, json } => verify(&settings, &a, &b, json),
+        Command::Identify { images, json, .. } => identify(&settings, &images, json),
+        Command::Represent { image, json } => represent(&settings, &image, json),
+        Command::Serve { .. } => serve(settings),
+        Command::Enroll { json, .. } => enroll(&settings, json),
+        Command::Eval {
+            pairs,
+            images,
+            plot,
+            json,
+        } => eval(&settings, &pairs, &images, plot.as_deref(), json),
+        Command::Bench {
+            image,
+            iterations,
+            json,
+        } => crate::bench::run(&settings, image.as_deref(), iterations, json),
+    }
+}
+
+/// Flags become the last configuration layer.
+fn load_settings(cli: &Cli) -> Result<Settings> {
+    let mut overrides: Vec<(&str, Value)> = Vec::new();
+    let mut set = |key: &'static str, value: Option<Value>| {
+        if let Some(value) = value {
+            overrides.push((key, value));
+        }
+    };
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p));
+    set("models_dir", path(&cli.models_dir));
+    set("model", cli.model.as_ref().map(|m| json!(m)));
+    set("engine.threads", cli.threads.map(|t| json!(t)));
+    set("workers", cli.workers.map(|w| json!(w)));
+    match &cli.command {
+        Command::Serve {
+            bind,
+            gallery,
+            data_dir,
+        } => {
+            set("bind", bind.as_ref().map(|b| json!(b)));
+            set("gallery", path(gallery));
+            set("data_dir", path(data_dir));
+        }
+        Command::Identify {
+            gallery, data_dir, ..
+        } => {
+            set("gallery", path(gallery));
+            set("data_dir", path(data_dir));
+        }
+        Command::Enroll { dir, data_dir, .. } => {
+            set("gallery", path(dir));
+            set("data_dir", path(data_dir));
+        }
+        _ => {}
+    }
+    Ok(Settings::load(cli.config.as_deref(), &overrides)?)
+}
+
+fn open_pool(settings: &Settings) -> Result<EnginePool> {
+    crate::open_engine_pool(settings).context("starting the face engine")
+}
+
+fn analyze_file(pool: &EnginePool, path: &Path, which: Which) -> Result<FaceAnalysis> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    pool.run_blocking(move |engine| engine.analyze_bytes(&bytes, which))?
+        .with_context(|| path.display().to_string())
+}
+
+fn print_json(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn verify(settings: &Settings, a: &Path, b: &Path, json_out: bool) -> Result<()> {
+    let pool = open_pool(settings)?;
+    let (first, second) = (
+        analyze_file(&pool, a, Which::Best)?,
+        analyze_file(&pool, b, Which::Best)?,
+    );
+    let (Some(x), Some(y)) = (first.best(), second.best()) else {
+        bail!(FaceError::NoFace);
+    };
+    let similarity = cosine(&x.embedding, &y.embedding);
+    let threshold = pool.threshold();
+    let verified = similarity >= threshold;
+    if json_out {
+        return print_json(&json!({
+            "similarity": similarity,
+            "verified": verified,
+            "threshold": threshold,
+            "model": pool.models().id,
+            "faces": [first.faces_seen, second.faces_seen],
+        }));
+    }
+    println!("similarity  {similarity:.4}");
+    println!("threshold   {threshold:.2}");
+    println!(
+        "verdict     {}",
+        if verified { "same person" } else { "different people" }
+    );
+    println!("faces seen  {} / {}", first.faces_seen, second.faces_seen);
+    println!("model       {}", pool.models().id);
+    Ok(())
+}
+
+/// Builds the configured gallery through the SQLite cache, with a progress bar on a terminal.
+fn load_gallery(settings: &Settings, pool: &EnginePool, quiet: bool) -> Result<(Gallery, EnrollReport)> {
+    let store = Store::open(&settings.data_dir).context("opening the database")?;
+    let total: usize = gallery::scan(&settings.gallery)
+        .with_context(|| format!("reading the gallery {}", settings.gallery.display()))?
+        .values()
+        .map(Vec::len)
+        .sum();
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("enrolling {bar:30} {pos}/{len} photos {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = gallery::build(&settings.gallery, pool, &store, &|| bar.inc(1));
+    bar.finish_and_clear();
+    let (gallery, report) = result?;
+    for (path, reason) in &report.skipped {
+        tracing::warn!("skipped {}: {reason}", path.display());
+    }
+    Ok((gallery, report))
+}
+
+fn identify(settings: &Settings, images: &[PathBuf], json_out: bool) -> Result<()> {
+    let pool = open_pool(settings)?;
+    let (gallery, _) = load_gallery(settings, &pool, json_out)?;
+    let threshold = pool.threshold();
+    let mut rows = Vec::new();
+    for image in images {
+        match analyze_file(&pool, image, Which::All) {
+            Ok(analysis) => {
+                for face in &analysis.faces {
+                    let result = gallery.best_match(&face.embedding, threshold);
+                    rows.push(json!({
+                        "image": image,
+                        "box": face.bbox.map(|v| v.round()),
+                        "person": result.person,
+                        "similarity": result.similarity(),
+                        "runner_up": result.runner_up,
+                    }));
+                }
+            }
+            Err(error) => rows.push(json!({ "image": image, "error": format!("{error:#}") })),
+        }
+    }
+    if json_out {
+        return print_json(&Value::Array(rows));
+    }
+    println!("{:<32} {:<24} {:<16} {:>10}  runner-up", "image", "box", "person", "similarity");
+    for row in &rows {
+        let image = row["image"].as_str().unwrap_or_default();
+        if let Some(error) = row.get("error") {
+            println!("{image:<32} {}", error.as_str().unwrap_or_default());
+            continue;
+        }
+        let runner_up = match &row["runner_up"] {
+            Value::Null => "-".to_string(),
+            r => format!("{} {:.3}", r["person"].as_str().unwrap_or("?"), r["similarity"].as_f64().unwrap_or(0.0)),
+        };
+        println!(
+            "{:<32} {:<24} {:<16} {:>10}  {runner_up}",
+            image,
+            row["box"].to_string(),
+            row["person"].as_str().unwrap_or("(unknown)"),
+            row["similarity"].as_f64().map_or("-".into(), |s| format!("{s:.3}")),
+        );
+    }
+    Ok(())
+}
+
+fn represent(settings: &Settings, image: &Path, json_out: bool) -> Result<()> {
+    let pool = open_pool(settings)?;
+    let analysis = analyze_file(&pool, image, Which::Best)?;
+    let Some(face) = analysis.best() else {
+        bail!(FaceError::NoFace);
+    };
+    if json_out {
+        return print_json(&json!({
+            "model": pool.models().id,
+            "box": face.bbox,
+            "embedding": face.embedding,
+        }));
+    }
+    println!("model      {}", pool.models().id);
+    println!("box        {:?}", face.bbox.map(|v| v.round()));
+    println!("dimensions {}", face.embedding.len());
+    let head: Vec<String> = face.embedding.iter().take(8).map(|v| format!("{v:.4}")).collect();
+    println!("embedding  [{}, ...]", head.join(", "));
+    Ok(())
+}
+
+fn enroll(settings: &Settings, json_out: bool) -> Result<()> {
+    let pool = open_pool(settings)?;
+    let (gallery, report) = load_gallery(settings, &pool, json_out)?;
+    if json_out {
+        return print_json(&json!({
+            "model": gallery.model_id,
+            "people": report.people,
+            "photos": report.photos,
+            "embedded": report.embedded,
+            "from_cache": report.from_cache,
+            "skipped": report.skipped.iter().map(|(p, r)| json!({"photo": p, "reason": r})).collect::<Vec<_>>(),
+        }));
+    }
+    println!("{:<24} templates", "person");
+    for person in &gallery.people {
+        println!("{:<24} {}", person.name, person.templates.len());
+    }
+    println!(
+        "{} people, {} photos: {} embedded, {} from the cache, {} skipped",
+        report.people,
+        report.photos,
+        report.embedded,
+        report.from_cache,
+        report.skipped.len()
+    );
+    Ok(())
+}
+
+fn eval(settings: &Settings, pairs_file: &Path, images: &Path, plot: Option<&Path>, json_out: bool) -> Result<()> {
+    let text = std::fs::read_to_string(pairs_file)
+        .with_context(|| format!("reading {}", pairs_file.display()))?;
+    let pairs = parse_pairs(&text).map_err(anyhow::Error::msg)?;
+    let pool = open_pool(settings)?;
+
+    let files: Vec<String> = pairs
+        .iter()
+        .flat_map(|p| [p.file_x.clone(), p.file_y.clone()])
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let bar = if json_out { ProgressBar::hidden() } else { ProgressBar::new(files.len() as u64) };
+    let jobs: Vec<(String, PathBuf)> = files.iter().map(|f| (f.clone(), images.join(f))).collect();
+    let results = pool.map_blocking(
+        jobs,
+        |engine, (name, path)| {
+            let analysis = std::fs::read(&path)
+                .map_err(|source| FaceError::Io { path: path.display().to_string(), source })
+                .and_then(|bytes| engine.analyze_bytes(&bytes, Which::Best));
+            (name, analysis)
+        },
+        &|| bar.inc(1),
+    );
+    bar.finish_and_clear();
+    let mut embeddings = BTreeMap::new();
+    for result in results {
+        let (name, analysis) = result?;
+        match analysis {
+            Ok(analysis) => {
+                if let Some(face) = analysis.faces.into_iter().next() {
+                    embeddings.insert(name, face.embedding);
+                }
+            }
+            Err(error) => tracing::warn!("{name}: {error}"),
+        }
+    }
+    let scored: Vec<ScoredPair> = pairs
+        .iter()
+        .filter_map(|p| {
+            let (x, y) = (embeddings.get(&p.file_x)?, embeddings.get(&p.file_y)?);
+            Some(ScoredPair { similarity: cosine(x, y), same_person: p.same_person })
+        })
+        .collect();
+    let skipped = pairs.len() - scored.len();
+    let report = evaluate(&scored, pool.threshold());
+    if let Some(plot) = plot {
+        write_roc(plot, &roc_points(&scored), report.auc)
+            .with_context(|| format!("writing {}", plot.display()))?;
+    }
+    if json_out {
+        let mut value = serde_json::to_value(&report)?;
+        value["skipped_pairs"] = json!(skipped);
+        value["model"] = json!(pool.models().id);
+        return print_json(&value);
+    }
+    println!("model                {}", pool.models().id);
+    println!("pairs                {} ({} skipped: a photo without a face)", report.pairs, skipped);
+    println!("AUC                  {:.4}", report.auc);
+    println!("threshold            {:.3}", report.threshold);
+    println!("accuracy             {:.2}%", report.accuracy * 100.0);
+    println!("false matches        {} of {} different-person pairs", report.false_matches, report.impostor_pairs);
+    println!("false non-matches    {} of {} same-person pairs", report.false_non_matches, report.genuine_pairs);
+    println!("best threshold       {:.3} ({:.2}%)", report.best_threshold, report.best_accuracy * 100.0);
+    if let Some(plot) = plot {
+        println!("ROC curve            {}", plot.display());
+    }
+    Ok(())
+}
+
+fn serve(settings: Settings) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let pool = open_pool(&settings)?;
+        let (gallery, report) = load_gallery(&settings, &pool, false)?;
+        tracing::info!(
+            people = report.people,
+            photos = report.photos,
+            embedded = report.embedded,
+            from_cache = report.from_cache,
+            "gallery ready"
+        );
+        let listener = tokio::net::TcpListener::bind(&settings.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.bind))?;
+        tracing::info!("listening on http://{}", listener.local_addr()?);
+        let state = AppState {
+            pool: Arc::new(pool),
+            gallery: Arc::new(RwLock::new(gallery)),
+            max_body_bytes: settings.max_body_bytes,
+        };
+        web::serve(listener, state, web::shutdown_signal()).await?;
+        Ok(())
+    })
+}

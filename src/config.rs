@@ -1,0 +1,125 @@
+//! One `Settings` struct, layered: built-in defaults < TOML file < `FACELIFT_*` environment <
+//! command-line flags.
+//!
+//! The file is `--config FILE`, else `$FACELIFT_CONFIG`, else `facelift.toml` when present.
+//! Environment keys nest with a double underscore: `FACELIFT_ENGINE__THREADS=1`,
+//! `FACELIFT_ENGINE__PREPROCESS__MAX_SIDE=800`.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::face::EngineConfig;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address the server listens on.
+    pub bind: String,
+    /// One folder per enrolled person, photos inside.
+    pub gallery: PathBuf,
+    /// Where the SQLite database lives.
+    pub data_dir: PathBuf,
+    /// Where `scripts/setup` put the model files.
+    pub models_dir: PathBuf,
+    /// The model set: "default".
+    pub model: String,
+    /// Engines (each with its own ONNX Runtime sessions) working in parallel.
+    pub workers: usize,
+    /// Images that may wait for an engine before new ones get "busy".
+    pub queue: usize,
+    /// Largest accepted upload, in bytes.
+    pub max_body_bytes: usize,
+    pub engine: EngineConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            gallery: "enrolled_faces".into(),
+            data_dir: "data".into(),
+            models_dir: "models".into(),
+            model: "default".into(),
+            workers: 1,
+            queue: 16,
+            max_body_bytes: 8 * 1024 * 1024,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("the configuration file {0} does not exist")]
+    MissingFile(String),
+}
+
+impl Settings {
+    /// Loads defaults, the file, the environment, then applies `overrides` (dotted keys such as
+    /// `engine.threads`, from command-line flags).
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &[(&str, serde_json::Value)],
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("FACELIFT_CONFIG").map(PathBuf::from));
+        match file {
+            Some(path) if !path.is_file() => {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file("facelift.toml")),
+        }
+        figment = figment.merge(
+            Env::prefixed("FACELIFT_")
+                .ignore(&["CONFIG", "LOG"])
+                .split("__"),
+        );
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+        figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags_override_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("facelift.toml");
+        std::fs::write(
+            &file,
+            "bind = \"0.0.0.0:9000\"\n[engine]\nthreads = 1\n[engine.preprocess]\nmirror = true\n",
+        )
+        .expect("write");
+        let settings = Settings::load(
+            Some(&file),
+            &[("engine.threads", serde_json::json!(3)), ("gallery", serde_json::json!("people"))],
+        )
+        .expect("load");
+        assert_eq!(settings.bind, "0.0.0.0:9000");
+        assert_eq!(settings.engine.threads, 3, "a flag beats the file");
+        assert!(settings.engine.preprocess.mirror);
+        assert_eq!(settings.gallery, PathBuf::from("people"));
+        assert_eq!(settings.data_dir, PathBuf::from("data"), "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let missing = Path::new("/nonexistent/facelift.toml");
+        assert!(matches!(
+            Settings::load(Some(missing), &[]),
+            Err(ConfigError::MissingFile(_))
+        ));
+    }
+}

@@ -1,0 +1,134 @@
+//! Five-point similarity alignment onto the ArcFace 112x112 template.
+
+use image::{Rgb, RgbImage};
+use imageproc::geometric_transformations::{Interpolation, Projection, warp_into};
+use nalgebra::{Matrix2, Vector2};
+
+use super::landmarks::Point;
+
+pub const ALIGNED_SIZE: u32 = 112;
+
+/// Where the eyes, nose tip and mouth corners sit in a 112x112 ArcFace crop.
+pub const ARCFACE_TEMPLATE: [Point; 5] = [
+    [38.2946, 51.6963],
+    [73.5318, 51.5014],
+    [56.0252, 71.7366],
+    [41.5493, 92.3655],
+    [70.7299, 92.2041],
+];
+
+/// A 2x3 affine matrix [a, b, c, d, e, f]: x' = a x + b y + c, y' = d x + e y + f.
+pub type Affine = [f64; 6];
+
+/// Least-squares similarity transform (rotation, uniform scale, translation; no reflection)
+/// taking `src` onto `dst`: Umeyama (1991). None when the points are degenerate.
+pub fn similarity_transform(src: &[Point], dst: &[Point]) -> Option<Affine> {
+    let n = src.len().min(dst.len());
+    if n < 2 {
+        return None;
+    }
+    let to_vec = |p: &Point| Vector2::new(f64::from(p[0]), f64::from(p[1]));
+    let mean = |pts: &[Point]| pts[..n].iter().map(to_vec).sum::<Vector2<f64>>() / n as f64;
+    let (mu_src, mu_dst) = (mean(src), mean(dst));
+
+    let mut covariance = Matrix2::<f64>::zeros();
+    let mut src_variance = 0.0;
+    for (s, d) in src[..n].iter().zip(&dst[..n]) {
+        let (s, d) = (to_vec(s) - mu_src, to_vec(d) - mu_dst);
+        covariance += d * s.transpose();
+        src_variance += s.norm_squared();
+    }
+    covariance /= n as f64;
+    src_variance /= n as f64;
+    if src_variance <= f64::EPSILON {
+        return None;
+    }
+
+    let svd = covariance.svd(true, true);
+    let (u, v_t) = (svd.u?, svd.v_t?);
+    // Flip the weaker axis when the best fit would be a reflection.
+    let reflect = if covariance.determinant() < 0.0 { -1.0 } else { 1.0 };
+    let d = Matrix2::new(1.0, 0.0, 0.0, reflect);
+    let rotation = u * d * v_t;
+    let scale = (svd.singular_values[0] + reflect * svd.singular_values[1]) / src_variance;
+    let translation = mu_dst - scale * rotation * mu_src;
+    Some([
+        scale * rotation[(0, 0)],
+        scale * rotation[(0, 1)],
+        translation[0],
+        scale * rotation[(1, 0)],
+        scale * rotation[(1, 1)],
+        translation[1],
+    ])
+}
+
+/// Applies the affine map (source -> output) with bilinear sampling and a black border,
+/// like OpenCV's `warpAffine`.
+pub fn warp_affine(image: &RgbImage, m: &Affine, width: u32, height: u32) -> Option<RgbImage> {
+    let matrix = [m[0], m[1], m[2], m[3], m[4], m[5], 0.0, 0.0, 1.0].map(|v| v as f32);
+    let projection = Projection::from_matrix(matrix)?;
+    let mut out = RgbImage::new(width, height);
+    warp_into(
+        image,
+        &projection,
+        Interpolation::Bilinear,
+        Rgb([0, 0, 0]),
+        &mut out,
+    );
+    Some(out)
+}
+
+/// The aligned 112x112 face for five landmarks.
+pub fn align_face(image: &RgbImage, five: &[Point; 5]) -> Option<RgbImage> {
+    let m = similarity_transform(five, &ARCFACE_TEMPLATE)?;
+    warp_affine(image, &m, ALIGNED_SIZE, ALIGNED_SIZE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(m: &Affine, p: Point) -> Point {
+        let (x, y) = (f64::from(p[0]), f64::from(p[1]));
+        [
+            (m[0] * x + m[1] * y + m[2]) as f32,
+            (m[3] * x + m[4] * y + m[5]) as f32,
+        ]
+    }
+
+    #[test]
+    fn recovers_a_known_similarity_exactly() {
+        // rotate by 20 degrees, scale 2.5, shift (100, -40)
+        let (s, a) = (2.5f64, 20f64.to_radians());
+        let known = [
+            s * a.cos(),
+            -s * a.sin(),
+            100.0,
+            s * a.sin(),
+            s * a.cos(),
+            -40.0,
+        ];
+        let moved: Vec<Point> = ARCFACE_TEMPLATE.iter().map(|p| apply(&known, *p)).collect();
+        let m = similarity_transform(&ARCFACE_TEMPLATE, &moved).expect("fit");
+        for (got, want) in m.iter().zip(known) {
+            assert!((got - want).abs() < 1e-3, "{m:?} vs {known:?}");
+        }
+    }
+
+    #[test]
+    fn never_fits_a_reflection() {
+        let mirrored: Vec<Point> = ARCFACE_TEMPLATE.iter().map(|p| [-p[0], p[1]]).collect();
+        let m = similarity_transform(&ARCFACE_TEMPLATE, &mirrored).expect("fit");
+        let determinant = m[0] * m[4] - m[1] * m[3];
+        assert!(determinant > 0.0, "a similarity keeps orientation: {m:?}");
+    }
+
+    #[test]
+    fn a_translation_warp_moves_pixels() {
+        let image = RgbImage::from_fn(20, 20, |x, y| Rgb([x as u8 * 10, y as u8 * 10, 7]));
+        let shift: Affine = [1.0, 0.0, -3.0, 0.0, 1.0, -2.0];
+        let out = warp_affine(&image, &shift, 10, 10).expect("invertible");
+        assert_eq!(out.get_pixel(0, 0), image.get_pixel(3, 2));
+        assert_eq!(out.get_pixel(5, 7), image.get_pixel(8, 9));
+    }
+}

@@ -1,0 +1,391 @@
+//! One engine = one set of ONNX Runtime sessions, opened once, driven by one thread at a time.
+
+use std::path::Path;
+
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use ndarray::Array4;
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde::{Deserialize, Serialize};
+
+use super::align::align_face;
+use super::decode::{DecodeLimits, decode};
+use super::detect::{Detection, decode_detections, detector_input, resize_like_opencv};
+use super::landmarks::{Point, five_points, landmark_crop, landmark_input, points_from_output};
+use super::manifest::{ChannelOrder, EmbedderSpec, Fit, Layout, ModelSet};
+use super::preprocess::{Prepared, Preprocess, preprocess};
+use super::runtime::open_session;
+use super::{Embedding, FaceError, Result, l2_normalize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    pub preprocess: Preprocess,
+    pub max_pixels: u64,
+    /// Smallest usable face: box height in preprocessed pixels.
+    pub min_face: u32,
+    pub detect_threshold: f32,
+    pub nms_iou: f32,
+    /// ONNX Runtime intra-op threads per engine.
+    pub threads: usize,
+    /// Overrides the model set's own threshold.
+    pub threshold: Option<f32>,
+    /// Also score liveness (advisory) for each embedded face.
+    pub liveness: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            preprocess: Preprocess::default(),
+            max_pixels: DecodeLimits::default().max_pixels,
+            min_face: 40,
+            detect_threshold: 0.65,
+            nms_iou: 0.4,
+            threads: 2,
+            threshold: None,
+            liveness: false,
+        }
+    }
+}
+
+/// Which faces of an image get embedded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// the highest-scoring face (login, verify, enrollment)
+    Best,
+    /// every face large enough (identify)
+    All,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Face {
+    /// x1, y1, x2, y2 in pixels of the uploaded image (after EXIF rotation)
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub score: f32,
+    #[serde(skip)]
+    pub embedding: Embedding,
+    /// probability that the face is live (advisory; only when enabled)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<f32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FaceAnalysis {
+    /// embedded faces, best first
+    pub faces: Vec<Face>,
+    /// how many faces the detector saw, embedded or not
+    pub faces_seen: usize,
+}
+
+impl FaceAnalysis {
+    pub fn best(&self) -> Option<&Face> {
+        self.faces.first()
+    }
+}
+
+pub struct Engine {
+    models: ModelSet,
+    config: EngineConfig,
+    detector: Session,
+    landmarker: Session,
+    embedder: Session,
+    liveness: Option<Session>,
+}
+
+impl Engine {
+    /// Opens every session of the model set, after checking the files' checksums.
+    pub fn load(models: &ModelSet, dir: &Path, config: EngineConfig) -> Result<Self> {
+        let open = |file: &super::manifest::ModelFile| -> Result<Session> {
+            open_session(&file.verified_path(dir)?, config.threads)
+        };
+        let liveness = match (&models.liveness, config.liveness) {
+            (Some(file), true) => Some(open(file)?),
+            _ => None,
+        };
+        Ok(Self {
+            detector: open(&models.detector)?,
+            landmarker: open(&models.landmarks)?,
+            embedder: open(&models.embedder.model)?,
+            liveness,
+            models: models.clone(),
+            config,
+        })
+    }
+
+    pub fn models(&self) -> &ModelSet {
+        &self.models
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The cosine similarity at which two faces count as one person.
+    pub fn threshold(&self) -> f32 {
+        self.config
+            .threshold
+            .unwrap_or(self.models.embedder.threshold)
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
+        decode(
+            bytes,
+            DecodeLimits {
+                max_pixels: self.config.max_pixels,
+            },
+        )
+    }
+
+    pub fn prepare(&self, image: RgbImage) -> Prepared {
+        preprocess(image, &self.config.preprocess)
+    }
+
+    /// Every face in the image, best first.
+    pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>> {
+        let input = detector_input(image);
+        let (scores, boxes) = self.run_detector(&input)?;
+        Ok(decode_detections(
+            &scores,
+            &boxes,
+            image.dimensions(),
+            self.config.detect_threshold,
+            self.config.nms_iou,
+        ))
+    }
+
+    pub fn run_detector(&mut self, input: &Array4<f32>) -> Result<(Vec<f32>, Vec<f32>)> {
+        let outputs = self
+            .detector
+            .run(ort::inputs![TensorRef::from_array_view(input)?])?;
+        let scores = outputs["scores"].try_extract_tensor::<f32>()?.1.to_vec();
+        let boxes = outputs["boxes"].try_extract_tensor::<f32>()?.1.to_vec();
+        Ok((scores, boxes))
+    }
+
+    /// The five alignment points of a detected face.
+    pub fn landmarks(&mut self, image: &RgbImage, face: &Detection) -> Result<Option<[Point; 5]>> {
+        let Some(crop) = landmark_crop(face, image.dimensions()) else {
+            return Ok(None);
+        };
+        let output = self.run_landmarks(&landmark_input(image, crop))?;
+        Ok(five_points(&points_from_output(&output, crop)))
+    }
+
+    pub fn run_landmarks(&mut self, input: &Array4<f32>) -> Result<Vec<f32>> {
+        run_first_output(&mut self.landmarker, input, None)
+    }
+
+    /// The embedding of an aligned 112x112 face.
+    pub fn embed_aligned(&mut self, aligned: &RgbImage) -> Result<Embedding> {
+        let input = embedder_input(aligned, &self.models.embedder);
+        self.run_embedder(&input)
+    }
+
+    pub fn run_embedder(&mut self, input: &Array4<f32>) -> Result<Embedding> {
+        let spec = &self.models.embedder;
+        let mut embedding = run_first_output(&mut self.embedder, input, spec.output.as_deref())?;
+        if embedding.len() != spec.embedding_size {
+            return Err(FaceError::Model(format!(
+                "the embedding model gave {} values, its manifest says {}",
+                embedding.len(),
+                spec.embedding_size
+            )));
+        }
+        l2_normalize(&mut embedding);
+        Ok(embedding)
+    }
+
+    /// Probability that the face is live; None when liveness is off.
+    pub fn liveness(&mut self, image: &RgbImage, face: &Detection) -> Result<Option<f32>> {
+        let Some(session) = self.liveness.as_mut() else {
+            return Ok(None);
+        };
+        let input = liveness_input(image, face);
+        let logits = run_first_output(session, &input, None)?;
+        Ok(Some(softmax_first(&logits)))
+    }
+
+    /// Decode, preprocess, detect, and embed the chosen faces.
+    pub fn analyze_bytes(&mut self, bytes: &[u8], which: Which) -> Result<FaceAnalysis> {
+        let image = self.decode(bytes)?;
+        self.analyze_image(image, which)
+    }
+
+    pub fn analyze_image(&mut self, image: RgbImage, which: Which) -> Result<FaceAnalysis> {
+        let prepared = self.prepare(image);
+        let detections = self.detect(&prepared.image)?;
+        let Some(best) = detections.first() else {
+            return Err(FaceError::NoFace);
+        };
+        let min = self.config.min_face as f32;
+        let chosen: Vec<&Detection> = match which {
+            Which::Best => vec![best],
+            Which::All => detections.iter().filter(|d| d.height() >= min).collect(),
+        };
+        if chosen.first().is_none_or(|d| d.height() < min) {
+            return Err(FaceError::FaceTooSmall {
+                size: best.height().max(0.0).round() as u32,
+                min: self.config.min_face,
+            });
+        }
+        let mut faces = Vec::with_capacity(chosen.len());
+        for detection in chosen {
+            let Some(five) = self.landmarks(&prepared.image, detection)? else {
+                continue;
+            };
+            let Some(aligned) = align_face(&prepared.image, &five) else {
+                continue;
+            };
+            let embedding = self.embed_aligned(&aligned)?;
+            let liveness = self.liveness(&prepared.image, detection)?;
+            faces.push(Face {
+                bbox: prepared.to_original(detection.bbox),
+                score: detection.score,
+                embedding,
+                liveness,
+            });
+        }
+        if faces.is_empty() {
+            return Err(FaceError::NoFace);
+        }
+        Ok(FaceAnalysis {
+            faces,
+            faces_seen: detections.len(),
+        })
+    }
+}
+
+fn run_first_output(
+    session: &mut Session,
+    input: &Array4<f32>,
+    output: Option<&str>,
+) -> Result<Vec<f32>> {
+    let outputs = session.run(ort::inputs![TensorRef::from_array_view(input)?])?;
+    let value = match output {
+        Some(name) => outputs
+            .get(name)
+            .ok_or_else(|| FaceError::Model(format!("the model has no output {name:?}")))?,
+        None => &outputs[0],
+    };
+    Ok(value.try_extract_tensor::<f32>()?.1.to_vec())
+}
+
+/// The embedding model's input tensor for an aligned face, as its manifest describes.
+pub fn embedder_input(aligned: &RgbImage, spec: &EmbedderSpec) -> Array4<f32> {
+    let fitted = fit_square(aligned, spec.input_size, spec.fit);
+    let n = spec.input_size as usize;
+    let shape = match spec.layout {
+        Layout::Nchw => (1, 3, n, n),
+        Layout::Nhwc => (1, n, n, 3),
+    };
+    let mut input = Array4::<f32>::zeros(shape);
+    for (i, pixel) in fitted.pixels().enumerate() {
+        let (y, x) = (i / n, i % n);
+        for c in 0..3 {
+            let source = match spec.channels {
+                ChannelOrder::Rgb => c,
+                ChannelOrder::Bgr => 2 - c,
+            };
+            let value = (f32::from(pixel[source]) - spec.mean) / spec.std;
+            match spec.layout {
+                Layout::Nchw => input[[0, c, y, x]] = value,
+                Layout::Nhwc => input[[0, y, x, c]] = value,
+            }
+        }
+    }
+    input
+}
+
+/// Brings an image to `size` x `size`, stretched or aspect-kept and zero-padded.
+pub fn fit_square(image: &RgbImage, size: u32, fit: Fit) -> RgbImage {
+    let (w, h) = image.dimensions();
+    if (w, h) == (size, size) {
+        return image.clone();
+    }
+    match fit {
+        Fit::Stretch => resize_like_opencv(image, size, size),
+        Fit::Pad => {
+            let factor = (size as f32 / w as f32).min(size as f32 / h as f32);
+            let new_w = ((w as f32 * factor) as u32).clamp(1, size);
+            let new_h = ((h as f32 * factor) as u32).clamp(1, size);
+            let resized = resize_like_opencv(image, new_w, new_h);
+            let mut out = RgbImage::new(size, size);
+            let (left, top) = ((size - new_w) / 2, (size - new_h) / 2);
+            image::imageops::replace(&mut out, &resized, i64::from(left), i64::from(top));
+            out
+        }
+    }
+}
+
+/// The liveness model's input: the face box grown up to 2.7x about its centre, kept inside the
+/// image, resized to 128x128, BGR, raw 0-255 values, NCHW.
+fn liveness_input(image: &RgbImage, face: &Detection) -> Array4<f32> {
+    const SIZE: usize = 128;
+    let (width, height) = (image.width() as f32, image.height() as f32);
+    let [x1, y1, x2, y2] = face.bbox.map(f32::trunc);
+    let (w, h) = ((x2 - x1).max(1.0), (y2 - y1).max(1.0));
+    let scale = 2.7f32.min((height - 1.0) / h).min((width - 1.0) / w);
+    let (new_w, new_h) = (w * scale, h * scale);
+    let (cx, cy) = (x1 + w / 2.0, y1 + h / 2.0);
+    let mut left = cx - new_w / 2.0;
+    let mut top = cy - new_h / 2.0;
+    left = left.clamp(0.0, (width - 1.0 - new_w).max(0.0));
+    top = top.clamp(0.0, (height - 1.0 - new_h).max(0.0));
+    let crop_w = new_w.min(width - left).max(1.0);
+    let crop_h = new_h.min(height - top).max(1.0);
+
+    let mut resized = RgbImage::new(SIZE as u32, SIZE as u32);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear))
+        .crop(
+            f64::from(left.trunc()),
+            f64::from(top.trunc()),
+            f64::from(crop_w.trunc()),
+            f64::from(crop_h.trunc()),
+        );
+    let mut input = Array4::<f32>::zeros((1, 3, SIZE, SIZE));
+    if Resizer::new().resize(image, &mut resized, &options).is_err() {
+        return input;
+    }
+    for (i, p) in resized.pixels().enumerate() {
+        for c in 0..3 {
+            input[[0, c, i / SIZE, i % SIZE]] = f32::from(p[2 - c]);
+        }
+    }
+    input
+}
+
+fn softmax_first(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+    logits.first().map_or(0.0, |l| (l - max).exp() / sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_fit_keeps_the_aspect_and_centres() {
+        let image = RgbImage::from_pixel(100, 50, image::Rgb([200, 100, 50]));
+        let out = fit_square(&image, 224, Fit::Pad);
+        assert_eq!(out.dimensions(), (224, 224));
+        assert_eq!(out.get_pixel(112, 112), &image::Rgb([200, 100, 50]));
+        assert_eq!(out.get_pixel(112, 10), &image::Rgb([0, 0, 0]), "padding above");
+    }
+
+    #[test]
+    fn embedder_input_follows_the_manifest() {
+        let image = RgbImage::from_pixel(112, 112, image::Rgb([255, 127, 0]));
+        let spec = ModelSet::default_set().embedder;
+        let input = embedder_input(&image, &spec);
+        assert_eq!(input.shape(), &[1, 3, 112, 112]);
+        // BGR: channel 0 holds blue (0), channel 2 red (255)
+        assert_eq!(input[[0, 0, 5, 5]], -127.0 / 128.0);
+        assert_eq!(input[[0, 1, 5, 5]], 0.0);
+        assert_eq!(input[[0, 2, 5, 5]], 1.0);
+    }
+}

@@ -1,0 +1,140 @@
+//! Model sets: which files make up a pipeline and how the embedding model wants its input.
+//! A new recogniser (VGG-Face, say) is a new manifest, not a change to the pipeline.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{FaceError, Result};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    Rgb,
+    Bgr,
+}
+
+/// How the aligned face is fitted to the model's input square.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fit {
+    /// plain resize (a no-op for 112x112 models)
+    Stretch,
+    /// aspect-kept resize, then centred zero padding (DeepFace)
+    Pad,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbedderSpec {
+    pub model: ModelFile,
+    pub input_size: u32,
+    pub layout: Layout,
+    pub channels: ChannelOrder,
+    /// input value = (pixel - mean) / std
+    pub mean: f32,
+    pub std: f32,
+    pub fit: Fit,
+    /// output tensor name; None takes the first output
+    pub output: Option<String>,
+    pub embedding_size: usize,
+    /// cosine similarity at or above which two faces are the same person
+    pub threshold: f32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSet {
+    /// Stored with every cached embedding, so two models' vectors never mix.
+    pub id: String,
+    pub detector: ModelFile,
+    pub landmarks: ModelFile,
+    pub embedder: EmbedderSpec,
+    pub liveness: Option<ModelFile>,
+}
+
+impl ModelSet {
+    /// The models that ship by default, from `faceplugin-face-recognition-js@0.0.1` (MIT);
+    /// `scripts/setup` fetches and prepares them.
+    pub fn default_set() -> Self {
+        let file = |name: &str, sha256: &str| ModelFile {
+            file: name.into(),
+            sha256: sha256.into(),
+        };
+        Self {
+            id: "faceplugin-0.0.1".into(),
+            detector: file(
+                "fr_detect.onnx",
+                "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
+            ),
+            landmarks: file(
+                "fr_landmark.onnx",
+                "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
+            ),
+            embedder: EmbedderSpec {
+                // denormal weights zeroed by scripts/prepare_models.py (same outputs, 3.5x faster)
+                model: file(
+                    "fr_feature.onnx",
+                    "ef40c4854a3c4fc43ea2d77a60f7d89fe6aa324f7840a7f74351beb60d94ec0b",
+                ),
+                input_size: 112,
+                layout: Layout::Nchw,
+                channels: ChannelOrder::Bgr,
+                mean: 127.0,
+                std: 128.0,
+                fit: Fit::Stretch,
+                output: None,
+                embedding_size: 512,
+                threshold: 0.50,
+            },
+            liveness: Some(file(
+                "fr_liveness.onnx",
+                "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
+            )),
+        }
+    }
+
+    /// Looks a model set up by the name used in the configuration.
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "default" => Ok(Self::default_set()),
+            other => Err(FaceError::Model(format!(
+                "unknown model set {other:?}; known: default"
+            ))),
+        }
+    }
+}
+
+impl ModelFile {
+    /// The file's path under `dir`, after checking that its contents are the expected ones.
+    pub fn verified_path(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join(&self.file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            FaceError::Model(format!(
+                "cannot read {}: {e}; run scripts/setup to fetch the models",
+                path.display()
+            ))
+        })?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if digest != self.sha256 {
+            return Err(FaceError::Model(format!(
+                "{} has sha256 {digest}, expected {}; run scripts/setup to fetch it again",
+                path.display(),
+                self.sha256
+            )));
+        }
+        Ok(path)
+    }
+}

@@ -1,0 +1,157 @@
+//! A fixed set of worker threads, each owning one [`Engine`] (its own ONNX Runtime sessions,
+//! opened once at start-up), fed through a bounded queue. Async callers never block a runtime
+//! thread, and a full queue answers `Busy` at once instead of piling up memory.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use super::engine::{Engine, EngineConfig};
+use super::manifest::ModelSet;
+use super::{FaceError, Result};
+
+type Job = Box<dyn FnOnce(&mut Engine) + Send>;
+
+pub struct EnginePool {
+    sender: SyncSender<Job>,
+    workers: usize,
+    models: ModelSet,
+    config: EngineConfig,
+}
+
+impl EnginePool {
+    /// Opens `workers` engines (failing early if a model is missing) and starts their threads.
+    pub fn start(
+        models: &ModelSet,
+        models_dir: &Path,
+        config: EngineConfig,
+        workers: usize,
+        queue: usize,
+    ) -> Result<Self> {
+        let workers = workers.max(1);
+        let engines = (0..workers)
+            .map(|_| Engine::load(models, models_dir, config.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let (sender, receiver) = mpsc::sync_channel::<Job>(queue.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for (index, engine) in engines.into_iter().enumerate() {
+            let receiver = Arc::clone(&receiver);
+            thread::Builder::new()
+                .name(format!("face-engine-{index}"))
+                .spawn(move || work(engine, &receiver))
+                .map_err(|e| FaceError::Model(format!("cannot start an engine thread: {e}")))?;
+        }
+        Ok(Self {
+            sender,
+            workers,
+            models: models.clone(),
+            config,
+        })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    pub fn models(&self) -> &ModelSet {
+        &self.models
+    }
+
+    pub fn threshold(&self) -> f32 {
+        self.config
+            .threshold
+            .unwrap_or(self.models.embedder.threshold)
+    }
+
+    /// Runs `job` on a free engine; `Busy` when the queue is full.
+    pub async fn run<R, F>(&self, job: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Engine) -> R + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let span = tracing::Span::current();
+        let job: Job = Box::new(move |engine| {
+            let _entered = span.enter();
+            let _ = reply.send(job(engine));
+        });
+        match self.sender.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(FaceError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// Runs `job` on a free engine, waiting for room in the queue (for the CLI).
+    pub fn run_blocking<R, F>(&self, job: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Engine) -> R + Send + 'static,
+    {
+        let (reply, answer) = mpsc::channel();
+        let job: Job = Box::new(move |engine| {
+            let _ = reply.send(job(engine));
+        });
+        self.sender.send(job).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> FaceError {
+    FaceError::Model("the face engine stopped while handling this image".into())
+}
+
+fn work(mut engine: Engine, jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        // A panic in one job must not take the engine down with it; the caller sees `stopped`.
+        if catch_unwind(AssertUnwindSafe(|| job(&mut engine))).is_err() {
+            tracing::error!("a face engine job panicked");
+        }
+    }
+}
+
+impl EnginePool {
+    /// Runs `f` over every item on all engines at once and returns the results in item order;
+    /// `on_done` is called after each item (for progress bars).
+    pub fn map_blocking<T, R, F>(&self, items: Vec<T>, f: F, on_done: &(dyn Fn() + Sync)) -> Vec<Result<R>>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(&mut Engine, T) -> R + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let count = items.len();
+        let next = Mutex::new(items.into_iter().enumerate());
+        let results: Mutex<Vec<Option<Result<R>>>> = Mutex::new((0..count).map(|_| None).collect());
+        thread::scope(|scope| {
+            for _ in 0..self.workers.min(count) {
+                scope.spawn(|| {
+                    loop {
+                        let item = next.lock().ok().and_then(|mut it| it.next());
+                        let Some((index, item)) = item else { break };
+                        let f = Arc::clone(&f);
+                        let result = self.run_blocking(move |engine| f(engine, item));
+                        if let Ok(mut slots) = results.lock() {
+                            slots[index] = Some(result);
+                        }
+                        on_done();
+                    }
+                });
+            }
+        });
+        results
+            .into_inner()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(stopped())))
+            .collect()
+    }
+}

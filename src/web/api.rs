@@ -1,0 +1,152 @@
+//! The JSON API.
+
+use axum::extract::{Multipart, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{AppState, WebError};
+use crate::face::Which;
+use crate::face::gallery::{Candidate, MatchResult};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/api/v1/people", get(people))
+        .route("/api/v1/identify", post(identify))
+        .route("/api/v1/verify", post(verify))
+}
+
+async fn health(State(state): State<AppState>) -> Json<Value> {
+    let (people, templates) = state
+        .gallery
+        .read()
+        .map(|g| (g.people.len(), g.template_count()))
+        .unwrap_or_default();
+    Json(json!({
+        "status": "ok",
+        "model": state.pool.models().id,
+        "people": people,
+        "templates": templates,
+    }))
+}
+
+async fn people(State(state): State<AppState>) -> Json<Value> {
+    let gallery = state
+        .gallery
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let people: Vec<Value> = gallery
+        .people
+        .iter()
+        .map(|p| json!({ "name": p.name, "templates": p.templates.len() }))
+        .collect();
+    Json(json!({ "people": people }))
+}
+
+#[derive(Serialize)]
+struct IdentifiedFace {
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+    person: Option<String>,
+    similarity: Option<f32>,
+    runner_up: Option<Candidate>,
+}
+
+/// `frame`: an image; answers every face in it with who it is (or null).
+async fn identify(State(state): State<AppState>, multipart: Multipart) -> Result<Json<Value>, WebError> {
+    let mut files = read_files(multipart, &["frame"], state.max_body_bytes).await?;
+    let frame = files.remove(0);
+    let analysis = state
+        .pool
+        .run(move |engine| engine.analyze_bytes(&frame, Which::All))
+        .await??;
+    let threshold = state.pool.threshold();
+    let gallery = state
+        .gallery
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let faces: Vec<IdentifiedFace> = analysis
+        .faces
+        .iter()
+        .map(|face| {
+            let MatchResult {
+                person,
+                best,
+                runner_up,
+                ..
+            } = gallery.best_match(&face.embedding, threshold);
+            IdentifiedFace {
+                bbox: face.bbox,
+                person,
+                similarity: best.map(|b| b.similarity),
+                runner_up,
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "faces_seen": analysis.faces_seen, "faces": faces })))
+}
+
+/// `a` and `b`: two images; answers whether their best faces are one person.
+async fn verify(State(state): State<AppState>, multipart: Multipart) -> Result<Json<Value>, WebError> {
+    let mut files = read_files(multipart, &["a", "b"], state.max_body_bytes).await?;
+    let (a, b) = (files.remove(0), files.remove(0));
+    let result = state
+        .pool
+        .run(move |engine| -> Result<_, crate::face::FaceError> {
+            let first = engine.analyze_bytes(&a, Which::Best)?;
+            let second = engine.analyze_bytes(&b, Which::Best)?;
+            Ok((first, second))
+        })
+        .await??;
+    let (first, second) = result;
+    let similarity = match (first.best(), second.best()) {
+        (Some(x), Some(y)) => crate::face::cosine(&x.embedding, &y.embedding),
+        _ => return Err(crate::face::FaceError::NoFace.into()),
+    };
+    let threshold = state.pool.threshold();
+    Ok(Json(json!({
+        "similarity": similarity,
+        "verified": similarity >= threshold,
+        "threshold": threshold,
+        "model": state.pool.models().id,
+        "faces": [first.faces_seen, second.faces_seen],
+    })))
+}
+
+/// Reads the named multipart fields, in the order of `names`; every one is required.
+async fn read_files(
+    mut multipart: Multipart,
+    names: &[&str],
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, WebError> {
+    let mut found: Vec<Option<Vec<u8>>> = vec![None; names.len()];
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(&e, limit)),
+        };
+        let Some(index) = field.name().and_then(|n| names.iter().position(|x| *x == n)) else {
+            continue;
+        };
+        let bytes = field.bytes().await.map_err(|e| multipart_error(&e, limit))?;
+        found[index] = Some(bytes.to_vec());
+    }
+    found
+        .into_iter()
+        .zip(names)
+        .map(|(file, name)| {
+            file.ok_or_else(|| WebError::BadRequest(format!("the multipart field {name:?} is missing")))
+        })
+        .collect()
+}
+
+fn multipart_error(error: &axum::extract::multipart::MultipartError, limit: usize) -> WebError {
+    if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        WebError::TooLarge(limit)
+    } else {
+        WebError::BadRequest(format!("unreadable multipart body: {}", error.body_text()))
+    }
+}
