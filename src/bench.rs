@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::face::align::align_face;
 use crate::face::detect::detector_input;
 use crate::face::engine::embedder_input;
 use crate::face::gallery::{Gallery, Person, Template};
@@ -79,7 +78,7 @@ pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_ou
     let Some(five) = engine.landmarks(&prepared.image, &face)? else {
         bail!("no landmarks in {}", image.display());
     };
-    let Some(aligned) = align_face(&prepared.image, &five) else {
+    let Some(aligned) = engine.align(&prepared.image, &five) else {
         bail!("cannot align the face in {}", image.display());
     };
     let embedding = engine.embed_aligned(&aligned)?;
@@ -102,7 +101,7 @@ pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_ou
     let detect = median_ms(n, || Ok(engine.detect(&prepared.image).map(drop)?))?;
     let landmarks = median_ms(n, || Ok(engine.landmarks(&prepared.image, &face).map(drop)?))?;
     let align = median_ms(n, || {
-        drop(align_face(&prepared.image, &five));
+        drop(engine.align(&prepared.image, &five));
         Ok(())
     })?;
     let embed = median_ms(n, || Ok(engine.embed_aligned(&aligned).map(drop)?))?;

@@ -84,6 +84,35 @@ pub fn align_face(image: &RgbImage, five: &[Point; 5]) -> Option<RgbImage> {
     warp_affine(image, &m, ALIGNED_SIZE, ALIGNED_SIZE)
 }
 
+/// The source pixels `[x, y, width, height]` (clipped to `image_size`) that a warp to a
+/// `size` x `size` output reads, with one extra pixel for bilinear sampling.
+pub fn source_footprint(m: &Affine, size: u32, image_size: (u32, u32)) -> Option<[u32; 4]> {
+    let [a, b, c, d, e, f] = *m;
+    let det = a * e - b * d;
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    let s = f64::from(size);
+    let corners = [(0.0, 0.0), (s, 0.0), (0.0, s), (s, s)].map(|(u, v)| {
+        let (u, v) = (u - c, v - f);
+        ((e * u - b * v) / det, (a * v - d * u) / det)
+    });
+    let min_x = corners.iter().map(|p| p.0).fold(f64::INFINITY, f64::min).floor() - 1.0;
+    let min_y = corners.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).floor() - 1.0;
+    let max_x = corners.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max).ceil() + 2.0;
+    let max_y = corners.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).ceil() + 2.0;
+    let clip = |v: f64, max: u32| v.clamp(0.0, f64::from(max)) as u32;
+    let (x1, y1) = (clip(min_x, image_size.0), clip(min_y, image_size.1));
+    let (x2, y2) = (clip(max_x, image_size.0), clip(max_y, image_size.1));
+    (x2 > x1 && y2 > y1).then_some([x1, y1, x2 - x1, y2 - y1])
+}
+
+/// The same map for a sub-image whose top-left corner is at (x, y) in the original.
+pub fn shifted(m: &Affine, x: u32, y: u32) -> Affine {
+    let (x, y) = (f64::from(x), f64::from(y));
+    [m[0], m[1], m[2] + m[0] * x + m[1] * y, m[3], m[4], m[5] + m[3] * x + m[4] * y]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +150,19 @@ mod tests {
         let m = similarity_transform(&ARCFACE_TEMPLATE, &mirrored).expect("fit");
         let determinant = m[0] * m[4] - m[1] * m[3];
         assert!(determinant > 0.0, "a similarity keeps orientation: {m:?}");
+    }
+
+    #[test]
+    fn warping_a_cut_out_footprint_equals_warping_the_whole_image() {
+        let image = RgbImage::from_fn(300, 200, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]));
+        let five = [[140.0, 80.0], [180.0, 84.0], [160.0, 105.0], [145.0, 125.0], [176.0, 128.0]];
+        let m = similarity_transform(&five, &ARCFACE_TEMPLATE).expect("fit");
+        let whole = warp_affine(&image, &m, 112, 112).expect("warp");
+        let [x, y, w, h] = source_footprint(&m, 112, image.dimensions()).expect("footprint");
+        assert!(w < 150 && h < 150, "the footprint is about the face: {w}x{h}");
+        let cut = image::imageops::crop_imm(&image, x, y, w, h).to_image();
+        let part = warp_affine(&cut, &shifted(&m, x, y), 112, 112).expect("warp");
+        assert_eq!(whole, part);
     }
 
     #[test]

@@ -9,12 +9,16 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
 
-use super::align::align_face;
-use super::decode::{DecodeLimits, decode};
+use super::align::{
+    ALIGNED_SIZE, ARCFACE_TEMPLATE, shifted, similarity_transform, source_footprint, warp_affine,
+};
+use super::decode::{DecodeLimits, decode_for_size};
 use super::detect::{Detection, decode_detections, detector_input, resize_like_opencv};
-use super::landmarks::{Point, five_points, landmark_crop, landmark_input, points_from_output};
+use super::landmarks::{
+    Crop, Point, five_points, landmark_crop, landmark_input, points_from_output,
+};
 use super::manifest::{ChannelOrder, EmbedderSpec, Fit, Layout, ModelSet};
-use super::preprocess::{Prepared, Preprocess, preprocess};
+use super::preprocess::{Prepared, Preprocess, Region, preprocess, sharpened_region};
 use super::runtime::open_session;
 use super::{Embedding, FaceError, Result, l2_normalize};
 
@@ -131,11 +135,12 @@ impl Engine {
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
-        decode(
+        decode_for_size(
             bytes,
             DecodeLimits {
                 max_pixels: self.config.max_pixels,
             },
+            self.config.preprocess.max_side,
         )
     }
 
@@ -165,13 +170,61 @@ impl Engine {
         Ok((scores, boxes))
     }
 
-    /// The five alignment points of a detected face.
-    pub fn landmarks(&mut self, image: &RgbImage, face: &Detection) -> Result<Option<[Point; 5]>> {
-        let Some(crop) = landmark_crop(face, image.dimensions()) else {
+    /// The five alignment points of a detected face, in frame coordinates.
+    pub fn landmarks(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<[Point; 5]>> {
+        let Some(crop) = landmark_crop(face, frame.dimensions()) else {
             return Ok(None);
         };
-        let output = self.run_landmarks(&landmark_input(image, crop))?;
+        let region = sharpened_region(frame, crop.rect(), &self.config.preprocess);
+        self.landmarks_in(&region, crop)
+    }
+
+    fn landmarks_in(&mut self, region: &Region, crop: Crop) -> Result<Option<[Point; 5]>> {
+        let local = Crop {
+            x: crop.x - region.x,
+            y: crop.y - region.y,
+            ..crop
+        };
+        let output = self.run_landmarks(&landmark_input(&region.image, local))?;
         Ok(five_points(&points_from_output(&output, crop)))
+    }
+
+    /// The aligned (and, where configured, sharpened) face for five landmarks.
+    pub fn align(&self, frame: &RgbImage, five: &[Point; 5]) -> Option<RgbImage> {
+        self.align_in(frame, None, five)
+    }
+
+    /// Aligns from `region` when it holds every pixel the warp reads, else sharpens anew.
+    fn align_in(&self, frame: &RgbImage, region: Option<&Region>, five: &[Point; 5]) -> Option<RgbImage> {
+        let m = similarity_transform(five, &ARCFACE_TEMPLATE)?;
+        let footprint = source_footprint(&m, ALIGNED_SIZE, frame.dimensions())?;
+        let fresh;
+        let region = match region {
+            Some(region) if region.covers(footprint) => region,
+            _ => {
+                fresh = sharpened_region(frame, footprint, &self.config.preprocess);
+                &fresh
+            }
+        };
+        warp_affine(
+            &region.image,
+            &shifted(&m, region.x, region.y),
+            ALIGNED_SIZE,
+            ALIGNED_SIZE,
+        )
+    }
+
+    /// Landmarks and alignment from one sharpened region: the landmark crop grown by 40% each
+    /// side, which holds the alignment's source pixels for all but strongly turned faces.
+    fn align_detection(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<RgbImage>> {
+        let Some(crop) = landmark_crop(face, frame.dimensions()) else {
+            return Ok(None);
+        };
+        let region = sharpened_region(frame, crop.grown(0.4, frame.dimensions()), &self.config.preprocess);
+        let Some(five) = self.landmarks_in(&region, crop)? else {
+            return Ok(None);
+        };
+        Ok(self.align_in(frame, Some(&region), &five))
     }
 
     pub fn run_landmarks(&mut self, input: &Array4<f32>) -> Result<Vec<f32>> {
@@ -233,10 +286,7 @@ impl Engine {
         }
         let mut faces = Vec::with_capacity(chosen.len());
         for detection in chosen {
-            let Some(five) = self.landmarks(&prepared.image, detection)? else {
-                continue;
-            };
-            let Some(aligned) = align_face(&prepared.image, &five) else {
+            let Some(aligned) = self.align_detection(&prepared.image, detection)? else {
                 continue;
             };
             let embedding = self.embed_aligned(&aligned)?;
@@ -277,13 +327,9 @@ fn run_first_output(
 pub fn embedder_input(aligned: &RgbImage, spec: &EmbedderSpec) -> Array4<f32> {
     let fitted = fit_square(aligned, spec.input_size, spec.fit);
     let n = spec.input_size as usize;
-    let shape = match spec.layout {
-        Layout::Nchw => (1, 3, n, n),
-        Layout::Nhwc => (1, n, n, 3),
-    };
-    let mut input = Array4::<f32>::zeros(shape);
+    let plane = n * n;
+    let mut data = vec![0f32; 3 * plane];
     for (i, pixel) in fitted.pixels().enumerate() {
-        let (y, x) = (i / n, i % n);
         for c in 0..3 {
             let source = match spec.channels {
                 ChannelOrder::Rgb => c,
@@ -291,12 +337,16 @@ pub fn embedder_input(aligned: &RgbImage, spec: &EmbedderSpec) -> Array4<f32> {
             };
             let value = (f32::from(pixel[source]) - spec.mean) / spec.std;
             match spec.layout {
-                Layout::Nchw => input[[0, c, y, x]] = value,
-                Layout::Nhwc => input[[0, y, x, c]] = value,
+                Layout::Nchw => data[c * plane + i] = value,
+                Layout::Nhwc => data[3 * i + c] = value,
             }
         }
     }
-    input
+    let shape = match spec.layout {
+        Layout::Nchw => (1, 3, n, n),
+        Layout::Nhwc => (1, n, n, 3),
+    };
+    Array4::from_shape_vec(shape, data).unwrap_or_else(|_| Array4::zeros(shape))
 }
 
 /// Brings an image to `size` x `size`, stretched or aspect-kept and zero-padded.

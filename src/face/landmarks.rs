@@ -18,6 +18,22 @@ pub struct Crop {
     pub height: u32,
 }
 
+impl Crop {
+    pub fn rect(&self) -> [u32; 4] {
+        [self.x, self.y, self.width, self.height]
+    }
+
+    /// This rectangle grown by `fraction` of its size on every side, clipped to the image.
+    pub fn grown(&self, fraction: f32, image_size: (u32, u32)) -> [u32; 4] {
+        let dx = (self.width as f32 * fraction) as u32;
+        let dy = (self.height as f32 * fraction) as u32;
+        let (x, y) = (self.x.saturating_sub(dx), self.y.saturating_sub(dy));
+        let right = (self.x + self.width + dx).min(image_size.0);
+        let bottom = (self.y + self.height + dy).min(image_size.1);
+        [x, y, right - x, bottom - y]
+    }
+}
+
 /// Squares the face box around its centre (side = box height), clipped to the image.
 pub fn landmark_crop(face: &Detection, image_size: (u32, u32)) -> Option<Crop> {
     let [x1, y1, x2, y2] = face.bbox;
