@@ -59,7 +59,12 @@ fn synthetic_gallery(people: usize, dimensions: usize) -> Gallery {
     }
 }
 
-pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_out: bool) -> Result<()> {
+pub fn run(
+    settings: &Settings,
+    image: Option<&Path>,
+    iterations: usize,
+    json_out: bool,
+) -> Result<()> {
     let image = image.unwrap_or(Path::new(DEFAULT_FRAME));
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
     let models = ModelSet::by_name(&settings.model)?;
@@ -69,6 +74,10 @@ pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_ou
     let threshold = engine.threshold();
 
     // One pass to get every intermediate result.
+    let size = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()?
+        .into_dimensions()
+        .with_context(|| format!("reading the size of {}", image.display()))?;
     let decoded = engine.decode(&bytes)?;
     let prepared = engine.prepare(decoded.clone());
     let detections = engine.detect(&prepared.image)?;
@@ -99,7 +108,9 @@ pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_ou
         Ok(())
     })?;
     let detect = median_ms(n, || Ok(engine.detect(&prepared.image).map(drop)?))?;
-    let landmarks = median_ms(n, || Ok(engine.landmarks(&prepared.image, &face).map(drop)?))?;
+    let landmarks = median_ms(n, || {
+        Ok(engine.landmarks(&prepared.image, &face).map(drop)?)
+    })?;
     let align = median_ms(n, || {
         drop(engine.align(&prepared.image, &five));
         Ok(())
@@ -120,7 +131,7 @@ pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_ou
     let raw_total = raw_detect + raw_landmarks + raw_embed;
     let report = json!({
         "image": image,
-        "size": [decoded.width(), decoded.height()],
+        "size": [size.0, size.1],
         "iterations": n,
         "threads": settings.engine.threads,
         "model": models.id,
@@ -140,8 +151,8 @@ pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_ou
     println!(
         "{} ({}x{}), {} iterations, {} thread(s), medians:",
         image.display(),
-        decoded.width(),
-        decoded.height(),
+        size.0,
+        size.1,
         n,
         settings.engine.threads
     );
@@ -159,7 +170,13 @@ pub fn run(settings: &Settings, image: Option<&Path>, iterations: usize, json_ou
         let raw = raw.map_or(String::new(), |r| format!("{r:.2}"));
         println!("{name:<12} {ms:>10.2} {raw:>16}");
     }
-    println!("{:<12} {:>10.2} {:>16.2}", "end-to-end", end_to_end, raw_total);
-    println!("overhead ratio (end-to-end / raw models): {:.2}", end_to_end / raw_total);
+    println!(
+        "{:<12} {:>10.2} {:>16.2}",
+        "end-to-end", end_to_end, raw_total
+    );
+    println!(
+        "overhead ratio (end-to-end / raw models): {:.2}",
+        end_to_end / raw_total
+    );
     Ok(())
 }

@@ -209,7 +209,11 @@ fn verify(settings: &Settings, a: &Path, b: &Path, json_out: bool) -> Result<()>
     println!("threshold   {threshold:.2}");
     println!(
         "verdict     {}",
-        if verified { "same person" } else { "different people" }
+        if verified {
+            "same person"
+        } else {
+            "different people"
+        }
     );
     println!("faces seen  {} / {}", first.faces_seen, second.faces_seen);
     println!("model       {}", pool.models().id);
@@ -217,7 +221,11 @@ fn verify(settings: &Settings, a: &Path, b: &Path, json_out: bool) -> Result<()>
 }
 
 /// Builds the configured gallery through the SQLite cache, with a progress bar on a terminal.
-fn load_gallery(settings: &Settings, pool: &EnginePool, quiet: bool) -> Result<(Gallery, EnrollReport)> {
+fn load_gallery(
+    settings: &Settings,
+    pool: &EnginePool,
+    quiet: bool,
+) -> Result<(Gallery, EnrollReport)> {
     let store = Store::open(&settings.data_dir).context("opening the database")?;
     let total: usize = gallery::scan(&settings.gallery)
         .with_context(|| format!("reading the gallery {}", settings.gallery.display()))?
@@ -267,7 +275,10 @@ fn identify(settings: &Settings, images: &[PathBuf], json_out: bool) -> Result<(
     if json_out {
         return print_json(&Value::Array(rows));
     }
-    println!("{:<32} {:<24} {:<16} {:>10}  runner-up", "image", "box", "person", "similarity");
+    println!(
+        "{:<32} {:<24} {:<16} {:>10}  runner-up",
+        "image", "box", "person", "similarity"
+    );
     for row in &rows {
         let image = row["image"].as_str().unwrap_or_default();
         if let Some(error) = row.get("error") {
@@ -276,14 +287,20 @@ fn identify(settings: &Settings, images: &[PathBuf], json_out: bool) -> Result<(
         }
         let runner_up = match &row["runner_up"] {
             Value::Null => "-".to_string(),
-            r => format!("{} {:.3}", r["person"].as_str().unwrap_or("?"), r["similarity"].as_f64().unwrap_or(0.0)),
+            r => format!(
+                "{} {:.3}",
+                r["person"].as_str().unwrap_or("?"),
+                r["similarity"].as_f64().unwrap_or(0.0)
+            ),
         };
         println!(
             "{:<32} {:<24} {:<16} {:>10}  {runner_up}",
             image,
             row["box"].to_string(),
             row["person"].as_str().unwrap_or("(unknown)"),
-            row["similarity"].as_f64().map_or("-".into(), |s| format!("{s:.3}")),
+            row["similarity"]
+                .as_f64()
+                .map_or("-".into(), |s| format!("{s:.3}")),
         );
     }
     Ok(())
@@ -305,7 +322,12 @@ fn represent(settings: &Settings, image: &Path, json_out: bool) -> Result<()> {
     println!("model      {}", pool.models().id);
     println!("box        {:?}", face.bbox.map(|v| v.round()));
     println!("dimensions {}", face.embedding.len());
-    let head: Vec<String> = face.embedding.iter().take(8).map(|v| format!("{v:.4}")).collect();
+    let head: Vec<String> = face
+        .embedding
+        .iter()
+        .take(8)
+        .map(|v| format!("{v:.4}"))
+        .collect();
     println!("embedding  [{}, ...]", head.join(", "));
     Ok(())
 }
@@ -338,7 +360,13 @@ fn enroll(settings: &Settings, json_out: bool) -> Result<()> {
     Ok(())
 }
 
-fn eval(settings: &Settings, pairs_file: &Path, images: &Path, plot: Option<&Path>, json_out: bool) -> Result<()> {
+fn eval(
+    settings: &Settings,
+    pairs_file: &Path,
+    images: &Path,
+    plot: Option<&Path>,
+    json_out: bool,
+) -> Result<()> {
     let text = std::fs::read_to_string(pairs_file)
         .with_context(|| format!("reading {}", pairs_file.display()))?;
     let pairs = parse_pairs(&text).map_err(anyhow::Error::msg)?;
@@ -350,13 +378,20 @@ fn eval(settings: &Settings, pairs_file: &Path, images: &Path, plot: Option<&Pat
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let bar = if json_out { ProgressBar::hidden() } else { ProgressBar::new(files.len() as u64) };
+    let bar = if json_out {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(files.len() as u64)
+    };
     let jobs: Vec<(String, PathBuf)> = files.iter().map(|f| (f.clone(), images.join(f))).collect();
     let results = pool.map_blocking(
         jobs,
         |engine, (name, path)| {
             let analysis = std::fs::read(&path)
-                .map_err(|source| FaceError::Io { path: path.display().to_string(), source })
+                .map_err(|source| FaceError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
                 .and_then(|bytes| engine.analyze_bytes(&bytes, Which::Best));
             (name, analysis)
         },
@@ -379,7 +414,10 @@ fn eval(settings: &Settings, pairs_file: &Path, images: &Path, plot: Option<&Pat
         .iter()
         .filter_map(|p| {
             let (x, y) = (embeddings.get(&p.file_x)?, embeddings.get(&p.file_y)?);
-            Some(ScoredPair { similarity: cosine(x, y), same_person: p.same_person })
+            Some(ScoredPair {
+                similarity: cosine(x, y),
+                same_person: p.same_person,
+            })
         })
         .collect();
     let skipped = pairs.len() - scored.len();
@@ -395,13 +433,26 @@ fn eval(settings: &Settings, pairs_file: &Path, images: &Path, plot: Option<&Pat
         return print_json(&value);
     }
     println!("model                {}", pool.models().id);
-    println!("pairs                {} ({} skipped: a photo without a face)", report.pairs, skipped);
+    println!(
+        "pairs                {} ({} skipped: a photo without a face)",
+        report.pairs, skipped
+    );
     println!("AUC                  {:.4}", report.auc);
     println!("threshold            {:.3}", report.threshold);
     println!("accuracy             {:.2}%", report.accuracy * 100.0);
-    println!("false matches        {} of {} different-person pairs", report.false_matches, report.impostor_pairs);
-    println!("false non-matches    {} of {} same-person pairs", report.false_non_matches, report.genuine_pairs);
-    println!("best threshold       {:.3} ({:.2}%)", report.best_threshold, report.best_accuracy * 100.0);
+    println!(
+        "false matches        {} of {} different-person pairs",
+        report.false_matches, report.impostor_pairs
+    );
+    println!(
+        "false non-matches    {} of {} same-person pairs",
+        report.false_non_matches, report.genuine_pairs
+    );
+    println!(
+        "best threshold       {:.3} ({:.2}%)",
+        report.best_threshold,
+        report.best_accuracy * 100.0
+    );
     if let Some(plot) = plot {
         println!("ROC curve            {}", plot.display());
     }

@@ -85,7 +85,9 @@ impl Settings {
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }
-        figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 }
 
@@ -104,14 +106,21 @@ mod tests {
         .expect("write");
         let settings = Settings::load(
             Some(&file),
-            &[("engine.threads", serde_json::json!(3)), ("gallery", serde_json::json!("people"))],
+            &[
+                ("engine.threads", serde_json::json!(3)),
+                ("gallery", serde_json::json!("people")),
+            ],
         )
         .expect("load");
         assert_eq!(settings.bind, "0.0.0.0:9000");
         assert_eq!(settings.engine.threads, 3, "a flag beats the file");
         assert!(settings.engine.preprocess.mirror);
         assert_eq!(settings.gallery, PathBuf::from("people"));
-        assert_eq!(settings.data_dir, PathBuf::from("data"), "untouched keys keep defaults");
+        assert_eq!(
+            settings.data_dir,
+            PathBuf::from("data"),
+            "untouched keys keep defaults"
+        );
     }
 
     #[test]

@@ -47,7 +47,11 @@ pub fn similarity_transform(src: &[Point], dst: &[Point]) -> Option<Affine> {
     let svd = covariance.svd(true, true);
     let (u, v_t) = (svd.u?, svd.v_t?);
     // Flip the weaker axis when the best fit would be a reflection.
-    let reflect = if covariance.determinant() < 0.0 { -1.0 } else { 1.0 };
+    let reflect = if covariance.determinant() < 0.0 {
+        -1.0
+    } else {
+        1.0
+    };
     let d = Matrix2::new(1.0, 0.0, 0.0, reflect);
     let rotation = u * d * v_t;
     let scale = (svd.singular_values[0] + reflect * svd.singular_values[1]) / src_variance;
@@ -97,10 +101,30 @@ pub fn source_footprint(m: &Affine, size: u32, image_size: (u32, u32)) -> Option
         let (u, v) = (u - c, v - f);
         ((e * u - b * v) / det, (a * v - d * u) / det)
     });
-    let min_x = corners.iter().map(|p| p.0).fold(f64::INFINITY, f64::min).floor() - 1.0;
-    let min_y = corners.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).floor() - 1.0;
-    let max_x = corners.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max).ceil() + 2.0;
-    let max_y = corners.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).ceil() + 2.0;
+    let min_x = corners
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::INFINITY, f64::min)
+        .floor()
+        - 1.0;
+    let min_y = corners
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min)
+        .floor()
+        - 1.0;
+    let max_x = corners
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil()
+        + 2.0;
+    let max_y = corners
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil()
+        + 2.0;
     let clip = |v: f64, max: u32| v.clamp(0.0, f64::from(max)) as u32;
     let (x1, y1) = (clip(min_x, image_size.0), clip(min_y, image_size.1));
     let (x2, y2) = (clip(max_x, image_size.0), clip(max_y, image_size.1));
@@ -110,7 +134,14 @@ pub fn source_footprint(m: &Affine, size: u32, image_size: (u32, u32)) -> Option
 /// The same map for a sub-image whose top-left corner is at (x, y) in the original.
 pub fn shifted(m: &Affine, x: u32, y: u32) -> Affine {
     let (x, y) = (f64::from(x), f64::from(y));
-    [m[0], m[1], m[2] + m[0] * x + m[1] * y, m[3], m[4], m[5] + m[3] * x + m[4] * y]
+    [
+        m[0],
+        m[1],
+        m[2] + m[0] * x + m[1] * y,
+        m[3],
+        m[4],
+        m[5] + m[3] * x + m[4] * y,
+    ]
 }
 
 #[cfg(test)]
@@ -154,12 +185,23 @@ mod tests {
 
     #[test]
     fn warping_a_cut_out_footprint_equals_warping_the_whole_image() {
-        let image = RgbImage::from_fn(300, 200, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]));
-        let five = [[140.0, 80.0], [180.0, 84.0], [160.0, 105.0], [145.0, 125.0], [176.0, 128.0]];
+        let image = RgbImage::from_fn(300, 200, |x, y| {
+            Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+        });
+        let five = [
+            [140.0, 80.0],
+            [180.0, 84.0],
+            [160.0, 105.0],
+            [145.0, 125.0],
+            [176.0, 128.0],
+        ];
         let m = similarity_transform(&five, &ARCFACE_TEMPLATE).expect("fit");
         let whole = warp_affine(&image, &m, 112, 112).expect("warp");
         let [x, y, w, h] = source_footprint(&m, 112, image.dimensions()).expect("footprint");
-        assert!(w < 150 && h < 150, "the footprint is about the face: {w}x{h}");
+        assert!(
+            w < 150 && h < 150,
+            "the footprint is about the face: {w}x{h}"
+        );
         let cut = image::imageops::crop_imm(&image, x, y, w, h).to_image();
         let part = warp_affine(&cut, &shifted(&m, x, y), 112, 112).expect("warp");
         assert_eq!(whole, part);

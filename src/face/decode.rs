@@ -52,7 +52,9 @@ pub fn decode_for_size(bytes: &[u8], limits: DecodeLimits, max_side: u32) -> Res
     // end with its end-of-image marker has lost data, and a login on half a face is worse than
     // a clear error.
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(FaceError::Corrupt("the JPEG ends before its end marker".into()));
+        return Err(FaceError::Corrupt(
+            "the JPEG ends before its end marker".into(),
+        ));
     }
     let orientation = decoder.orientation().ok();
     let scaled = (format == ImageFormat::Jpeg && max_side > 0 && width.max(height) >= 2 * max_side)
@@ -69,7 +71,11 @@ pub fn decode_for_size(bytes: &[u8], limits: DecodeLimits, max_side: u32) -> Res
 }
 
 /// None when the scaled decoder cannot handle the file (CMYK, 16-bit): the caller decodes fully.
-fn decode_jpeg_scaled(bytes: &[u8], (width, height): (u32, u32), max_side: u32) -> Option<RgbImage> {
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    (width, height): (u32, u32),
+    max_side: u32,
+) -> Option<RgbImage> {
     let factor = max_side as f32 / width.max(height) as f32;
     let wanted = |side: u32| u16::try_from((side as f32 * factor).ceil() as u32).ok();
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
@@ -111,9 +117,15 @@ mod tests {
 
     #[test]
     fn empty_and_garbage_are_refused_with_their_own_errors() {
-        assert!(matches!(decode(&[], DecodeLimits::default()), Err(FaceError::Empty)));
+        assert!(matches!(
+            decode(&[], DecodeLimits::default()),
+            Err(FaceError::Empty)
+        ));
         let text = b"hello, this is not a picture at all";
-        assert!(matches!(decode(text, DecodeLimits::default()), Err(FaceError::NotAnImage)));
+        assert!(matches!(
+            decode(text, DecodeLimits::default()),
+            Err(FaceError::NotAnImage)
+        ));
     }
 
     #[test]
@@ -123,12 +135,17 @@ mod tests {
         let decoded = decode(&jpeg, DecodeLimits::default()).expect("whole JPEG");
         assert_eq!(decoded.dimensions(), (64, 48));
         let cut = &jpeg[..jpeg.len() * 2 / 3];
-        assert!(matches!(decode(cut, DecodeLimits::default()), Err(FaceError::Corrupt(_))));
+        assert!(matches!(
+            decode(cut, DecodeLimits::default()),
+            Err(FaceError::Corrupt(_))
+        ));
     }
 
     #[test]
     fn a_large_jpeg_decodes_at_a_dct_scale_close_to_the_wanted_size() {
-        let image = RgbImage::from_fn(1280, 720, |x, y| image::Rgb([(x / 5) as u8, (y / 3) as u8, 128]));
+        let image = RgbImage::from_fn(1280, 720, |x, y| {
+            image::Rgb([(x / 5) as u8, (y / 3) as u8, 128])
+        });
         let jpeg = encode(&image, ImageFormat::Jpeg);
         let half = decode_for_size(&jpeg, DecodeLimits::default(), 640).expect("decode");
         assert_eq!(half.dimensions(), (640, 360));
@@ -138,7 +155,11 @@ mod tests {
             assert!(pixel[c].abs_diff(full[c]) <= 4, "{pixel:?} vs {full:?}");
         }
         let small = decode_for_size(&jpeg, DecodeLimits::default(), 1000).expect("decode");
-        assert_eq!(small.dimensions(), (1280, 720), "less than 2x too big: full decode");
+        assert_eq!(
+            small.dimensions(),
+            (1280, 720),
+            "less than 2x too big: full decode"
+        );
     }
 
     #[test]
@@ -147,7 +168,9 @@ mod tests {
         let png = encode(&image, ImageFormat::Png);
         let limits = DecodeLimits { max_pixels: 19_999 };
         match decode(&png, limits) {
-            Err(FaceError::TooLarge { width, height, .. }) => assert_eq!((width, height), (200, 100)),
+            Err(FaceError::TooLarge { width, height, .. }) => {
+                assert_eq!((width, height), (200, 100))
+            }
             other => panic!("expected TooLarge, got {other:?}"),
         }
     }

@@ -79,7 +79,10 @@ pub fn decode_detections(
 fn non_maximum_suppression(sorted: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
     let mut kept: Vec<Detection> = Vec::new();
     for candidate in sorted {
-        if kept.iter().all(|k| iou(&k.bbox, &candidate.bbox) <= iou_threshold) {
+        if kept
+            .iter()
+            .all(|k| iou(&k.bbox, &candidate.bbox) <= iou_threshold)
+        {
             kept.push(candidate);
         }
     }
@@ -112,7 +115,9 @@ mod tests {
         let faces = decode_detections(&scores, &boxes, (100, 200), 0.65, 0.4);
         assert_eq!(faces.len(), 2);
         assert_eq!(faces[0].score, 0.9);
-        assert_eq!(faces[0].bbox, [10.0, 20.0, 30.0, 80.0]);
+        for (got, want) in faces[0].bbox.iter().zip([10.0, 20.0, 30.0, 80.0]) {
+            assert!((got - want).abs() < 1e-4, "{:?}", faces[0].bbox);
+        }
         assert_eq!(faces[1].score, 0.7);
     }
 

@@ -195,7 +195,12 @@ impl Engine {
     }
 
     /// Aligns from `region` when it holds every pixel the warp reads, else sharpens anew.
-    fn align_in(&self, frame: &RgbImage, region: Option<&Region>, five: &[Point; 5]) -> Option<RgbImage> {
+    fn align_in(
+        &self,
+        frame: &RgbImage,
+        region: Option<&Region>,
+        five: &[Point; 5],
+    ) -> Option<RgbImage> {
         let m = similarity_transform(five, &ARCFACE_TEMPLATE)?;
         let footprint = source_footprint(&m, ALIGNED_SIZE, frame.dimensions())?;
         let fresh;
@@ -220,7 +225,11 @@ impl Engine {
         let Some(crop) = landmark_crop(face, frame.dimensions()) else {
             return Ok(None);
         };
-        let region = sharpened_region(frame, crop.grown(0.4, frame.dimensions()), &self.config.preprocess);
+        let region = sharpened_region(
+            frame,
+            crop.grown(0.4, frame.dimensions()),
+            &self.config.preprocess,
+        );
         let Some(five) = self.landmarks_in(&region, crop)? else {
             return Ok(None);
         };
@@ -397,7 +406,10 @@ fn liveness_input(image: &RgbImage, face: &Detection) -> Array4<f32> {
             f64::from(crop_h.trunc()),
         );
     let mut input = Array4::<f32>::zeros((1, 3, SIZE, SIZE));
-    if Resizer::new().resize(image, &mut resized, &options).is_err() {
+    if Resizer::new()
+        .resize(image, &mut resized, &options)
+        .is_err()
+    {
         return input;
     }
     for (i, p) in resized.pixels().enumerate() {
@@ -424,7 +436,11 @@ mod tests {
         let out = fit_square(&image, 224, Fit::Pad);
         assert_eq!(out.dimensions(), (224, 224));
         assert_eq!(out.get_pixel(112, 112), &image::Rgb([200, 100, 50]));
-        assert_eq!(out.get_pixel(112, 10), &image::Rgb([0, 0, 0]), "padding above");
+        assert_eq!(
+            out.get_pixel(112, 10),
+            &image::Rgb([0, 0, 0]),
+            "padding above"
+        );
     }
 
     #[test]

@@ -52,7 +52,13 @@ pub fn parse_pairs(csv: &str) -> Result<Vec<LabelledPair>, String> {
             .ok_or(format!("the pairs file has no {name} column"))
     };
     let (x, y, decision) = (column("file_x")?, column("file_y")?, column("decision")?);
-    let file_name = |path: &str| path.trim().rsplit(['/', '\\']).next().unwrap_or("").to_string();
+    let file_name = |path: &str| {
+        path.trim()
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
     lines
         .enumerate()
         .map(|(i, line)| {
@@ -66,7 +72,12 @@ pub fn parse_pairs(csv: &str) -> Result<Vec<LabelledPair>, String> {
             let same_person = match get(decision)?.trim().to_ascii_lowercase().as_str() {
                 "yes" => true,
                 "no" => false,
-                other => return Err(format!("row {}: decision {other:?} is not Yes or No", i + 2)),
+                other => {
+                    return Err(format!(
+                        "row {}: decision {other:?} is not Yes or No",
+                        i + 2
+                    ));
+                }
             };
             Ok(LabelledPair {
                 file_x: file_name(get(x)?),
@@ -78,15 +89,26 @@ pub fn parse_pairs(csv: &str) -> Result<Vec<LabelledPair>, String> {
 }
 
 pub fn evaluate(scored: &[ScoredPair], threshold: f32) -> EvalReport {
-    let genuine: Vec<f32> = scored.iter().filter(|p| p.same_person).map(|p| p.similarity).collect();
-    let impostor: Vec<f32> = scored.iter().filter(|p| !p.same_person).map(|p| p.similarity).collect();
+    let genuine: Vec<f32> = scored
+        .iter()
+        .filter(|p| p.same_person)
+        .map(|p| p.similarity)
+        .collect();
+    let impostor: Vec<f32> = scored
+        .iter()
+        .filter(|p| !p.same_person)
+        .map(|p| p.similarity)
+        .collect();
     let false_matches = impostor.iter().filter(|&&s| s >= threshold).count();
     let false_non_matches = genuine.iter().filter(|&&s| s < threshold).count();
     let (best_threshold, best_accuracy) = best_threshold(scored);
     EvalReport {
         pairs: scored.len(),
         auc: auc(&genuine, &impostor),
-        accuracy: ratio(scored.len() - false_matches - false_non_matches, scored.len()),
+        accuracy: ratio(
+            scored.len() - false_matches - false_non_matches,
+            scored.len(),
+        ),
         threshold,
         false_matches,
         impostor_pairs: impostor.len(),
@@ -98,7 +120,11 @@ pub fn evaluate(scored: &[ScoredPair], threshold: f32) -> EvalReport {
 }
 
 fn ratio(part: usize, whole: usize) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 /// Probability that a random genuine pair outscores a random impostor pair (ties count half).
@@ -153,7 +179,11 @@ pub fn roc_points(scored: &[ScoredPair]) -> Vec<(f64, f64)> {
     let (mut tp, mut fp) = (0.0, 0.0);
     let mut points = vec![(0.0, 0.0)];
     for pair in sorted {
-        if pair.same_person { tp += 1.0 } else { fp += 1.0 }
+        if pair.same_person {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
         points.push((fp / negatives, tp / positives));
     }
     points
@@ -218,9 +248,19 @@ fn roc_png(points: &[(f64, f64)]) -> RgbImage {
     for pair in corners.windows(2) {
         line(&mut image, plot_xy(pair[0]), plot_xy(pair[1]), grey);
     }
-    line(&mut image, plot_xy((0.0, 0.0)), plot_xy((1.0, 1.0)), Rgb([200, 200, 200]));
+    line(
+        &mut image,
+        plot_xy((0.0, 0.0)),
+        plot_xy((1.0, 1.0)),
+        Rgb([200, 200, 200]),
+    );
     for pair in points.windows(2) {
-        line(&mut image, plot_xy(pair[0]), plot_xy(pair[1]), Rgb([21, 101, 192]));
+        line(
+            &mut image,
+            plot_xy(pair[0]),
+            plot_xy(pair[1]),
+            Rgb([21, 101, 192]),
+        );
     }
     image
 }

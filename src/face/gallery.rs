@@ -76,7 +76,9 @@ impl Gallery {
                     .templates
                     .iter()
                     .map(|t| cosine(&t.embedding, probe))
-                    .fold(None, |acc: Option<f32>, s| Some(acc.map_or(s, |a| a.max(s))))?;
+                    .fold(None, |acc: Option<f32>, s| {
+                        Some(acc.map_or(s, |a| a.max(s)))
+                    })?;
                 Some(Candidate {
                     person: person.name.clone(),
                     similarity: best,
@@ -131,9 +133,9 @@ pub fn scan(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.is_file()
-                    && p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    })
             })
             .collect();
         photos.sort();
@@ -255,7 +257,10 @@ mod tests {
         assert!((result.margin.expect("margin") - 0.2).abs() < 1e-6);
 
         let strict = gallery.best_match(&[1.0, 0.0], 0.9);
-        assert_eq!(strict.person, None, "below the threshold nobody is recognised");
+        assert_eq!(
+            strict.person, None,
+            "below the threshold nobody is recognised"
+        );
         assert_eq!(strict.best.map(|c| c.person).as_deref(), Some("ada"));
     }
 

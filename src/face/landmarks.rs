@@ -98,7 +98,13 @@ pub fn five_points(points: &[Point]) -> Option<[Point; 5]> {
             .fold((0.0, 0.0), |(sx, sy), p| (sx + p[0], sy + p[1]));
         [sx / n, sy / n]
     };
-    Some([mean(36..42), mean(42..48), points[30], points[48], points[54]])
+    Some([
+        mean(36..42),
+        mean(42..48),
+        points[30],
+        points[48],
+        points[54],
+    ])
 }
 
 #[cfg(test)]
@@ -113,7 +119,12 @@ mod tests {
         };
         assert_eq!(
             landmark_crop(&face, (200, 200)),
-            Some(Crop { x: 30, y: 10, width: 60, height: 60 })
+            Some(Crop {
+                x: 30,
+                y: 10,
+                width: 60,
+                height: 60
+            })
         );
         // at the image's left edge the square is cut
         let edge = Detection {
@@ -122,7 +133,12 @@ mod tests {
         };
         assert_eq!(
             landmark_crop(&edge, (200, 200)),
-            Some(Crop { x: 0, y: 10, width: 45, height: 60 })
+            Some(Crop {
+                x: 0,
+                y: 10,
+                width: 45,
+                height: 60
+            })
         );
     }
 

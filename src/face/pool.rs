@@ -121,7 +121,12 @@ fn work(mut engine: Engine, jobs: &Mutex<Receiver<Job>>) {
 impl EnginePool {
     /// Runs `f` over every item on all engines at once and returns the results in item order;
     /// `on_done` is called after each item (for progress bars).
-    pub fn map_blocking<T, R, F>(&self, items: Vec<T>, f: F, on_done: &(dyn Fn() + Sync)) -> Vec<Result<R>>
+    pub fn map_blocking<T, R, F>(
+        &self,
+        items: Vec<T>,
+        f: F,
+        on_done: &(dyn Fn() + Sync),
+    ) -> Vec<Result<R>>
     where
         T: Send + 'static,
         R: Send + 'static,

@@ -114,7 +114,11 @@ impl Region<'_> {
 /// exactly the pixels that sharpening the whole frame would give there: the region is cut with
 /// a margin of the blur's reach, so its own edges do not change the pixels inside. Without a
 /// mask the frame itself is returned, uncopied.
-pub fn sharpened_region<'a>(frame: &'a RgbImage, rect: [u32; 4], settings: &Preprocess) -> Region<'a> {
+pub fn sharpened_region<'a>(
+    frame: &'a RgbImage,
+    rect: [u32; 4],
+    settings: &Preprocess,
+) -> Region<'a> {
     if settings.unsharp_amount <= 0.0 {
         return Region {
             image: Cow::Borrowed(frame),
@@ -125,12 +129,28 @@ pub fn sharpened_region<'a>(frame: &'a RgbImage, rect: [u32; 4], settings: &Prep
     }
     let margin = blur_radius(settings.unsharp_sigma) as u32;
     let [x, y, w, h] = rect;
-    let left = x.saturating_sub(margin).min(frame.width().saturating_sub(1));
-    let top = y.saturating_sub(margin).min(frame.height().saturating_sub(1));
-    let right = x.saturating_add(w).saturating_add(margin).min(frame.width());
-    let bottom = y.saturating_add(h).saturating_add(margin).min(frame.height());
-    let cut = image::imageops::crop_imm(frame, left, top, right.saturating_sub(left), bottom.saturating_sub(top))
-        .to_image();
+    let left = x
+        .saturating_sub(margin)
+        .min(frame.width().saturating_sub(1));
+    let top = y
+        .saturating_sub(margin)
+        .min(frame.height().saturating_sub(1));
+    let right = x
+        .saturating_add(w)
+        .saturating_add(margin)
+        .min(frame.width());
+    let bottom = y
+        .saturating_add(h)
+        .saturating_add(margin)
+        .min(frame.height());
+    let cut = image::imageops::crop_imm(
+        frame,
+        left,
+        top,
+        right.saturating_sub(left),
+        bottom.saturating_sub(top),
+    )
+    .to_image();
     Region {
         image: Cow::Owned(unsharp_mask(
             &cut,
@@ -140,7 +160,12 @@ pub fn sharpened_region<'a>(frame: &'a RgbImage, rect: [u32; 4], settings: &Prep
         )),
         x: left,
         y: top,
-        exact: [x, y, w.min(frame.width().saturating_sub(x)), h.min(frame.height().saturating_sub(y))],
+        exact: [
+            x,
+            y,
+            w.min(frame.width().saturating_sub(x)),
+            h.min(frame.height().saturating_sub(y)),
+        ],
     }
 }
 
@@ -193,7 +218,11 @@ pub fn gaussian_blur(image: &RgbImage, sigma: f32) -> RgbImage {
     let mut horizontal = vec![0u8; stride * height];
     let mut padded = vec![0u8; stride + 2 * radius * 3];
     let mut acc = vec![0u16; stride];
-    for (src, dst) in image.as_raw().chunks_exact(stride).zip(horizontal.chunks_exact_mut(stride)) {
+    for (src, dst) in image
+        .as_raw()
+        .chunks_exact(stride)
+        .zip(horizontal.chunks_exact_mut(stride))
+    {
         for i in 0..radius {
             padded[i * 3..i * 3 + 3].copy_from_slice(&src[..3]);
             let end = stride + (radius + i) * 3;
@@ -217,7 +246,10 @@ pub fn gaussian_blur(image: &RgbImage, sigma: f32) -> RgbImage {
         acc.fill(round);
         for (k, &w) in kernel.iter().enumerate() {
             let row = (y + k).saturating_sub(radius).min(height - 1);
-            for (a, &p) in acc.iter_mut().zip(&horizontal[row * stride..(row + 1) * stride]) {
+            for (a, &p) in acc
+                .iter_mut()
+                .zip(&horizontal[row * stride..(row + 1) * stride])
+            {
                 *a = a.wrapping_add(w * u16::from(p));
             }
         }
@@ -266,10 +298,19 @@ mod tests {
     #[test]
     fn a_sharpened_region_equals_the_same_part_of_a_sharpened_frame() {
         let frame = RgbImage::from_fn(120, 90, |x, y| {
-            image::Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x * y) % 251) as u8])
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 13 % 256) as u8,
+                ((x * y) % 251) as u8,
+            ])
         });
         let settings = Preprocess::default();
-        let whole = unsharp_mask(&frame, settings.unsharp_sigma, settings.unsharp_amount, settings.unsharp_threshold);
+        let whole = unsharp_mask(
+            &frame,
+            settings.unsharp_sigma,
+            settings.unsharp_amount,
+            settings.unsharp_threshold,
+        );
         // one region inside the frame, one cut by its right and bottom edges
         for rect in [[30, 20, 40, 30], [90, 60, 60, 60]] {
             let region = sharpened_region(&frame, rect, &settings);
@@ -289,11 +330,21 @@ mod tests {
     #[test]
     fn unsharp_mask_raises_edge_contrast_and_keeps_flat_areas() {
         let image = RgbImage::from_fn(40, 40, |x, _| {
-            if x < 20 { image::Rgb([80; 3]) } else { image::Rgb([160; 3]) }
+            if x < 20 {
+                image::Rgb([80; 3])
+            } else {
+                image::Rgb([160; 3])
+            }
         });
         let sharp = unsharp_mask(&image, 1.5, 1.0, 2);
         assert_eq!(sharp.get_pixel(2, 20)[0], 80, "flat area unchanged");
-        assert!(sharp.get_pixel(19, 20)[0] < 80, "dark side of the edge gets darker");
-        assert!(sharp.get_pixel(20, 20)[0] > 160, "bright side of the edge gets brighter");
+        assert!(
+            sharp.get_pixel(19, 20)[0] < 80,
+            "dark side of the edge gets darker"
+        );
+        assert!(
+            sharp.get_pixel(20, 20)[0] > 160,
+            "bright side of the edge gets brighter"
+        );
     }
 }

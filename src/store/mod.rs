@@ -72,7 +72,11 @@ impl Store {
         Ok(f(&connection)?)
     }
 
-    pub fn cached_embedding(&self, model_id: &str, sha256: &str) -> Result<Option<Embedding>, StoreError> {
+    pub fn cached_embedding(
+        &self,
+        model_id: &str,
+        sha256: &str,
+    ) -> Result<Option<Embedding>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT vector FROM embeddings WHERE model_id = ?1 AND sha256 = ?2",
@@ -84,7 +88,12 @@ impl Store {
         .map(|blob| blob.map(|b| decode_vector(&b)))
     }
 
-    pub fn cache_embedding(&self, model_id: &str, sha256: &str, embedding: &[f32]) -> Result<(), StoreError> {
+    pub fn cache_embedding(
+        &self,
+        model_id: &str,
+        sha256: &str,
+        embedding: &[f32],
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO embeddings (model_id, sha256, dimensions, vector)
@@ -141,8 +150,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("open");
-            store.cache_embedding("m1", "abc", &[0.25, -1.5, 3.0]).expect("put");
-            assert_eq!(store.cached_embedding("m2", "abc").expect("get"), None, "other model");
+            store
+                .cache_embedding("m1", "abc", &[0.25, -1.5, 3.0])
+                .expect("put");
+            assert_eq!(
+                store.cached_embedding("m2", "abc").expect("get"),
+                None,
+                "other model"
+            );
         }
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(

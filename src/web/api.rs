@@ -55,7 +55,10 @@ struct IdentifiedFace {
 }
 
 /// `frame`: an image; answers every face in it with who it is (or null).
-async fn identify(State(state): State<AppState>, multipart: Multipart) -> Result<Json<Value>, WebError> {
+async fn identify(
+    State(state): State<AppState>,
+    multipart: Multipart,
+) -> Result<Json<Value>, WebError> {
     let mut files = read_files(multipart, &["frame"], state.max_body_bytes).await?;
     let frame = files.remove(0);
     let analysis = state
@@ -85,11 +88,16 @@ async fn identify(State(state): State<AppState>, multipart: Multipart) -> Result
             }
         })
         .collect();
-    Ok(Json(json!({ "faces_seen": analysis.faces_seen, "faces": faces })))
+    Ok(Json(
+        json!({ "faces_seen": analysis.faces_seen, "faces": faces }),
+    ))
 }
 
 /// `a` and `b`: two images; answers whether their best faces are one person.
-async fn verify(State(state): State<AppState>, multipart: Multipart) -> Result<Json<Value>, WebError> {
+async fn verify(
+    State(state): State<AppState>,
+    multipart: Multipart,
+) -> Result<Json<Value>, WebError> {
     let mut files = read_files(multipart, &["a", "b"], state.max_body_bytes).await?;
     let (a, b) = (files.remove(0), files.remove(0));
     let result = state
@@ -128,17 +136,25 @@ async fn read_files(
             Ok(None) => break,
             Err(e) => return Err(multipart_error(&e, limit)),
         };
-        let Some(index) = field.name().and_then(|n| names.iter().position(|x| *x == n)) else {
+        let Some(index) = field
+            .name()
+            .and_then(|n| names.iter().position(|x| *x == n))
+        else {
             continue;
         };
-        let bytes = field.bytes().await.map_err(|e| multipart_error(&e, limit))?;
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| multipart_error(&e, limit))?;
         found[index] = Some(bytes.to_vec());
     }
     found
         .into_iter()
         .zip(names)
         .map(|(file, name)| {
-            file.ok_or_else(|| WebError::BadRequest(format!("the multipart field {name:?} is missing")))
+            file.ok_or_else(|| {
+                WebError::BadRequest(format!("the multipart field {name:?} is missing"))
+            })
         })
         .collect()
 }

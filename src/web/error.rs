@@ -56,7 +56,8 @@ impl IntoResponse for WebError {
         } else {
             tracing::debug!(error = %self, "request refused");
         }
-        let mut response = (status, Json(json!({ "error": code, "message": message }))).into_response();
+        let mut response =
+            (status, Json(json!({ "error": code, "message": message }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -1,0 +1,233 @@
+//! The `facelift` command as a person runs it, on the shared photos.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::{faces_dir, make_gallery, photo, repo_root, shared};
+
+fn facelift(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_facelift"))
+        .current_dir(repo_root())
+        .args(["--threads", "1", "--workers", "2"])
+        .args(args)
+        .env("FACELIFT_LOG", "error")
+        .output()
+        .expect("run facelift");
+    assert!(
+        output.status.success(),
+        "facelift {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "facelift {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn verify_prints_the_documented_json() {
+    let (a, b) = (photo("img1.jpg"), photo("img2.jpg"));
+    let same = facelift(&["verify", path(&a), path(&b), "--json"]);
+    assert_eq!(same["verified"], true);
+    assert_eq!(
+        same["threshold"].as_f64().map(|t| (t * 100.0).round()),
+        Some(50.0)
+    );
+    assert_eq!(same["model"], "faceplugin-0.0.1");
+    assert_eq!(same["faces"], serde_json::json!([1, 1]));
+    let c = photo("img3.jpg");
+    let different = facelift(&["verify", path(&a), path(&c), "--json"]);
+    assert_eq!(different["verified"], false);
+    assert!(different["similarity"].as_f64() < same["similarity"].as_f64());
+}
+
+#[test]
+fn identify_names_every_face_against_the_gallery() {
+    let gallery = make_gallery(&[
+        ("person01", &["img1.jpg", "img2.jpg"]),
+        ("person07", &["img29.jpg", "img30.jpg"]),
+    ]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let (known, stranger, couple) = (photo("img4.jpg"), photo("img38.jpg"), photo("couple.jpg"));
+    let rows = facelift(&[
+        "identify",
+        "--gallery",
+        path(gallery.path()),
+        "--data-dir",
+        path(data.path()),
+        path(&known),
+        path(&stranger),
+        path(&couple),
+        "--json",
+    ]);
+    let rows = rows.as_array().expect("a list");
+    let for_image = |p: &Path| {
+        rows.iter()
+            .filter(|r| r["image"] == path(p))
+            .collect::<Vec<_>>()
+    };
+    let known_rows = for_image(&known);
+    assert_eq!(known_rows.len(), 1);
+    assert_eq!(known_rows[0]["person"], "person01");
+    assert_eq!(known_rows[0]["box"].as_array().map(Vec::len), Some(4));
+    assert_eq!(known_rows[0]["runner_up"]["person"], "person07");
+    assert_eq!(for_image(&stranger)[0]["person"], Value::Null);
+    assert_eq!(for_image(&couple).len(), 2, "one row per face");
+}
+
+#[test]
+fn represent_gives_a_unit_embedding_and_enroll_caches() {
+    let image = photo("img13.jpg");
+    let value = facelift(&["represent", path(&image), "--json"]);
+    let embedding: Vec<f64> = value["embedding"]
+        .as_array()
+        .expect("embedding")
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert_eq!(embedding.len(), 512);
+    let norm = embedding.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4);
+
+    let gallery = make_gallery(&[("person05", &["img13.jpg", "img14.jpg"])]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "enroll",
+        path(gallery.path()),
+        "--data-dir",
+        path(data.path()),
+        "--json",
+    ];
+    let first = facelift(&args);
+    assert_eq!(
+        (first["embedded"].as_u64(), first["from_cache"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let second = facelift(&args);
+    assert_eq!(
+        (second["embedded"].as_u64(), second["from_cache"].as_u64()),
+        (Some(0), Some(2))
+    );
+}
+
+/// The accuracy bars of the face engine issue, on DeepFace's own labelled pairs.
+#[test]
+fn eval_beats_deepface_on_its_pairs_and_makes_no_false_match() {
+    let images = faces_dir();
+    let plot = tempfile::Builder::new()
+        .suffix(".svg")
+        .tempfile()
+        .expect("tempfile");
+    let pivot = faces_dir().join("face-recognition-pivot.csv");
+    let report = facelift(&[
+        "eval",
+        "--pairs",
+        path(&pivot),
+        "--images",
+        path(&images),
+        "--plot",
+        path(plot.path()),
+        "--json",
+    ]);
+    assert_eq!(report["pairs"], 280);
+    assert_eq!(report["skipped_pairs"], 0, "every photo has its face found");
+    let auc = report["auc"].as_f64().expect("auc");
+    let accuracy = report["accuracy"].as_f64().expect("accuracy");
+    assert!(auc >= 0.999, "AUC {auc} (DeepFace's VGG-Face: 0.9905)");
+    assert!(
+        accuracy >= 0.99,
+        "accuracy {accuracy} (DeepFace's VGG-Face: 0.975 at best)"
+    );
+    let svg = std::fs::read_to_string(plot.path()).expect("plot written");
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+
+    let master = faces_dir().join("master.csv");
+    let report = facelift(&[
+        "eval",
+        "--pairs",
+        path(&master),
+        "--images",
+        path(&images),
+        "--json",
+    ]);
+    assert_eq!(report["false_matches"], 0, "{report}");
+    assert_eq!(report["impostor_pairs"], 262);
+}
+
+#[test]
+fn every_shared_photo_has_a_face_found() {
+    let mut photos: Vec<String> = std::fs::read_dir(faces_dir())
+        .expect("photos")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .map(|p| path(&p).to_string())
+        .collect();
+    photos.sort();
+    assert!(photos.len() >= 61);
+    let empty = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut args = vec![
+        "identify",
+        "--gallery",
+        path(empty.path()),
+        "--data-dir",
+        path(data.path()),
+        "--json",
+    ];
+    args.extend(photos.iter().map(String::as_str));
+    let rows = facelift(&args);
+    let failures: Vec<&Value> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert!(failures.is_empty(), "photos without a face: {failures:?}");
+}
+
+#[test]
+fn bench_reports_every_stage_next_to_raw_onnx_runtime() {
+    let frame = shared().join("data/frames/webcam-720p-img4.jpg");
+    let report = facelift(&[
+        "bench",
+        "--image",
+        path(&frame),
+        "--iterations",
+        "3",
+        "--json",
+    ]);
+    for stage in [
+        "decode",
+        "preprocess",
+        "detect",
+        "landmarks",
+        "align",
+        "embed",
+        "match",
+    ] {
+        assert!(
+            report["stages_ms"][stage]
+                .as_f64()
+                .is_some_and(|v| v >= 0.0),
+            "{stage}: {report}"
+        );
+    }
+    for model in ["detect", "landmarks", "embed"] {
+        assert!(
+            report["raw_onnxruntime_ms"][model]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "{model}"
+        );
+    }
+    assert_eq!(report["size"], serde_json::json!([1280, 720]));
+    assert!(report["overhead_ratio"].as_f64().is_some_and(|r| r > 0.0));
+}

@@ -1,0 +1,80 @@
+//! The enrolled gallery and its SQLite cache.
+
+use facelift::face::Which;
+use facelift::face::gallery::build;
+use facelift::store::Store;
+
+use crate::helpers::{make_gallery, photo, pool, read_photo};
+
+#[test]
+fn a_restart_reads_embeddings_back_and_a_changed_photo_is_embedded_again() {
+    let gallery_dir = make_gallery(&[("ada", &["img1.jpg", "img2.jpg"]), ("bea", &["img3.jpg"])]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let nothing = || {};
+
+    let store = Store::open(data.path()).expect("store");
+    let (gallery, report) = build(gallery_dir.path(), pool(), &store, &nothing).expect("build");
+    assert_eq!(
+        (
+            report.people,
+            report.photos,
+            report.embedded,
+            report.from_cache
+        ),
+        (2, 3, 3, 0)
+    );
+    assert_eq!(gallery.template_count(), 3);
+    drop(store);
+
+    // a restart: same database, nothing to compute
+    let store = Store::open(data.path()).expect("reopen");
+    let (again, report) = build(gallery_dir.path(), pool(), &store, &nothing).expect("build");
+    assert_eq!((report.embedded, report.from_cache), (0, 3));
+    assert_eq!(
+        again.people[0].templates[0].embedding,
+        gallery.people[0].templates[0].embedding
+    );
+
+    // bea's photo replaced by another person's: only it is recomputed, and it now matches them
+    std::fs::copy(photo("img13.jpg"), gallery_dir.path().join("bea/img3.jpg")).expect("replace");
+    let (changed, report) = build(gallery_dir.path(), pool(), &store, &nothing).expect("build");
+    assert_eq!((report.embedded, report.from_cache), (1, 2));
+    let probe = read_photo("img14.jpg"); // the same person as img13
+    let analysis = pool()
+        .run_blocking(move |engine| engine.analyze_bytes(&probe, Which::Best))
+        .expect("engine")
+        .expect("face");
+    let result = changed.best_match(&analysis.faces[0].embedding, pool().threshold());
+    assert_eq!(result.person.as_deref(), Some("bea"));
+}
+
+#[test]
+fn a_person_is_recognised_by_their_best_template_with_the_runner_up_reported() {
+    let gallery_dir = make_gallery(&[
+        ("person01", &["img1.jpg", "img2.jpg", "img4.jpg"]),
+        ("person02", &["img26.jpg", "img27.jpg"]),
+        ("person05", &["img13.jpg", "img14.jpg"]),
+    ]);
+    let store = Store::open_in_memory().expect("store");
+    let (gallery, _) = build(gallery_dir.path(), pool(), &store, &|| {}).expect("build");
+    let threshold = pool().threshold();
+    for (probe, expected) in [
+        ("img5.jpg", Some("person01")),
+        ("img28.jpg", Some("person02")),
+        ("img38.jpg", None),
+    ] {
+        let bytes = read_photo(probe);
+        let analysis = pool()
+            .run_blocking(move |engine| engine.analyze_bytes(&bytes, Which::Best))
+            .expect("engine")
+            .expect("face");
+        let result = gallery.best_match(&analysis.faces[0].embedding, threshold);
+        assert_eq!(result.person.as_deref(), expected, "{probe}: {result:?}");
+        let runner_up = result.runner_up.expect("three people enrolled");
+        assert!(result.margin.expect("margin") >= 0.0);
+        assert!(
+            runner_up.similarity < threshold,
+            "{probe}: nobody else matches"
+        );
+    }
+}

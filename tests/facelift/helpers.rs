@@ -1,0 +1,114 @@
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use facelift::Settings;
+use facelift::face::EnginePool;
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared data folder: `$FACELIFT_SHARED`, else `../shared` beside the repository.
+pub fn shared() -> PathBuf {
+    std::env::var_os("FACELIFT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"))
+}
+
+pub fn faces_dir() -> PathBuf {
+    shared().join("data/deepface-faces")
+}
+
+pub fn photo(name: &str) -> PathBuf {
+    faces_dir().join(name)
+}
+
+pub fn read_photo(name: &str) -> Vec<u8> {
+    std::fs::read(photo(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"))
+}
+
+/// Settings pointing at the repository's models, with one engine thread (tests run in parallel).
+pub fn settings() -> Settings {
+    Settings {
+        models_dir: repo_root().join("models"),
+        workers: 1,
+        engine: facelift::face::EngineConfig {
+            threads: 1,
+            ..Default::default()
+        },
+        ..Settings::default()
+    }
+}
+
+/// One engine pool shared by the tests of this binary (opening sessions takes a moment).
+pub fn pool() -> &'static Arc<EnginePool> {
+    static POOL: OnceLock<Arc<EnginePool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let pool = facelift::open_engine_pool(&Settings {
+            workers: 2,
+            ..settings()
+        })
+        .expect("the models are in models/: run scripts/setup");
+        Arc::new(pool)
+    })
+}
+
+/// A gallery folder with the given people and photos (copied from the shared photos).
+pub fn make_gallery(people: &[(&str, &[&str])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (person, photos) in people {
+        let folder = dir.path().join(person);
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        for name in *photos {
+            std::fs::copy(photo(name), folder.join(name)).expect("copy photo");
+        }
+    }
+    dir
+}
+
+/// A JPEG of `image` whose pixels are stored turned a quarter to the left, with the EXIF
+/// orientation 6 that tells viewers to turn it back, as phones write them.
+pub fn jpeg_with_exif_rotation(image: &image::RgbImage) -> Vec<u8> {
+    let stored = image::imageops::rotate270(image);
+    let mut jpeg = Cursor::new(Vec::new());
+    stored
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .expect("encode");
+    let jpeg = jpeg.into_inner();
+    // APP1 "Exif": a big-endian TIFF header and one IFD entry, 0x0112 Orientation = 6.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend_from_slice(&[0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]);
+    let mut payload = b"Exif\0\0".to_vec();
+    payload.extend_from_slice(&tiff);
+    let length = u16::try_from(payload.len() + 2).expect("short segment");
+    let mut out = jpeg[..2].to_vec(); // SOI
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// A PNG that declares `width` x `height` pixels but holds only a header and one tiny chunk:
+/// decoding it would fail as corrupt, so a "too large" error proves it was refused first.
+pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend_from_slice(&u32::try_from(data.len()).expect("len").to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        png.extend_from_slice(&crc.finalize().to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(b"IEND", &[]);
+    png
+}

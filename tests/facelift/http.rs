@@ -1,0 +1,185 @@
+//! The server over real HTTP on a port-0 listener.
+
+use std::sync::{Arc, RwLock};
+
+use facelift::face::gallery::build;
+use facelift::store::Store;
+use facelift::web::{self, AppState};
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+use crate::helpers::{make_gallery, png_header_only, pool, read_photo};
+
+struct TestApp {
+    base: String,
+    client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn spawn_app() -> TestApp {
+    let gallery_dir = make_gallery(&[
+        ("person01", &["img1.jpg", "img2.jpg"]),
+        ("person05", &["img13.jpg"]),
+    ]);
+    let store = Store::open_in_memory().expect("store");
+    let gallery = tokio::task::spawn_blocking(move || {
+        build(gallery_dir.path(), pool(), &store, &|| {})
+            .expect("gallery")
+            .0
+    })
+    .await
+    .expect("join");
+    let state = AppState {
+        pool: Arc::clone(pool()),
+        gallery: Arc::new(RwLock::new(gallery)),
+        max_body_bytes: 8 * 1024 * 1024,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(web::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        _stop: stop,
+    }
+}
+
+impl TestApp {
+    async fn identify(&self, body: Vec<u8>) -> (StatusCode, Value) {
+        let form = Form::new().part("frame", Part::bytes(body).file_name("frame.jpg"));
+        let response = self
+            .client
+            .post(format!("{}/api/v1/identify", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+}
+
+#[tokio::test]
+async fn health_and_people_describe_the_gallery() {
+    let app = spawn_app().await;
+    let health: Value = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["people"], 2);
+    assert_eq!(health["templates"], 3);
+    let people: Value = app
+        .client
+        .get(format!("{}/api/v1/people", app.base))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(people["people"][0]["name"], "person01");
+    assert_eq!(people["people"][0]["templates"], 2);
+}
+
+#[tokio::test]
+async fn an_enrolled_face_is_recognised_and_a_stranger_is_not() {
+    let app = spawn_app().await;
+    let (status, body) = app.identify(read_photo("img4.jpg")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["faces"][0]["person"], "person01");
+    assert!(body["faces"][0]["similarity"].as_f64() >= Some(0.5));
+    let (status, body) = app.identify(read_photo("img38.jpg")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["faces"][0]["person"], Value::Null);
+}
+
+#[tokio::test]
+async fn bad_uploads_get_clear_errors_with_the_right_status() {
+    let app = spawn_app().await;
+    let jpeg = read_photo("img1.jpg");
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "empty",
+            Vec::new(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_image",
+        ),
+        (
+            "text",
+            b"not a picture".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_image",
+        ),
+        (
+            "truncated",
+            jpeg[..jpeg.len() / 3].to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_image",
+        ),
+        (
+            "50k x 50k",
+            png_header_only(50_000, 50_000),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "image_too_large",
+        ),
+        (
+            "9 MiB",
+            vec![0xAB; 9 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+    ];
+    for (what, body, status, code) in cases {
+        let (got, body) = app.identify(body).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(body["error"], code, "{what}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: a message for people"
+        );
+    }
+    // a request without the frame field
+    let response = app
+        .client
+        .post(format!("{}/api/v1/identify", app.base))
+        .multipart(Form::new().text("other", "x"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // and the server is still fine afterwards
+    let (status, _) = app.identify(read_photo("img2.jpg")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn verify_over_http_matches_the_cli_contract() {
+    let app = spawn_app().await;
+    let form = Form::new()
+        .part("a", Part::bytes(read_photo("img1.jpg")))
+        .part("b", Part::bytes(read_photo("img2.jpg")));
+    let body: Value = app
+        .client
+        .post(format!("{}/api/v1/verify", app.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["verified"], true, "{body}");
+    assert_eq!(body["faces"], serde_json::json!([1, 1]));
+}

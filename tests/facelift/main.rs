@@ -1,0 +1,8 @@
+//! Integration tests: the real ONNX Runtime and the real models on real photos from
+//! `../shared/data`. Run `scripts/setup` first (`scripts/test` does).
+
+mod cli;
+mod engine;
+mod gallery;
+mod helpers;
+mod http;
