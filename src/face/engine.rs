@@ -57,8 +57,11 @@ impl Default for EngineConfig {
 /// Which faces of an image get embedded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Which {
-    /// the highest-scoring face (login, verify, enrollment)
+    /// the highest-scoring face (login, verify, enrollment from photos)
     Best,
+    /// the one face of the image; `SeveralFaces` when more than one is large enough to use
+    /// (enrollment from a camera, where a second person in the shot must not be enrolled)
+    Single,
     /// every face large enough (identify)
     All,
 }
@@ -285,6 +288,13 @@ impl Engine {
         let min = self.config.min_face as f32;
         let chosen: Vec<&Detection> = match which {
             Which::Best => vec![best],
+            Which::Single => {
+                let usable = detections.iter().filter(|d| d.height() >= min).count();
+                if usable > 1 {
+                    return Err(FaceError::SeveralFaces { count: usable });
+                }
+                vec![best]
+            }
             Which::All => detections.iter().filter(|d| d.height() >= min).collect(),
         };
         if chosen.first().is_none_or(|d| d.height() < min) {

@@ -59,6 +59,13 @@ fn a_photo_with_two_faces_reports_two_and_embeds_both() {
     let best = analyze(read_photo("couple.jpg"), Which::Best).expect("face");
     assert_eq!(best.faces.len(), 1, "the best face only");
     assert_eq!(best.faces_seen, 2, "but it says how many it saw");
+    // where exactly one face is wanted, two are an error that says so
+    match analyze(read_photo("couple.jpg"), Which::Single) {
+        Err(FaceError::SeveralFaces { count }) => assert_eq!(count, 2),
+        other => panic!("expected SeveralFaces, got {other:?}"),
+    }
+    let single = analyze(read_photo("img13.jpg"), Which::Single).expect("one face");
+    assert_eq!(single.faces_seen, 1);
 }
 
 #[test]
@@ -164,4 +171,32 @@ fn a_picture_without_a_face_says_so_and_a_tiny_face_is_too_small() {
         }
     }
     assert!(too_small > 0, "some small face was refused as too small");
+}
+
+#[test]
+fn liveness_when_enabled_scores_a_real_photo_live_and_a_smeared_copy_lower() {
+    let mut settings = crate::helpers::settings();
+    settings.engine.liveness = true;
+    let models = facelift::face::ModelSet::default_set();
+    let mut engine = facelift::face::Engine::load(&models, &settings.models_dir, settings.engine)
+        .expect("engine with liveness");
+    let live = |engine: &mut facelift::face::Engine, bytes: &[u8]| {
+        engine
+            .analyze_bytes(bytes, Which::Best)
+            .expect("face")
+            .faces[0]
+            .liveness
+            .expect("liveness is on")
+    };
+    let real = live(&mut engine, &read_photo("img13.jpg"));
+    assert!(real >= 0.5, "a real photo: {real}");
+    // the same photo badly blurred, as a print or a replay on a poor screen looks
+    let photo = image::open(crate::helpers::photo("img13.jpg")).expect("photo");
+    let smeared = image::imageops::blur(&photo.to_rgb8(), 6.0);
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    smeared
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .expect("encode");
+    let fake = live(&mut engine, &jpeg.into_inner());
+    assert!(fake < real, "blur lowers liveness: {fake} vs {real}");
 }
