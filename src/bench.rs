@@ -1,6 +1,7 @@
 //! `facelift bench`: the median time of every stage next to the raw ONNX Runtime time of each
 //! model, all in one run, so the ratio holds even on a noisy shared machine.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,16 +18,9 @@ use crate::face::{Engine, ModelSet, Which, l2_normalize};
 /// The frame used when none is given: a 1280x720 webcam-like picture.
 pub const DEFAULT_FRAME: &str = "../shared/data/frames/webcam-720p-img4.jpg";
 
-fn median_ms(iterations: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?; // warm-up
-    let mut times = Vec::with_capacity(iterations);
-    for _ in 0..iterations.max(1) {
-        let start = Instant::now();
-        f()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A gallery of `people` x 5 random unit templates, to time matching at a realistic size.
@@ -97,36 +91,81 @@ pub fn run(
     let landmark_in = landmark_input(&prepared.image, crop);
     let embed_in = embedder_input(&aligned, &models.embedder);
 
-    let n = iterations;
-    let raw_detect = median_ms(n, || Ok(engine.run_detector(&detect_in).map(drop)?))?;
-    let raw_landmarks = median_ms(n, || Ok(engine.run_landmarks(&landmark_in).map(drop)?))?;
-    let raw_embed = median_ms(n, || Ok(engine.run_embedder(&embed_in).map(drop)?))?;
-
-    let decode = median_ms(n, || Ok(engine.decode(&bytes).map(drop)?))?;
-    let preprocess = median_ms(n, || {
-        drop(engine.prepare(decoded.clone()));
-        Ok(())
-    })?;
-    let detect = median_ms(n, || Ok(engine.detect(&prepared.image).map(drop)?))?;
-    let landmarks = median_ms(n, || {
-        Ok(engine.landmarks(&prepared.image, &face).map(drop)?)
-    })?;
-    let align = median_ms(n, || {
-        drop(engine.align(&prepared.image, &five));
-        Ok(())
-    })?;
-    let embed = median_ms(n, || Ok(engine.embed_aligned(&aligned).map(drop)?))?;
-    let matching = median_ms(n, || {
-        drop(gallery.best_match(&embedding, threshold));
-        Ok(())
-    })?;
-    let end_to_end = median_ms(n, || {
-        let analysis = engine.analyze_bytes(&bytes, Which::Best)?;
-        if let Some(face) = analysis.best() {
-            drop(gallery.best_match(&face.embedding, threshold));
+    // Every iteration times every step once, in turn, so that the raw models and the pipeline
+    // share the machine's ups and downs; the ratio is taken per iteration, then its median.
+    let n = iterations.max(1);
+    let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut ratios = Vec::with_capacity(n);
+    for iteration in 0..=n {
+        let mut time = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+            let start = Instant::now();
+            f()?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            // iteration 0 warms up and is not counted
+            if iteration > 0 {
+                samples.entry(name).or_default().push(ms);
+            }
+            Ok(ms)
+        };
+        let raw = time("raw_detect", &mut || {
+            Ok(engine.run_detector(&detect_in).map(drop)?)
+        })? + time("raw_landmarks", &mut || {
+            Ok(engine.run_landmarks(&landmark_in).map(drop)?)
+        })? + time("raw_embed", &mut || {
+            Ok(engine.run_embedder(&embed_in).map(drop)?)
+        })?;
+        time("decode", &mut || Ok(engine.decode(&bytes).map(drop)?))?;
+        time("preprocess", &mut || {
+            drop(engine.prepare(decoded.clone()));
+            Ok(())
+        })?;
+        time("detect", &mut || {
+            Ok(engine.detect(&prepared.image).map(drop)?)
+        })?;
+        time("landmarks", &mut || {
+            Ok(engine.landmarks(&prepared.image, &face).map(drop)?)
+        })?;
+        time("align", &mut || {
+            drop(engine.align(&prepared.image, &five));
+            Ok(())
+        })?;
+        time("embed", &mut || {
+            Ok(engine.embed_aligned(&aligned).map(drop)?)
+        })?;
+        time("match", &mut || {
+            drop(gallery.best_match(&embedding, threshold));
+            Ok(())
+        })?;
+        let whole = time("end_to_end", &mut || {
+            let analysis = engine.analyze_bytes(&bytes, Which::Best)?;
+            if let Some(face) = analysis.best() {
+                drop(gallery.best_match(&face.embedding, threshold));
+            }
+            Ok(())
+        })?;
+        if iteration > 0 {
+            ratios.push(whole / raw);
         }
-        Ok(())
-    })?;
+    }
+    let mut median = |name: &str| samples.get_mut(name).map_or(0.0, |v| median_of(v));
+    let (raw_detect, raw_landmarks, raw_embed) = (
+        median("raw_detect"),
+        median("raw_landmarks"),
+        median("raw_embed"),
+    );
+    let (decode, preprocess, detect, landmarks) = (
+        median("decode"),
+        median("preprocess"),
+        median("detect"),
+        median("landmarks"),
+    );
+    let (align, embed, matching, end_to_end) = (
+        median("align"),
+        median("embed"),
+        median("match"),
+        median("end_to_end"),
+    );
+    let overhead_ratio = median_of(&mut ratios);
 
     let raw_total = raw_detect + raw_landmarks + raw_embed;
     let report = json!({
@@ -142,7 +181,7 @@ pub fn run(
         "raw_onnxruntime_ms": { "detect": raw_detect, "landmarks": raw_landmarks, "embed": raw_embed },
         "end_to_end_ms": end_to_end,
         "raw_models_ms": raw_total,
-        "overhead_ratio": end_to_end / raw_total,
+        "overhead_ratio": overhead_ratio,
     });
     if json_out {
         println!("{}", serde_json::to_string_pretty(&report)?);
