@@ -3,6 +3,7 @@
 
 use std::io::Cursor;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
 use super::{FaceError, Result};
@@ -32,15 +33,19 @@ pub fn decode_for_size(bytes: &[u8], limits: DecodeLimits, max_side: u32) -> Res
     if bytes.is_empty() {
         return Err(FaceError::Empty);
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| FaceError::Corrupt(e.to_string()))?;
-    let format = match reader.format() {
-        Some(f @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => f,
-        _ => return Err(FaceError::NotAnImage),
-    };
-    let mut decoder = reader.into_decoder().map_err(map_image_error)?;
-    let (width, height) = decoder.dimensions();
+    match image::guess_format(bytes) {
+        Ok(ImageFormat::Jpeg) => match decode_jpeg(bytes, limits, max_side)? {
+            Some(image) => Ok(image),
+            None => decode_with_image_crate(bytes, ImageFormat::Jpeg, limits),
+        },
+        Ok(format @ (ImageFormat::Png | ImageFormat::WebP)) => {
+            decode_with_image_crate(bytes, format, limits)
+        }
+        _ => Err(FaceError::NotAnImage),
+    }
+}
+
+fn check_size(width: u32, height: u32, limits: DecodeLimits) -> Result<()> {
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(FaceError::TooLarge {
             width,
@@ -48,47 +53,74 @@ pub fn decode_for_size(bytes: &[u8], limits: DecodeLimits, max_side: u32) -> Res
             limit: limits.max_pixels,
         });
     }
-    // The decoders are lenient with a cut-off JPEG (they pad it with grey); a JPEG that does not
-    // end with its end-of-image marker has lost data, and a login on half a face is worse than
-    // a clear error.
+    Ok(())
+}
+
+/// JPEGs go through `jpeg-decoder`, which reports a truncated or corrupt stream as an error
+/// (the `image` crate's decoder silently pads it with grey), and which can decode at a DCT
+/// scale. Ok(None) for a kind it does not turn into RGB (CMYK, 16-bit).
+fn decode_jpeg(bytes: &[u8], limits: DecodeLimits, max_side: u32) -> Result<Option<RgbImage>> {
+    let corrupt = |e: jpeg_decoder::Error| FaceError::Corrupt(e.to_string());
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.read_info().map_err(corrupt)?;
+    let Some(info) = decoder.info() else {
+        return Err(FaceError::Corrupt("the JPEG has no image header".into()));
+    };
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    check_size(width, height, limits)?;
+    if max_side > 0 && width.max(height) >= 2 * max_side {
+        let factor = max_side as f32 / width.max(height) as f32;
+        let wanted =
+            |side: u32| u16::try_from((side as f32 * factor).ceil() as u32).unwrap_or(u16::MAX);
+        decoder
+            .scale(wanted(width), wanted(height))
+            .map_err(corrupt)?;
+    }
+    let pixels = decoder.decode().map_err(corrupt)?;
+    let Some(info) = decoder.info() else {
+        return Ok(None);
+    };
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    let image = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(w, h, pixels),
+        jpeg_decoder::PixelFormat::L8 => {
+            RgbImage::from_raw(w, h, pixels.iter().flat_map(|&l| [l, l, l]).collect())
+        }
+        _ => return Ok(None),
+    };
+    let Some(image) = image else {
+        return Ok(None);
+    };
+    let mut image = DynamicImage::ImageRgb8(image);
+    if let Some(orientation) = decoder.exif_data().and_then(Orientation::from_exif_chunk) {
+        image.apply_orientation(orientation);
+    }
+    Ok(Some(image.into_rgb8()))
+}
+
+fn decode_with_image_crate(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: DecodeLimits,
+) -> Result<RgbImage> {
+    let mut reader = ImageReader::new(Cursor::new(bytes));
+    reader.set_format(format);
+    let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+    let (width, height) = decoder.dimensions();
+    check_size(width, height, limits)?;
+    // This decoder pads a cut-off JPEG with grey instead of failing; a JPEG that does not end
+    // with its end-of-image marker has lost data.
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(FaceError::Corrupt(
             "the JPEG ends before its end marker".into(),
         ));
     }
     let orientation = decoder.orientation().ok();
-    let scaled = (format == ImageFormat::Jpeg && max_side > 0 && width.max(height) >= 2 * max_side)
-        .then(|| decode_jpeg_scaled(bytes, (width, height), max_side))
-        .flatten();
-    let mut image = match scaled {
-        Some(image) => DynamicImage::ImageRgb8(image),
-        None => DynamicImage::from_decoder(decoder).map_err(map_image_error)?,
-    };
+    let mut image = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
     if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
     }
     Ok(image.into_rgb8())
-}
-
-/// None when the scaled decoder cannot handle the file (CMYK, 16-bit): the caller decodes fully.
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    (width, height): (u32, u32),
-    max_side: u32,
-) -> Option<RgbImage> {
-    let factor = max_side as f32 / width.max(height) as f32;
-    let wanted = |side: u32| u16::try_from((side as f32 * factor).ceil() as u32).ok();
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    let (w, h) = decoder.scale(wanted(width)?, wanted(height)?).ok()?;
-    let pixels = decoder.decode().ok()?;
-    let (w, h) = (u32::from(w), u32::from(h));
-    match decoder.info()?.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(w, h, pixels),
-        jpeg_decoder::PixelFormat::L8 => {
-            RgbImage::from_raw(w, h, pixels.iter().flat_map(|&l| [l, l, l]).collect())
-        }
-        _ => None,
-    }
 }
 
 fn map_image_error(error: ImageError) -> FaceError {
@@ -160,6 +192,23 @@ mod tests {
             (1280, 720),
             "less than 2x too big: full decode"
         );
+    }
+
+    #[test]
+    fn a_jpeg_declaring_50000_squared_pixels_is_refused_from_its_header() {
+        let mut jpeg = encode(&RgbImage::new(16, 16), ImageFormat::Jpeg);
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline frame header");
+        // SOF0: marker, length (2), precision (1), height (2), width (2)
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xC3, 0x50, 0xC3, 0x50]);
+        match decode(&jpeg, DecodeLimits::default()) {
+            Err(FaceError::TooLarge { width, height, .. }) => {
+                assert_eq!((width, height), (50_000, 50_000))
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
     }
 
     #[test]
