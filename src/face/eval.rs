@@ -254,13 +254,17 @@ fn roc_png(points: &[(f64, f64)]) -> RgbImage {
         plot_xy((1.0, 1.0)),
         Rgb([200, 200, 200]),
     );
+    // three pixels wide, so a curve that hugs the frame still shows
     for pair in points.windows(2) {
-        line(
-            &mut image,
-            plot_xy(pair[0]),
-            plot_xy(pair[1]),
-            Rgb([21, 101, 192]),
-        );
+        let ((x1, y1), (x2, y2)) = (plot_xy(pair[0]), plot_xy(pair[1]));
+        for (dx, dy) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)] {
+            line(
+                &mut image,
+                (x1 + dx, y1 + dy),
+                (x2 + dx, y2 + dy),
+                Rgb([21, 101, 192]),
+            );
+        }
     }
     image
 }
