@@ -101,30 +101,14 @@ pub fn source_footprint(m: &Affine, size: u32, image_size: (u32, u32)) -> Option
         let (u, v) = (u - c, v - f);
         ((e * u - b * v) / det, (a * v - d * u) / det)
     });
-    let min_x = corners
-        .iter()
-        .map(|p| p.0)
-        .fold(f64::INFINITY, f64::min)
-        .floor()
-        - 1.0;
-    let min_y = corners
-        .iter()
-        .map(|p| p.1)
-        .fold(f64::INFINITY, f64::min)
-        .floor()
-        - 1.0;
-    let max_x = corners
-        .iter()
-        .map(|p| p.0)
-        .fold(f64::NEG_INFINITY, f64::max)
-        .ceil()
-        + 2.0;
-    let max_y = corners
-        .iter()
-        .map(|p| p.1)
-        .fold(f64::NEG_INFINITY, f64::max)
-        .ceil()
-        + 2.0;
+    // the corners' span on one axis, widened by the pixel bilinear sampling reads beyond
+    let span = |axis: fn(&(f64, f64)) -> f64| {
+        let values = corners.iter().map(axis);
+        let low = values.clone().fold(f64::INFINITY, f64::min);
+        let high = values.fold(f64::NEG_INFINITY, f64::max);
+        (low.floor() - 1.0, high.ceil() + 2.0)
+    };
+    let ((min_x, max_x), (min_y, max_y)) = (span(|p| p.0), span(|p| p.1));
     let clip = |v: f64, max: u32| v.clamp(0.0, f64::from(max)) as u32;
     let (x1, y1) = (clip(min_x, image_size.0), clip(min_y, image_size.1));
     let (x2, y2) = (clip(max_x, image_size.0), clip(max_y, image_size.1));

@@ -51,6 +51,17 @@ async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("a JSON body")
+    }
+
     async fn identify(&self, body: Vec<u8>) -> (StatusCode, Value) {
         let form = Form::new().part("frame", Part::bytes(body).file_name("frame.jpg"));
         let response = self
@@ -68,27 +79,11 @@ impl TestApp {
 #[tokio::test]
 async fn health_and_people_describe_the_gallery() {
     let app = spawn_app().await;
-    let health: Value = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let health = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["people"], 2);
     assert_eq!(health["templates"], 3);
-    let people: Value = app
-        .client
-        .get(format!("{}/api/v1/people", app.base))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let people = app.get_json("/api/v1/people").await;
     assert_eq!(people["people"][0]["name"], "person01");
     assert_eq!(people["people"][0]["templates"], 2);
 }
