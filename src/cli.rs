@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -221,12 +221,17 @@ fn verify(settings: &Settings, a: &Path, b: &Path, json_out: bool) -> Result<()>
 }
 
 /// Builds the configured gallery through the SQLite cache, with a progress bar on a terminal.
+fn open_store(settings: &Settings) -> Result<Store> {
+    Store::open(&settings.data_dir)
+        .with_context(|| format!("opening the database in {}", settings.data_dir.display()))
+}
+
 fn load_gallery(
     settings: &Settings,
     pool: &EnginePool,
+    store: &Store,
     quiet: bool,
 ) -> Result<(Gallery, EnrollReport)> {
-    let store = Store::open(&settings.data_dir).context("opening the database")?;
     let total: usize = gallery::scan(&settings.gallery)
         .with_context(|| format!("reading the gallery {}", settings.gallery.display()))?
         .values()
@@ -241,7 +246,7 @@ fn load_gallery(
         ProgressStyle::with_template("enrolling {bar:30} {pos}/{len} photos {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let result = gallery::build(&settings.gallery, pool, &store, &|| bar.inc(1));
+    let result = gallery::build(&settings.gallery, pool, store, &|| bar.inc(1));
     bar.finish_and_clear();
     let (gallery, report) = result?;
     for (path, reason) in &report.skipped {
@@ -252,7 +257,7 @@ fn load_gallery(
 
 fn identify(settings: &Settings, images: &[PathBuf], json_out: bool) -> Result<()> {
     let pool = open_pool(settings)?;
-    let (gallery, _) = load_gallery(settings, &pool, json_out)?;
+    let (gallery, _) = load_gallery(settings, &pool, &open_store(settings)?, json_out)?;
     let threshold = pool.threshold();
     let mut rows = Vec::new();
     for image in images {
@@ -334,7 +339,7 @@ fn represent(settings: &Settings, image: &Path, json_out: bool) -> Result<()> {
 
 fn enroll(settings: &Settings, json_out: bool) -> Result<()> {
     let pool = open_pool(settings)?;
-    let (gallery, report) = load_gallery(settings, &pool, json_out)?;
+    let (gallery, report) = load_gallery(settings, &pool, &open_store(settings)?, json_out)?;
     if json_out {
         return print_json(&json!({
             "model": gallery.model_id,
@@ -463,7 +468,8 @@ fn serve(settings: Settings) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let pool = open_pool(&settings)?;
-        let (gallery, report) = load_gallery(&settings, &pool, false)?;
+        let store = Arc::new(open_store(&settings)?);
+        let (gallery, report) = load_gallery(&settings, &pool, &store, false)?;
         tracing::info!(
             people = report.people,
             photos = report.photos,
@@ -475,11 +481,7 @@ fn serve(settings: Settings) -> Result<()> {
             .await
             .with_context(|| format!("binding {}", settings.bind))?;
         tracing::info!("listening on http://{}", listener.local_addr()?);
-        let state = AppState {
-            pool: Arc::new(pool),
-            gallery: Arc::new(RwLock::new(gallery)),
-            max_body_bytes: settings.max_body_bytes,
-        };
+        let state = AppState::new(settings, Arc::new(pool), gallery, store);
         web::serve(listener, state, web::shutdown_signal()).await?;
         Ok(())
     })

@@ -33,6 +33,61 @@ pub struct Settings {
     /// Largest accepted upload, in bytes.
     pub max_body_bytes: usize,
     pub engine: EngineConfig,
+    pub web: WebSettings,
+    pub lift: LiftSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebSettings {
+    /// A session ends after this long without a request.
+    pub session_inactivity_secs: u64,
+    /// ... and this long after login, whatever happens.
+    pub session_absolute_secs: u64,
+    /// Enrolled people (folder names) who may use /admin.
+    pub admins: Vec<String>,
+    /// Proxies (addresses or CIDR ranges, such as a local ngrok agent: "127.0.0.1/32") whose
+    /// X-Forwarded-Proto, -For and -Host headers are believed; nobody else's are.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed logins in a row from one client before it has to wait.
+    pub login_failures_before_wait: u32,
+    /// The first wait; it doubles with each further failure, up to the cap.
+    pub login_wait_secs: u64,
+    pub login_wait_max_secs: u64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            session_inactivity_secs: 15 * 60,
+            session_absolute_secs: 12 * 60 * 60,
+            admins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            login_failures_before_wait: 5,
+            login_wait_secs: 30,
+            login_wait_max_secs: 15 * 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiftSettings {
+    pub lowest_floor: i32,
+    pub highest_floor: i32,
+    /// Travel time per floor of the simulated lift.
+    pub travel_ms_per_floor: u64,
+}
+
+impl Default for LiftSettings {
+    fn default() -> Self {
+        // the seed building had two floors
+        Self {
+            lowest_floor: 1,
+            highest_floor: 2,
+            travel_ms_per_floor: 1500,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -47,6 +102,8 @@ impl Default for Settings {
             queue: 16,
             max_body_bytes: 8 * 1024 * 1024,
             engine: EngineConfig::default(),
+            web: WebSettings::default(),
+            lift: LiftSettings::default(),
         }
     }
 }

@@ -5,8 +5,10 @@
 
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod face;
+pub mod lift;
 pub mod store;
 pub mod web;
 

@@ -1,5 +1,9 @@
-//! SQLite storage. For now: the embedding cache (by photo hash and model id), so a restart does
-//! not recompute the gallery and a changed photo is recomputed.
+//! SQLite storage: the embedding cache (by photo hash and model id, so a restart does not
+//! recompute the gallery and a changed photo is recomputed), web sessions, and the audit log.
+
+mod sessions;
+
+pub use sessions::SqliteSessionStore;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,14 +25,33 @@ pub enum StoreError {
 }
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE embeddings (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE embeddings (
         model_id   TEXT NOT NULL,
         sha256     TEXT NOT NULL,
         dimensions INTEGER NOT NULL,
         vector     BLOB NOT NULL,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
         PRIMARY KEY (model_id, sha256)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    "CREATE TABLE sessions (
+        id         TEXT PRIMARY KEY,
+        data       TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+    CREATE TABLE audit (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        client     TEXT NOT NULL,
+        person     TEXT,
+        similarity REAL,
+        outcome    TEXT NOT NULL,
+        detail     TEXT
+    );
+    CREATE INDEX audit_by_kind ON audit (kind, id);",
+];
 
 pub struct Store {
     connection: Mutex<Connection>,
@@ -112,6 +135,112 @@ impl Store {
                 |row| row.get(0),
             )
         })
+    }
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Unix time, seconds
+    pub at: i64,
+    /// "login", later "lift" and "device"
+    pub kind: String,
+    /// who or what asked: a client address, a device id
+    pub client: String,
+    pub person: Option<String>,
+    pub similarity: Option<f32>,
+    /// "recognized", "not_recognized", "no_face", "rate_limited", ...
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+impl Store {
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO audit (at, kind, client, person, similarity, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    entry.at,
+                    entry.kind,
+                    entry.client,
+                    entry.person,
+                    entry.similarity,
+                    entry.outcome,
+                    entry.detail
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// The newest `limit` entries of one kind, newest first.
+    pub fn recent_audit(&self, kind: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT at, kind, client, person, similarity, outcome, detail FROM audit
+                 WHERE kind = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![kind, limit], |row| {
+                Ok(AuditEntry {
+                    at: row.get(0)?,
+                    kind: row.get(1)?,
+                    client: row.get(2)?,
+                    person: row.get(3)?,
+                    similarity: row.get(4)?,
+                    outcome: row.get(5)?,
+                    detail: row.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The session's data and expiry (unix seconds), unless it has expired.
+    pub(crate) fn session_load(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT data, expires_at FROM sessions WHERE id = ?1 AND expires_at > ?2",
+                params![id, now],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// Inserts or replaces; with `only_new`, false when the id is taken.
+    pub(crate) fn session_save(
+        &self,
+        id: &str,
+        data: &str,
+        expires_at: i64,
+        only_new: bool,
+    ) -> Result<bool, StoreError> {
+        let sql = if only_new {
+            "INSERT OR IGNORE INTO sessions (id, data, expires_at) VALUES (?1, ?2, ?3)"
+        } else {
+            "INSERT OR REPLACE INTO sessions (id, data, expires_at) VALUES (?1, ?2, ?3)"
+        };
+        self.with(|c| c.execute(sql, params![id, data, expires_at]))
+            .map(|changed| changed == 1)
+    }
+
+    pub(crate) fn session_delete(&self, id: &str) -> Result<(), StoreError> {
+        self.with(|c| c.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
+            .map(|_| ())
+    }
+
+    /// Deletes the sessions that expired before `now`; returns how many.
+    pub fn delete_expired_sessions(&self, now: i64) -> Result<usize, StoreError> {
+        self.with(|c| c.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now]))
+    }
+
+    pub fn session_count(&self) -> Result<usize, StoreError> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0)))
     }
 }
 

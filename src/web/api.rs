@@ -124,7 +124,7 @@ async fn verify(
 }
 
 /// Reads the named multipart fields, in the order of `names`; every one is required.
-async fn read_files(
+pub(super) async fn read_files(
     mut multipart: Multipart,
     names: &[&str],
     limit: usize,

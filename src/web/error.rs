@@ -7,61 +7,109 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::face::FaceError;
+use crate::lift::LiftError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     #[error(transparent)]
     Face(#[from] FaceError),
+    #[error(transparent)]
+    Lift(#[from] LiftError),
     #[error("{0}")]
     BadRequest(String),
     #[error("the upload is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("please log in first")]
+    NotLoggedIn,
+    #[error("your session has ended; please log in again")]
+    SessionExpired,
+    #[error("face not recognised")]
+    NotRecognized,
+    #[error("too many failed attempts; try again in {retry_after} seconds")]
+    TooManyAttempts { retry_after: u64 },
+    #[error("this page is for administrators")]
+    NotAdmin,
+    #[error("request refused: {0}")]
+    CrossSite(&'static str),
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl WebError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         use FaceError as F;
+        use StatusCode as S;
         let message = self.to_string();
         match self {
             WebError::Face(error) => match error {
                 F::Empty | F::NotAnImage | F::Corrupt(_) => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "bad_image", message)
+                    (S::UNPROCESSABLE_ENTITY, "bad_image", message)
                 }
-                F::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", message),
-                F::NoFace => (StatusCode::UNPROCESSABLE_ENTITY, "no_face", message),
-                F::FaceTooSmall { .. } => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "face_too_small", message)
-                }
-                F::SeveralFaces { .. } => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "several_faces", message)
-                }
-                F::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", message),
-                F::Model(_) | F::Runtime(_) | F::Io { .. } => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "something went wrong on the server; it has been logged".into(),
-                ),
+                F::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "image_too_large", message),
+                F::NoFace => (S::UNPROCESSABLE_ENTITY, "no_face", message),
+                F::FaceTooSmall { .. } => (S::UNPROCESSABLE_ENTITY, "face_too_small", message),
+                F::SeveralFaces { .. } => (S::UNPROCESSABLE_ENTITY, "several_faces", message),
+                F::Busy => (S::SERVICE_UNAVAILABLE, "busy", message),
+                F::Model(_) | F::Runtime(_) | F::Io { .. } => internal(),
             },
-            WebError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", message),
-            WebError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", message),
+            WebError::Lift(error) => match error {
+                LiftError::Busy => (S::CONFLICT, "busy", message),
+                LiftError::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, "no_such_floor", message),
+                LiftError::Offline => (S::SERVICE_UNAVAILABLE, "offline", message),
+            },
+            WebError::BadRequest(_) => (S::BAD_REQUEST, "bad_request", message),
+            WebError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large", message),
+            WebError::NotLoggedIn => (S::UNAUTHORIZED, "not_logged_in", message),
+            WebError::SessionExpired => (S::UNAUTHORIZED, "session_expired", message),
+            WebError::NotRecognized => (S::UNAUTHORIZED, "not_recognized", message),
+            WebError::TooManyAttempts { .. } => {
+                (S::TOO_MANY_REQUESTS, "too_many_attempts", message)
+            }
+            WebError::NotAdmin => (S::FORBIDDEN, "not_admin", message),
+            WebError::CrossSite(_) => (S::FORBIDDEN, "cross_site", message),
+            WebError::Internal(_) => internal(),
         }
+    }
+}
+
+fn internal() -> (StatusCode, &'static str, String) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "something went wrong on the server; it has been logged".into(),
+    )
+}
+
+impl From<tower_sessions::session::Error> for WebError {
+    fn from(error: tower_sessions::session::Error) -> Self {
+        WebError::Internal(format!("session: {error}"))
+    }
+}
+
+impl From<crate::store::StoreError> for WebError {
+    fn from(error: crate::store::StoreError) -> Self {
+        WebError::Internal(error.to_string())
     }
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::debug!(error = %self, "request refused");
         }
         let mut response =
             (status, Json(json!({ "error": code, "message": message }))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let retry_after = match &self {
+            WebError::TooManyAttempts { retry_after } => Some(*retry_after),
+            WebError::Face(FaceError::Busy) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
         response
     }

@@ -1,6 +1,6 @@
 //! The server over real HTTP on a port-0 listener.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use facelift::face::gallery::build;
 use facelift::store::Store;
@@ -11,30 +11,62 @@ use serde_json::Value;
 
 use crate::helpers::{make_gallery, png_header_only, pool, read_photo};
 
-struct TestApp {
-    base: String,
-    client: reqwest::Client,
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<Store>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn spawn_app() -> TestApp {
+pub struct AppOptions {
+    pub settings: facelift::Settings,
+    pub clock: Option<Arc<dyn facelift::clock::Clock>>,
+    pub store: Option<Arc<Store>>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        let mut settings = crate::helpers::settings();
+        settings.web.admins = vec!["person05".into()];
+        settings.lift.travel_ms_per_floor = 50;
+        Self {
+            settings,
+            clock: None,
+            store: None,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// The app on a port-0 listener; person01 (img1, img2) and person05 (img13, an admin) enrolled.
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let gallery_dir = make_gallery(&[
         ("person01", &["img1.jpg", "img2.jpg"]),
         ("person05", &["img13.jpg"]),
     ]);
-    let store = Store::open_in_memory().expect("store");
+    let store = options
+        .store
+        .unwrap_or_else(|| Arc::new(Store::open_in_memory().expect("store")));
+    let build_store = Arc::clone(&store);
     let gallery = tokio::task::spawn_blocking(move || {
-        build(gallery_dir.path(), pool(), &store, &|| {})
+        build(gallery_dir.path(), pool(), &*build_store, &|| {})
             .expect("gallery")
             .0
     })
     .await
     .expect("join");
-    let state = AppState {
-        pool: Arc::clone(pool()),
-        gallery: Arc::new(RwLock::new(gallery)),
-        max_body_bytes: 8 * 1024 * 1024,
-    };
+    let mut state = AppState::new(
+        options.settings,
+        Arc::clone(pool()),
+        gallery,
+        Arc::clone(&store),
+    );
+    if let Some(clock) = options.clock {
+        state = state.with_clock(clock);
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -45,7 +77,11 @@ async fn spawn_app() -> TestApp {
     }));
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("client"),
+        store,
         _stop: stop,
     }
 }
