@@ -6,3 +6,4 @@ mod engine;
 mod gallery;
 mod helpers;
 mod http;
+mod sessions;

@@ -1,0 +1,295 @@
+//! Login, sessions, the lift API and cross-site protection, over real HTTP.
+
+use std::sync::Arc;
+
+use facelift::clock::ManualClock;
+use facelift::store::Store;
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use crate::helpers::read_photo;
+use crate::http::{AppOptions, TestApp, spawn_app, spawn_app_with};
+
+impl TestApp {
+    async fn login(&self, photo: &str) -> (StatusCode, Value, Option<String>) {
+        self.login_with(photo, &[]).await
+    }
+
+    async fn login_with(
+        &self,
+        photo: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value, Option<String>) {
+        let form = Form::new().part(
+            "frame",
+            Part::bytes(read_photo(photo)).file_name("frame.jpg"),
+        );
+        let mut request = self
+            .client
+            .post(format!("{}/api/v1/login", self.base))
+            .multipart(form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(facelift::web::SESSION_COOKIE))
+            .map(str::to_string);
+        (status, response.json().await.expect("json"), cookie)
+    }
+
+    async fn me(&self) -> StatusCode {
+        self.client
+            .get(format!("{}/api/v1/me", self.base))
+            .send()
+            .await
+            .expect("request")
+            .status()
+    }
+
+    async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = token {
+            request = request.header(facelift::web::CSRF_HEADER, token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn a_recognised_face_logs_in_with_a_safe_cookie_and_others_get_their_codes() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.me().await,
+        StatusCode::UNAUTHORIZED,
+        "not logged in yet"
+    );
+
+    let (status, body, _) = app.login("img38.jpg").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("not_recognized"))
+    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    let (status, body, cookie) = app.login("img4.jpg").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["person"], "person01");
+    assert!(body["similarity"].as_f64() >= Some(0.5));
+    let cookie = cookie.expect("a session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP from a direct client: {cookie}"
+    );
+    assert_eq!(app.me().await, StatusCode::OK);
+
+    let log = app.store.recent_audit("login", 10).expect("audit");
+    assert_eq!(log[0].outcome, "recognized");
+    assert_eq!(log[0].person.as_deref(), Some("person01"));
+    assert_eq!(log[1].outcome, "not_recognized");
+    assert!(log[1].similarity.is_some_and(|s| s < 0.5));
+}
+
+#[tokio::test]
+async fn five_failures_in_a_row_make_the_client_wait_and_the_wait_doubles() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        let (status, _, _) = app.login("img38.jpg").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let form = Form::new().part("frame", Part::bytes(read_photo("img4.jpg")));
+    let response = app
+        .client
+        .post(format!("{}/api/v1/login", app.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even a good face waits now"
+    );
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert_eq!(retry, 30);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "too_many_attempts");
+    let log = app.store.recent_audit("login", 1).expect("audit");
+    assert_eq!(log[0].outcome, "rate_limited");
+}
+
+#[tokio::test]
+async fn the_lift_needs_a_session_and_the_csrf_token() {
+    let app = spawn_app().await;
+    let (status, _) = app
+        .post_json("/api/v1/lift/move", None, json!({"floor": 2}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (_, login, _) = app.login("img4.jpg").await;
+    let token = login["csrf_token"].as_str().expect("token").to_string();
+    let (status, body) = app
+        .post_json("/api/v1/lift/move", None, json!({"floor": 2}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("cross_site"))
+    );
+    let (status, body) = app
+        .post_json("/api/v1/lift/move", Some("wrong"), json!({"floor": 2}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // a request from another site's page carries its Origin
+    let response = app
+        .client
+        .post(format!("{}/api/v1/lift/move", app.base))
+        .header(facelift::web::CSRF_HEADER, &token)
+        .header("origin", "https://evil.example")
+        .json(&json!({"floor": 2}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    let (status, body) = app
+        .post_json("/api/v1/lift/move", Some(&token), json!({"floor": 9}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("no_such_floor"))
+    );
+    let (status, body) = app
+        .post_json("/api/v1/lift/move", Some(&token), json!({"floor": 2}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(body["request_id"].as_str().is_some());
+    let (status, body) = app
+        .post_json("/api/v1/lift/move", Some(&token), json!({"floor": 1}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("busy"))
+    );
+
+    let log = app.store.recent_audit("lift", 5).expect("audit");
+    assert!(
+        log.iter()
+            .any(|e| e.outcome == "accepted" && e.person.as_deref() == Some("person01"))
+    );
+}
+
+#[tokio::test]
+async fn a_session_expires_after_inactivity_on_the_apps_clock() {
+    let clock = ManualClock::starting_at(1_800_000_000);
+    let app = spawn_app_with(AppOptions {
+        clock: Some(Arc::new(clock.clone())),
+        ..AppOptions::default()
+    })
+    .await;
+    app.login("img4.jpg").await;
+    clock.advance(14 * 60);
+    assert_eq!(app.me().await, StatusCode::OK, "14 minutes idle: still in");
+    clock.advance(14 * 60);
+    assert_eq!(
+        app.me().await,
+        StatusCode::OK,
+        "activity restarted the idle timer"
+    );
+    clock.advance(16 * 60);
+    assert_eq!(
+        app.me().await,
+        StatusCode::UNAUTHORIZED,
+        "16 minutes idle: out"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_session_and_logout_ends_it() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(data.path()).expect("store"));
+    let first = spawn_app_with(AppOptions {
+        store: Some(Arc::clone(&store)),
+        ..AppOptions::default()
+    })
+    .await;
+    let (_, login, cookie) = first.login("img4.jpg").await;
+    let cookie = cookie.expect("cookie");
+    let session = cookie.split(';').next().expect("name=value").to_string();
+    drop(first);
+    drop(store);
+
+    // a new server process on the same database
+    let second = spawn_app_with(AppOptions {
+        store: Some(Arc::new(Store::open(data.path()).expect("reopen"))),
+        ..AppOptions::default()
+    })
+    .await;
+    let me = |app: &TestApp| {
+        app.client
+            .get(format!("{}/api/v1/me", app.base))
+            .header("cookie", &session)
+            .send()
+    };
+    let response = me(&second).await.expect("request");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "still logged in after the restart"
+    );
+
+    let token = login["csrf_token"].as_str().expect("token");
+    let response = second
+        .client
+        .post(format!("{}/api/v1/logout", second.base))
+        .header("cookie", &session)
+        .header(facelift::web::CSRF_HEADER, token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        me(&second).await.expect("request").status(),
+        StatusCode::UNAUTHORIZED,
+        "logged out"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_https_marks_the_cookie_secure_only_from_a_trusted_proxy() {
+    let forwarded = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-for", "203.0.113.5"),
+    ];
+    let untrusted = spawn_app().await;
+    let (_, _, cookie) = untrusted.login_with("img4.jpg", &forwarded).await;
+    assert!(
+        !cookie.expect("cookie").contains("Secure"),
+        "headers from anyone are not believed"
+    );
+
+    let mut options = AppOptions::default();
+    options.settings.web.trusted_proxies = vec!["127.0.0.1/32".parse().expect("net")];
+    let behind_tunnel = spawn_app_with(options).await;
+    let (_, _, cookie) = behind_tunnel.login_with("img4.jpg", &forwarded).await;
+    assert!(cookie.expect("cookie").contains("Secure"));
+    let log = behind_tunnel.store.recent_audit("login", 1).expect("audit");
+    assert_eq!(
+        log[0].client, "203.0.113.5",
+        "the real client, as the proxy says"
+    );
+}
