@@ -153,16 +153,19 @@ impl LoginLimiter {
     pub fn failure(&self, client: &str, now: i64) {
         let mut clients = self.lock();
         if clients.len() >= MAX_TRACKED_CLIENTS && !clients.contains_key(client) {
+            // forget clients that are not waiting and have not failed for a long while
             let cutoff = now - self.max_wait;
-            clients.retain(|_, f| f.last > cutoff && f.blocked_until > now - self.max_wait);
-            if clients.len() >= MAX_TRACKED_CLIENTS {
-                if let Some(stalest) = clients
-                    .iter()
-                    .min_by_key(|(_, f)| f.last)
-                    .map(|(k, _)| k.clone())
-                {
-                    clients.remove(&stalest);
-                }
+            clients.retain(|_, f| f.last > cutoff || f.blocked_until > now);
+            let stalest = (clients.len() >= MAX_TRACKED_CLIENTS)
+                .then(|| {
+                    clients
+                        .iter()
+                        .min_by_key(|(_, f)| f.last)
+                        .map(|(k, _)| k.clone())
+                })
+                .flatten();
+            if let Some(stalest) = stalest {
+                clients.remove(&stalest);
             }
         }
         let failures = clients.entry(client.to_string()).or_default();

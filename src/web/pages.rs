@@ -1,9 +1,172 @@
-//! The browser pages (minijinja templates in `templates/`).
+//! The browser pages: minijinja templates from `templates/` and the scripts and styles from
+//! `static/`, all built into the binary. A browser gets a redirect or an error page where the
+//! API would answer JSON.
+
+use std::sync::OnceLock;
 
 use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use minijinja::{Environment, context};
 
-use super::AppState;
+use super::auth::{AdminUser, CurrentUser};
+use super::{AppState, WebError};
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("lift.html", include_str!("../../templates/lift.html")),
+    ("admin.html", include_str!("../../templates/admin.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+];
+
+const STATIC_FILES: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/app.css"),
+    ),
+    (
+        "login.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/login.js"),
+    ),
+    (
+        "lift.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/lift.js"),
+    ),
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(login_page))
+        .route("/lift", get(lift_page))
+        .route("/admin", get(admin_page))
+        .route("/static/{file}", get(static_file))
+}
+
+fn templates() -> &'static Environment<'static> {
+    static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
+    ENVIRONMENT.get_or_init(|| {
+        let mut environment = Environment::new();
+        for (name, source) in TEMPLATES {
+            if let Err(error) = environment.add_template(name, source) {
+                tracing::error!(template = name, %error, "template does not compile");
+            }
+        }
+        environment
+    })
+}
+
+fn render(name: &str, values: minijinja::Value) -> Response {
+    match templates()
+        .get_template(name)
+        .and_then(|t| t.render(values))
+    {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(template = name, %error, "rendering failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be shown",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let mut response = render("error.html", context! { title, message });
+    *response.status_mut() = status;
+    response
+}
+
+async fn login_page(user: Result<CurrentUser, WebError>) -> Response {
+    match user {
+        Ok(_) => Redirect::to("/lift").into_response(),
+        Err(_) => render("login.html", context! {}),
+    }
+}
+
+async fn lift_page(user: Result<CurrentUser, WebError>, State(state): State<AppState>) -> Response {
+    let Ok(user) = user else {
+        return Redirect::to("/").into_response();
+    };
+    render(
+        "lift.html",
+        context! {
+            person => user.person,
+            admin => user.admin,
+            csrf_token => user.csrf_token,
+            lift => state.lift.status(),
+        },
+    )
+}
+
+async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppState>) -> Response {
+    let user = match admin {
+        Ok(AdminUser(user)) => user,
+        Err(WebError::NotAdmin) => {
+            return error_page(
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "This page is for the building's administrators.",
+            );
+        }
+        Err(_) => return Redirect::to("/").into_response(),
+    };
+    let people: Vec<minijinja::Value> = state
+        .gallery
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .people
+        .iter()
+        .map(|p| context! { name => p.name, templates => p.templates.len() })
+        .collect();
+    let store = state.store.clone();
+    let attempts = tokio::task::spawn_blocking(move || store.recent_audit("login", 50))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let attempts: Vec<minijinja::Value> = attempts
+        .iter()
+        .map(|a| {
+            context! {
+                time => utc_time(a.at), client => a.client, person => a.person,
+                similarity => a.similarity, outcome => a.outcome,
+            }
+        })
+        .collect();
+    render(
+        "admin.html",
+        context! { person => user.person, csrf_token => user.csrf_token, people, attempts },
+    )
+}
+
+fn utc_time(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => unix.to_string(),
+    }
+}
+
+async fn static_file(Path(file): Path<String>) -> Response {
+    match STATIC_FILES.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, body)) => {
+            ([(header::CONTENT_TYPE, *content_type)], *body).into_response()
+        }
+        None => error_page(StatusCode::NOT_FOUND, "Not found", "There is no such file."),
+    }
 }

@@ -293,3 +293,74 @@ async fn forwarded_https_marks_the_cookie_secure_only_from_a_trusted_proxy() {
         "the real client, as the proxy says"
     );
 }
+
+#[tokio::test]
+async fn pages_redirect_strangers_and_refuse_non_admins() {
+    let app = spawn_app().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = no_redirects
+        .get(format!("{}/lift", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert!(response.status().is_redirection());
+    assert_eq!(response.headers()["location"], "/");
+
+    let login_page = app
+        .client
+        .get(format!("{}/", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(login_page.status(), StatusCode::OK);
+    let html = login_page.text().await.expect("html");
+    assert!(html.contains("getUserMedia") || html.contains("/static/login.js"));
+    let script = app
+        .client
+        .get(format!("{}/static/login.js", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert!(script.text().await.expect("js").contains("isSecureContext"));
+
+    // person01 is not an admin
+    app.login("img4.jpg").await;
+    let lift = app
+        .client
+        .get(format!("{}/lift", app.base))
+        .send()
+        .await
+        .expect("request");
+    let html = lift.text().await.expect("html");
+    assert!(
+        html.contains("data-floor=\"2\"") && html.contains("name=\"csrf-token\""),
+        "{html}"
+    );
+    let admin = app
+        .client
+        .get(format!("{}/admin", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(admin.status(), StatusCode::FORBIDDEN);
+
+    // person05 is
+    let admin_app = spawn_app().await;
+    admin_app.login("img38.jpg").await; // a stranger's failed attempt, for the log
+    admin_app.login("img14.jpg").await;
+    let page = admin_app
+        .client
+        .get(format!("{}/admin", admin_app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("person01") && html.contains("not_recognized") && html.contains("recognized"),
+        "{html}"
+    );
+}

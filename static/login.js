@@ -1,0 +1,78 @@
+// Login page: camera preview, capture a frame, upload it, say what happened in plain words.
+(function () {
+  const video = document.getElementById('preview');
+  const canvas = document.getElementById('frame');
+  const button = document.getElementById('login');
+  const status = document.getElementById('status');
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.className = isError ? 'error' : '';
+  }
+
+  const messages = {
+    no_face: 'No face found. Look straight at the camera, with your face in the light.',
+    face_too_small: 'Your face is too small or too dark in the picture. Come closer to the camera.',
+    not_recognized: 'Not recognised. If you are enrolled, try again facing the camera; otherwise ask the building manager to enrol you.',
+    bad_image: 'The camera picture could not be read. Please try again.',
+    busy: 'The system is busy. Please try again in a moment.',
+  };
+
+  async function start() {
+    if (!window.isSecureContext || !navigator.mediaDevices) {
+      say('The camera needs a secure connection. Open this page over HTTPS (for example through an ngrok tunnel, or the server\'s --tls options), or on this computer at http://localhost.', true);
+      return;
+    }
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'user', width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+      video.srcObject = stream;
+      await video.play();
+      button.disabled = false;
+      say('Ready. Look at the camera and press “Log in”.');
+    } catch (error) {
+      if (error && error.name === 'NotAllowedError') {
+        say('Camera permission was denied. Allow the camera for this site in your browser settings, then reload the page.', true);
+      } else if (error && error.name === 'NotFoundError') {
+        say('No camera was found on this device.', true);
+      } else {
+        say('The camera could not be started (' + (error && error.name ? error.name : 'unknown error') + ').', true);
+      }
+    }
+  }
+
+  function capture() {
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext('2d').drawImage(video, 0, 0, canvas.width, canvas.height);
+    return new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.9));
+  }
+
+  async function login() {
+    button.disabled = true;
+    say('Checking…');
+    try {
+      const blob = await capture();
+      const form = new FormData();
+      form.append('frame', blob, 'frame.jpg');
+      const response = await fetch('/api/v1/login', { method: 'POST', body: form, credentials: 'same-origin' });
+      const body = await response.json().catch(() => ({}));
+      if (response.ok) {
+        say('Welcome, ' + body.person + '!');
+        window.location.assign('/lift');
+        return;
+      }
+      if (response.status === 429) {
+        const wait = response.headers.get('Retry-After') || 'a few';
+        say('Too many attempts. Please wait ' + wait + ' seconds and try again.', true);
+      } else {
+        say(messages[body.error] || body.message || 'Something went wrong. Please try again.', true);
+      }
+    } catch (error) {
+      say('The server could not be reached. Check the connection and try again.', true);
+    }
+    button.disabled = false;
+  }
+
+  button.addEventListener('click', login);
+  start();
+})();
