@@ -1,0 +1,59 @@
+// Logs in through facelift's real login page in Debian's Chromium, whose fake camera plays a
+// Y4M file made from a photo, then (for an enrolled face) drives the lift panel.
+//
+//   node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized
+//
+// Exits 0 when the page behaved as a person would expect, 1 with a reason otherwise.
+import { chromium } from 'playwright-core';
+
+const [base, camera, shots, expected] = process.argv.slice(2);
+if (!base || !camera || !shots || !['recognized', 'not_recognized'].includes(expected)) {
+  console.error('usage: node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized');
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-video-capture=${camera}`,
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--no-first-run',
+  ],
+});
+const page = await browser.newPage({ viewport: { width: 800, height: 900 } });
+const text = (selector) => page.locator(selector).innerText();
+try {
+  await page.goto(`${base}/`);
+  await page.waitForSelector('#login:not([disabled])', { timeout: 30_000 });
+  await page.click('#login');
+
+  if (expected === 'recognized') {
+    await page.waitForURL(`${base}/lift`, { timeout: 30_000 });
+    await page.waitForFunction(() => document.getElementById('floor').textContent === '1');
+    await page.screenshot({ path: `${shots}/lift-panel.png` });
+    await page.click('button[data-floor="2"]');
+    await page.waitForFunction(() => document.getElementById('state').textContent.startsWith('moving'), null, { timeout: 10_000 });
+    await page.screenshot({ path: `${shots}/lift-moving.png` });
+    await page.waitForFunction(
+      () => document.getElementById('floor').textContent === '2' && document.getElementById('state').textContent === 'idle',
+      null,
+      { timeout: 30_000 },
+    );
+    await page.screenshot({ path: `${shots}/lift-floor-2.png` });
+    console.log(`logged in as ${await text('.who')}, floor now ${await text('#floor')}`);
+  } else {
+    await page.waitForFunction(() => /Not recognised/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+    await page.screenshot({ path: `${shots}/login-not-recognised.png` });
+    if (new URL(page.url()).pathname !== '/') throw new Error(`left the login page for ${page.url()}`);
+    console.log(`stayed on the login page: ${await text('#status')}`);
+  }
+} catch (error) {
+  await page.screenshot({ path: `${shots}/failure-${expected}.png` }).catch(() => {});
+  console.error(`status line: ${await text('#status').catch(() => '(none)')}`);
+  console.error(error.message);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

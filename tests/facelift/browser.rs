@@ -1,0 +1,128 @@
+//! The real pages in a real headless Chromium whose fake camera shows a shared photo.
+//! Needs Debian's chromium and `npm ci` in tests/e2e (scripts/setup and .ci/run do both).
+//! Screenshots are kept in `test-artifacts/browser/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::{photo, repo_root};
+use crate::http::{AppOptions, spawn_app_with};
+
+const WIDTH: u32 = 640;
+const HEIGHT: u32 = 480;
+
+/// A few frames of a still photo, letterboxed to 640x480, as Y4M (4:2:0, full-range BT.601),
+/// the format Chromium's fake camera plays.
+fn y4m_from_photo(name: &str, out: &Path) {
+    let photo = image::open(photo(name)).expect("photo").into_rgb8();
+    let scale = (WIDTH as f32 / photo.width() as f32).min(HEIGHT as f32 / photo.height() as f32);
+    let (w, h) = (
+        (photo.width() as f32 * scale) as u32,
+        (photo.height() as f32 * scale) as u32,
+    );
+    let resized = image::imageops::resize(&photo, w, h, image::imageops::FilterType::Triangle);
+    let mut frame = image::RgbImage::from_pixel(WIDTH, HEIGHT, image::Rgb([110, 110, 110]));
+    image::imageops::overlay(
+        &mut frame,
+        &resized,
+        i64::from((WIDTH - w) / 2),
+        i64::from((HEIGHT - h) / 2),
+    );
+
+    let rgb = |x: u32, y: u32| frame.get_pixel(x, y).0.map(f32::from);
+    let mut planes = Vec::new();
+    for y in 0..HEIGHT {
+        for x in 0..WIDTH {
+            let [r, g, b] = rgb(x, y);
+            planes.push(
+                (0.299 * r + 0.587 * g + 0.114 * b)
+                    .round()
+                    .clamp(0.0, 255.0) as u8,
+            );
+        }
+    }
+    // Cb, then Cr, each averaged over 2x2 pixels
+    for blue in [true, false] {
+        for y in (0..HEIGHT).step_by(2) {
+            for x in (0..WIDTH).step_by(2) {
+                let mut sum = 0.0;
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let [r, g, b] = rgb(x + dx, y + dy);
+                    sum += if blue {
+                        128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b
+                    } else {
+                        128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b
+                    };
+                }
+                planes.push((sum / 4.0).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    let mut y4m = format!("YUV4MPEG2 W{WIDTH} H{HEIGHT} F30:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for _ in 0..3 {
+        y4m.extend_from_slice(b"FRAME\n");
+        y4m.extend_from_slice(&planes);
+    }
+    std::fs::write(out, y4m).expect("write y4m");
+}
+
+fn run_browser(base: &str, camera: &Path, shots: &Path, expected: &str) {
+    let output = Command::new("node")
+        .arg(repo_root().join("tests/e2e/login.mjs"))
+        .args([
+            base,
+            camera.to_str().expect("utf-8"),
+            shots.to_str().expect("utf-8"),
+            expected,
+        ])
+        .output()
+        .expect("node runs (scripts/setup installs the e2e dependencies)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the browser run ({expected}) failed:\n{report}"
+    );
+    eprintln!("{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
+    let shots: PathBuf = repo_root().join("test-artifacts/browser");
+    std::fs::create_dir_all(&shots).expect("artifacts folder");
+    let cameras = tempfile::tempdir().expect("tempdir");
+    let (enrolled, stranger) = (
+        cameras.path().join("person01.y4m"),
+        cameras.path().join("stranger.y4m"),
+    );
+    y4m_from_photo("img4.jpg", &enrolled);
+    y4m_from_photo("img38.jpg", &stranger);
+
+    let mut options = AppOptions::default();
+    options.settings.lift.travel_ms_per_floor = 800;
+    let app = spawn_app_with(options).await;
+    let base = app.base.clone();
+
+    let (b, e, s) = (base.clone(), enrolled.clone(), shots.clone());
+    tokio::task::spawn_blocking(move || run_browser(&b, &e, &s, "recognized"))
+        .await
+        .expect("browser run");
+    let (b, e, s) = (base.clone(), stranger.clone(), shots.clone());
+    tokio::task::spawn_blocking(move || run_browser(&b, &e, &s, "not_recognized"))
+        .await
+        .expect("browser run");
+
+    let log = app.store.recent_audit("login", 2).expect("audit");
+    assert_eq!(log[0].outcome, "not_recognized");
+    assert_eq!(log[1].person.as_deref(), Some("person01"));
+    for shot in [
+        "lift-panel.png",
+        "lift-floor-2.png",
+        "login-not-recognised.png",
+    ] {
+        assert!(shots.join(shot).is_file(), "{shot} kept");
+    }
+}
