@@ -73,6 +73,14 @@ pub enum Command {
         gallery: Option<PathBuf>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Serve HTTPS with a self-signed certificate, made once and kept in <data-dir>/tls/
+        #[arg(long)]
+        tls_self_signed: bool,
     },
     /// Embed (or re-embed) the enrolled photos into the cache
     Enroll {
@@ -149,10 +157,16 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
             bind,
             gallery,
             data_dir,
+            tls_cert,
+            tls_key,
+            tls_self_signed,
         } => {
             set("bind", bind.as_ref().map(|b| json!(b)));
             set("gallery", path(gallery));
             set("data_dir", path(data_dir));
+            set("tls.cert", path(tls_cert));
+            set("tls.key", path(tls_key));
+            set("tls.self_signed", tls_self_signed.then_some(json!(true)));
         }
         Command::Identify {
             gallery, data_dir, ..
@@ -464,6 +478,32 @@ fn eval(
     Ok(())
 }
 
+/// The certificate to serve HTTPS with, if the settings ask for HTTPS.
+fn tls_files(settings: &Settings) -> Result<Option<web::TlsFiles>> {
+    let tls = &settings.tls;
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Ok(Some(web::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (Some(_), None) | (None, Some(_)) => bail!("--tls-cert and --tls-key go together"),
+        (None, None) if tls.self_signed => {
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            if let Ok(address) = settings.bind.parse::<std::net::SocketAddr>()
+                && !address.ip().is_unspecified()
+            {
+                names.push(address.ip().to_string());
+            }
+            names.extend(tls.names.iter().cloned());
+            names.dedup();
+            let files = web::self_signed(&settings.data_dir.join("tls"), &names)
+                .context("making the self-signed certificate")?;
+            Ok(Some(files))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 fn serve(settings: Settings) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -477,12 +517,23 @@ fn serve(settings: Settings) -> Result<()> {
             from_cache = report.from_cache,
             "gallery ready"
         );
-        let listener = tokio::net::TcpListener::bind(&settings.bind)
-            .await
+        let tls = tls_files(&settings)?;
+        let listener = std::net::TcpListener::bind(&settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
-        tracing::info!("listening on http://{}", listener.local_addr()?);
+        let address = listener.local_addr()?;
         let state = AppState::new(settings, Arc::new(pool), gallery, store);
-        web::serve(listener, state, web::shutdown_signal()).await?;
+        match tls {
+            Some(files) => {
+                tracing::info!("listening on https://{address}");
+                web::serve_tls(listener, state, &files, web::shutdown_signal()).await?;
+            }
+            None => {
+                tracing::info!("listening on http://{address}");
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                web::serve(listener, state, web::shutdown_signal()).await?;
+            }
+        }
         Ok(())
     })
 }

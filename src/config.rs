@@ -35,6 +35,21 @@ pub struct Settings {
     pub engine: EngineConfig,
     pub web: WebSettings,
     pub lift: LiftSettings,
+    pub tls: TlsSettings,
+}
+
+/// HTTPS served directly (without a tunnel in front).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// PEM certificate chain and private key.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Make (once, kept in `<data_dir>/tls/`) and use a self-signed certificate.
+    pub self_signed: bool,
+    /// Extra host names or addresses for the self-signed certificate, such as the LAN address
+    /// a phone uses ("192.168.1.20"); localhost and the bind address are always in.
+    pub names: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,6 +119,7 @@ impl Default for Settings {
             engine: EngineConfig::default(),
             web: WebSettings::default(),
             lift: LiftSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }

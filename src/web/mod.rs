@@ -6,6 +6,7 @@ mod client;
 mod error;
 mod lift_api;
 mod pages;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 pub use auth::{AdminUser, CSRF_HEADER, CurrentUser, LoginLimiter};
 pub use client::{ClientInfo, ServedOverTls};
 pub use error::WebError;
+pub use tls::{TlsFiles, self_signed, serve_tls};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -147,9 +149,20 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let cleaner = spawn_session_cleaner(&state);
+    let app = build_router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    cleaner.abort();
+    result
+}
+
+/// Deletes expired sessions every minute, until aborted.
+fn spawn_session_cleaner(state: &AppState) -> tokio::task::JoinHandle<()> {
     let store = Arc::clone(&state.store);
     let clock = Arc::clone(&state.clock);
-    let cleaner = tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             every.tick().await;
@@ -160,13 +173,7 @@ pub async fn serve(
                 _ => tracing::warn!("could not delete expired sessions"),
             }
         }
-    });
-    let app = build_router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    cleaner.abort();
-    result
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM.
