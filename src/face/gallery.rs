@@ -62,6 +62,27 @@ impl MatchResult {
 }
 
 impl Gallery {
+    /// Adds a template to a person, creating the person if new.
+    pub fn add_template(&mut self, name: &str, template: Template) {
+        match self.people.iter_mut().find(|p| p.name == name) {
+            Some(person) => person.templates.push(template),
+            None => {
+                self.people.push(Person {
+                    name: name.to_string(),
+                    templates: vec![template],
+                });
+                self.people.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+        }
+    }
+
+    /// Forgets a person; false if there was nobody of that name.
+    pub fn remove_person(&mut self, name: &str) -> bool {
+        let before = self.people.len();
+        self.people.retain(|p| p.name != name);
+        self.people.len() != before
+    }
+
     pub fn template_count(&self) -> usize {
         self.people.iter().map(|p| p.templates.len()).sum()
     }
@@ -113,6 +134,14 @@ pub struct EnrollReport {
     pub from_cache: usize,
     /// photos that gave no usable face, with the reason
     pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Whether `name` can be a person's folder: 1 to 64 letters, digits, `-` or `_`.
+pub fn valid_person_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The photos of every person under `dir`, sorted, one folder per person.

@@ -1,5 +1,6 @@
 //! HTTP: the router, the state it shares, and serving with graceful shutdown.
 
+mod admin;
 mod api;
 mod auth;
 mod client;
@@ -105,6 +106,15 @@ pub fn build_router(state: AppState) -> Router {
         .route("/api/v1/lift", get(lift_api::status))
         .route("/api/v1/lift/move", post(lift_api::request_move))
         .route("/api/v1/lift/events", get(lift_api::events))
+        .route(
+            "/api/v1/admin/people/{name}",
+            axum::routing::delete(admin::remove_person),
+        )
+        .route("/api/v1/admin/people/{name}/photos", post(admin::add_photo))
+        .route(
+            "/api/v1/admin/people/{name}/thumbnail",
+            get(admin::thumbnail),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .layer(sessions)
         .layer(middleware::from_fn_with_state(

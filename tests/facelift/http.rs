@@ -15,6 +15,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Arc<Store>,
+    /// the enrolled people's folder, alive as long as the app
+    pub gallery: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -51,19 +53,17 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .store
         .unwrap_or_else(|| Arc::new(Store::open_in_memory().expect("store")));
     let build_store = Arc::clone(&store);
+    let dir = gallery_dir.path().to_path_buf();
     let gallery = tokio::task::spawn_blocking(move || {
-        build(gallery_dir.path(), pool(), &*build_store, &|| {})
+        build(&dir, pool(), &*build_store, &|| {})
             .expect("gallery")
             .0
     })
     .await
     .expect("join");
-    let mut state = AppState::new(
-        options.settings,
-        Arc::clone(pool()),
-        gallery,
-        Arc::clone(&store),
-    );
+    let mut settings = options.settings;
+    settings.gallery = gallery_dir.path().to_path_buf();
+    let mut state = AppState::new(settings, Arc::clone(pool()), gallery, Arc::clone(&store));
     if let Some(clock) = options.clock {
         state = state.with_clock(clock);
     }
@@ -82,6 +82,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .build()
             .expect("client"),
         store,
+        gallery: gallery_dir,
         _stop: stop,
     }
 }

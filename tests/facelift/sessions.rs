@@ -441,3 +441,113 @@ async fn over_direct_tls_the_cookie_is_secure_and_the_self_signed_certificate_is
     );
     drop(stop);
 }
+
+#[tokio::test]
+async fn an_admin_enrolls_a_person_from_photos_and_removes_them() {
+    let app = spawn_app().await;
+    let (_, login, _) = app.login("img14.jpg").await; // person05, an admin
+    let token = login["csrf_token"].as_str().expect("token").to_string();
+    let upload = |name: &str, photo: &str| {
+        let form = Form::new().part(
+            "photo",
+            Part::bytes(read_photo(photo)).file_name("shot.jpg"),
+        );
+        app.client
+            .post(format!("{}/api/v1/admin/people/{name}/photos", app.base))
+            .header(facelift::web::CSRF_HEADER, &token)
+            .multipart(form)
+            .send()
+    };
+    let response = upload("newcomer", "couple.jpg").await.expect("request");
+    assert_eq!(
+        response.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "two faces are not kept"
+    );
+    assert_eq!(
+        response.json::<Value>().await.expect("json")["error"],
+        "several_faces"
+    );
+    let response = upload("../etc", "img26.jpg").await.expect("request");
+    assert!(
+        response.status().is_client_error(),
+        "no path tricks in names"
+    );
+    for photo in ["img26.jpg", "img28.jpg"] {
+        let response = upload("newcomer", photo).await.expect("request");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let saved = std::fs::read_dir(app.gallery.path().join("newcomer"))
+        .expect("folder")
+        .count();
+    assert_eq!(saved, 2, "the photos are in the gallery folder");
+    let thumbnail = app
+        .client
+        .get(format!(
+            "{}/api/v1/admin/people/newcomer/thumbnail",
+            app.base
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(thumbnail.headers()["content-type"], "image/jpeg");
+    let thumb = image::load_from_memory(&thumbnail.bytes().await.expect("bytes")).expect("a JPEG");
+    assert_eq!(thumb.height(), 96);
+
+    // the newcomer can log in at once
+    let newcomer_client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    let form = Form::new().part("frame", Part::bytes(read_photo("img27.jpg")));
+    let body: Value = newcomer_client
+        .post(format!("{}/api/v1/login", app.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["person"], "newcomer", "{body}");
+
+    let response = app
+        .client
+        .delete(format!("{}/api/v1/admin/people/newcomer", app.base))
+        .header(facelift::web::CSRF_HEADER, &token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!app.gallery.path().join("newcomer").exists());
+    let form = Form::new().part("frame", Part::bytes(read_photo("img27.jpg")));
+    let response = newcomer_client
+        .post(format!("{}/api/v1/login", app.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "removed people are not recognised"
+    );
+}
+
+#[tokio::test]
+async fn non_admins_cannot_enroll() {
+    let app = spawn_app().await;
+    let (_, login, _) = app.login("img4.jpg").await; // person01, not an admin
+    let token = login["csrf_token"].as_str().expect("token");
+    let form = Form::new().part("photo", Part::bytes(read_photo("img26.jpg")));
+    let response = app
+        .client
+        .post(format!("{}/api/v1/admin/people/intruder/photos", app.base))
+        .header(facelift::web::CSRF_HEADER, token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(!app.gallery.path().join("intruder").exists());
+}

@@ -1,0 +1,164 @@
+//! Enrollment from the admin page: add a photo of a person (checked for exactly one good
+//! face first), and remove a person.
+
+use std::io::Cursor;
+
+use axum::Json;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::auth::AdminUser;
+use super::{AppState, WebError, api::read_files};
+use crate::face::gallery::{EmbeddingCache, Template, valid_person_name};
+use crate::face::{FaceError, Which};
+
+fn checked_name(name: &str) -> Result<&str, WebError> {
+    if valid_person_name(name) {
+        Ok(name)
+    } else {
+        Err(WebError::BadRequest(
+            "a name is 1 to 64 letters, digits, - or _".into(),
+        ))
+    }
+}
+
+/// `POST /api/v1/admin/people/{name}/photos`, multipart field `photo`: keeps the photo only if
+/// it shows exactly one usable face, then adds it to the person (creating them if new).
+pub async fn add_photo(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<Value>), WebError> {
+    let name = checked_name(&name)?.to_string();
+    let mut files = read_files(multipart, &["photo"], state.max_body_bytes).await?;
+    let photo = files.remove(0);
+    let bytes = photo.clone();
+    let analysis = state
+        .pool
+        .run(move |engine| engine.analyze_bytes(&bytes, Which::Single))
+        .await??;
+    let face = analysis.faces.into_iter().next().ok_or(FaceError::NoFace)?;
+
+    let extension = match image::guess_format(&photo) {
+        Ok(image::ImageFormat::Png) => "png",
+        Ok(image::ImageFormat::WebP) => "webp",
+        _ => "jpg",
+    };
+    let folder = state.settings.gallery.join(&name);
+    let file = folder.join(format!(
+        "{}-{}.{extension}",
+        state.clock.now(),
+        &hex::encode(Sha256::digest(&photo))[..8]
+    ));
+    let (path, store, model_id, embedding) = (
+        file.clone(),
+        state.store.clone(),
+        state.pool.models().id.clone(),
+        face.embedding.clone(),
+    );
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&folder)?;
+        // write then rename, so a crash never leaves half a photo in the gallery
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, &photo)?;
+        std::fs::rename(&partial, &path)?;
+        store.put(&model_id, &hex::encode(Sha256::digest(&photo)), &embedding);
+        Ok(())
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?
+    .map_err(|e| WebError::Internal(format!("saving the photo: {e}")))?;
+
+    let templates = {
+        let mut gallery = state
+            .gallery
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        gallery.add_template(
+            &name,
+            Template {
+                file,
+                embedding: face.embedding,
+            },
+        );
+        gallery
+            .people
+            .iter()
+            .find(|p| p.name == name)
+            .map_or(0, |p| p.templates.len())
+    };
+    tracing::info!(admin = %admin.person, person = %name, templates, "photo enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "person": name, "templates": templates })),
+    ))
+}
+
+/// `DELETE /api/v1/admin/people/{name}`: removes the person and their photos.
+pub async fn remove_person(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    let name = checked_name(&name)?.to_string();
+    let removed = state
+        .gallery
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove_person(&name);
+    let folder = state.settings.gallery.join(&name);
+    if folder.is_dir() {
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(folder))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?
+            .map_err(|e| WebError::Internal(format!("removing the photos: {e}")))?;
+    } else if !removed {
+        return Err(WebError::BadRequest(format!(
+            "nobody called {name} is enrolled"
+        )));
+    }
+    tracing::info!(admin = %admin.person, person = %name, "person removed");
+    Ok(Json(json!({ "removed": name })))
+}
+
+/// `GET /api/v1/admin/people/{name}/thumbnail`: the person's first photo, 96 pixels high.
+pub async fn thumbnail(
+    AdminUser(_): AdminUser,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    let name = checked_name(&name)?.to_string();
+    let file = state
+        .gallery
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .people
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.templates.first().map(|t| t.file.clone()))
+        .ok_or_else(|| WebError::BadRequest(format!("nobody called {name} is enrolled")))?;
+    let limits = crate::face::DecodeLimits {
+        max_pixels: state.settings.engine.max_pixels,
+    };
+    let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, FaceError> {
+        let bytes = std::fs::read(&file).map_err(|source| FaceError::Io {
+            path: file.display().to_string(),
+            source,
+        })?;
+        let image = crate::face::decode::decode_for_size(&bytes, limits, 192)?;
+        let thumb =
+            image::imageops::thumbnail(&image, image.width() * 96 / image.height().max(1), 96);
+        let mut out = Cursor::new(Vec::new());
+        thumb
+            .write_to(&mut out, image::ImageFormat::Jpeg)
+            .map_err(|e| FaceError::Corrupt(e.to_string()))?;
+        Ok(out.into_inner())
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
+}
