@@ -551,3 +551,82 @@ async fn non_admins_cannot_enroll() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert!(!app.gallery.path().join("intruder").exists());
 }
+
+#[tokio::test]
+async fn login_answers_each_bad_frame_with_its_code_and_does_not_count_it_as_a_failure() {
+    let app = spawn_app().await;
+    let jpeg = read_photo("img1.jpg");
+    let wall = {
+        let image = image::RgbImage::from_fn(640, 480, |x, y| {
+            image::Rgb([(x / 3) as u8, (y / 2) as u8, 90])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        image
+            .write_to(&mut out, image::ImageFormat::Jpeg)
+            .expect("encode");
+        out.into_inner()
+    };
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        ("a wall", wall, StatusCode::UNPROCESSABLE_ENTITY, "no_face"),
+        (
+            "text",
+            b"not a picture".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_image",
+        ),
+        (
+            "truncated",
+            jpeg[..jpeg.len() / 2].to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_image",
+        ),
+        (
+            "9 MiB",
+            vec![0xFF; 9 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+    ];
+    for (what, body, status, code) in cases {
+        let form = Form::new().part("frame", Part::bytes(body).file_name("frame.jpg"));
+        let response = app
+            .client
+            .post(format!("{}/api/v1/login", app.base))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), status, "{what}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"], code, "{what}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    // none of those locked the client out
+    let (status, _, _) = app.login("img4.jpg").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_limit_however_active() {
+    let clock = ManualClock::starting_at(1_800_000_000);
+    let mut options = AppOptions {
+        clock: Some(Arc::new(clock.clone())),
+        ..AppOptions::default()
+    };
+    options.settings.web.session_absolute_secs = 3600;
+    let app = spawn_app_with(options).await;
+    app.login("img4.jpg").await;
+    for _ in 0..5 {
+        clock.advance(10 * 60);
+        assert_eq!(app.me().await, StatusCode::OK, "active, within the hour");
+    }
+    clock.advance(11 * 60);
+    assert_eq!(
+        app.me().await,
+        StatusCode::UNAUTHORIZED,
+        "past the absolute limit"
+    );
+}
