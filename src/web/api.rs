@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::auth::{AdminUser, CurrentUser};
 use super::{AppState, WebError};
 use crate::face::Which;
 use crate::face::gallery::{Candidate, MatchResult};
@@ -32,7 +33,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-async fn people(State(state): State<AppState>) -> Json<Value> {
+async fn people(_admin: AdminUser, State(state): State<AppState>) -> Json<Value> {
     let gallery = state
         .gallery
         .read()
@@ -56,6 +57,7 @@ struct IdentifiedFace {
 
 /// `frame`: an image; answers every face in it with who it is (or null).
 async fn identify(
+    _admin: AdminUser,
     State(state): State<AppState>,
     multipart: Multipart,
 ) -> Result<Json<Value>, WebError> {
@@ -95,6 +97,7 @@ async fn identify(
 
 /// `a` and `b`: two images; answers whether their best faces are one person.
 async fn verify(
+    _user: CurrentUser,
     State(state): State<AppState>,
     multipart: Multipart,
 ) -> Result<Json<Value>, WebError> {

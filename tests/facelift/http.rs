@@ -99,11 +99,27 @@ impl TestApp {
         response.json().await.expect("a JSON body")
     }
 
-    async fn identify(&self, body: Vec<u8>) -> (StatusCode, Value) {
+    /// Logs in as person05, an admin (the face API is for admins); returns the CSRF token.
+    pub async fn log_in_admin(&self) -> String {
+        let form = Form::new().part("frame", Part::bytes(read_photo("img14.jpg")));
+        let response = self
+            .client
+            .post(format!("{}/api/v1/login", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("json");
+        body["csrf_token"].as_str().expect("token").to_string()
+    }
+
+    async fn identify(&self, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
         let form = Form::new().part("frame", Part::bytes(body).file_name("frame.jpg"));
         let response = self
             .client
             .post(format!("{}/api/v1/identify", self.base))
+            .header(facelift::web::CSRF_HEADER, token)
             .multipart(form)
             .send()
             .await
@@ -116,6 +132,18 @@ impl TestApp {
 #[tokio::test]
 async fn health_and_people_describe_the_gallery() {
     let app = spawn_app().await;
+    let anonymous = app
+        .client
+        .get(format!("{}/api/v1/people", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::UNAUTHORIZED,
+        "the face API needs a session"
+    );
+    app.log_in_admin().await;
     let health = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["people"], 2);
@@ -128,11 +156,12 @@ async fn health_and_people_describe_the_gallery() {
 #[tokio::test]
 async fn an_enrolled_face_is_recognised_and_a_stranger_is_not() {
     let app = spawn_app().await;
-    let (status, body) = app.identify(read_photo("img4.jpg")).await;
+    let token = app.log_in_admin().await;
+    let (status, body) = app.identify(&token, read_photo("img4.jpg")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["faces"][0]["person"], "person01");
     assert!(body["faces"][0]["similarity"].as_f64() >= Some(0.5));
-    let (status, body) = app.identify(read_photo("img38.jpg")).await;
+    let (status, body) = app.identify(&token, read_photo("img38.jpg")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["faces"][0]["person"], Value::Null);
 }
@@ -140,6 +169,7 @@ async fn an_enrolled_face_is_recognised_and_a_stranger_is_not() {
 #[tokio::test]
 async fn bad_uploads_get_clear_errors_with_the_right_status() {
     let app = spawn_app().await;
+    let token = app.log_in_admin().await;
     let jpeg = read_photo("img1.jpg");
     let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
         (
@@ -174,7 +204,7 @@ async fn bad_uploads_get_clear_errors_with_the_right_status() {
         ),
     ];
     for (what, body, status, code) in cases {
-        let (got, body) = app.identify(body).await;
+        let (got, body) = app.identify(&token, body).await;
         assert_eq!(got, status, "{what}: {body}");
         assert_eq!(body["error"], code, "{what}");
         assert!(
@@ -186,25 +216,28 @@ async fn bad_uploads_get_clear_errors_with_the_right_status() {
     let response = app
         .client
         .post(format!("{}/api/v1/identify", app.base))
+        .header(facelift::web::CSRF_HEADER, &token)
         .multipart(Form::new().text("other", "x"))
         .send()
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     // and the server is still fine afterwards
-    let (status, _) = app.identify(read_photo("img2.jpg")).await;
+    let (status, _) = app.identify(&token, read_photo("img2.jpg")).await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn verify_over_http_matches_the_cli_contract() {
     let app = spawn_app().await;
+    let token = app.log_in_admin().await;
     let form = Form::new()
         .part("a", Part::bytes(read_photo("img1.jpg")))
         .part("b", Part::bytes(read_photo("img2.jpg")));
     let body: Value = app
         .client
         .post(format!("{}/api/v1/verify", app.base))
+        .header(facelift::web::CSRF_HEADER, &token)
         .multipart(form)
         .send()
         .await
