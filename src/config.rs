@@ -90,8 +90,20 @@ impl Default for WebSettings {
 pub struct LiftSettings {
     pub lowest_floor: i32,
     pub highest_floor: i32,
-    /// Travel time per floor of the simulated lift.
-    pub travel_ms_per_floor: u64,
+    /// Names shown on the panel, from the lowest floor up ("G", "1", ...); a missing or empty
+    /// name shows the number.
+    pub floor_names: Vec<String>,
+    /// The registered device driving the lift (`facelift device add`); by default the only
+    /// one registered.
+    pub device: Option<String>,
+    /// A move the device has not finished by then puts the lift in fault.
+    pub move_timeout_ms: u64,
+    /// A device silent this long (no report, no poll) is offline; devices report every 5 s.
+    pub offline_after_ms: u64,
+    /// How long the server waits for a device to answer a pushed command (then retries once).
+    pub push_timeout_ms: u64,
+    /// Device messages whose timestamp is further than this from now are refused.
+    pub signature_window_secs: u64,
 }
 
 impl Default for LiftSettings {
@@ -100,7 +112,12 @@ impl Default for LiftSettings {
         Self {
             lowest_floor: 1,
             highest_floor: 2,
-            travel_ms_per_floor: 1500,
+            floor_names: Vec::new(),
+            device: None,
+            move_timeout_ms: 60_000,
+            offline_after_ms: 15_000,
+            push_timeout_ms: 3_000,
+            signature_window_secs: 30,
         }
     }
 }

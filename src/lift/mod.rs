@@ -1,31 +1,22 @@
-//! The lift as the web layer sees it: its status, moves, and a stream of changes.
-//!
-//! For now an in-process simulated lift stands in for the controller; the device protocol and
-//! the ESP32 come with the lift issue, behind this same interface.
+//! The lift: the state the server keeps ([`machine`]), the signed device protocol
+//! ([`protocol`]), the links that carry it (push over HTTP, pull by long poll, USB serial), and
+//! a simulated controller that speaks it ([`sim`]).
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+pub mod machine;
+pub mod protocol;
+pub mod serial;
+mod service;
+pub mod sim;
+
+use std::path::PathBuf;
 
 use serde::Serialize;
-use tokio::sync::watch;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LiftState {
-    Idle,
-    Moving,
-    Offline,
-}
+pub use machine::{Accepted, Floors, LiftMachine, LiftState, Timeouts};
+pub use protocol::{DeviceState, MoveCommand, ProtocolError, Secret, StatusReport};
+pub use service::LiftService;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LiftStatus {
-    pub floor: i32,
-    pub state: LiftState,
-    /// the floor it is moving to
-    pub target: Option<i32>,
-    pub floors: Vec<i32>,
-    pub online: bool,
-}
+use crate::store::DeviceRow;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LiftError {
@@ -37,130 +28,153 @@ pub enum LiftError {
         lowest: i32,
         highest: i32,
     },
+    #[error("the lift is already at floor {0}")]
+    AlreadyThere(i32),
     #[error("the lift controller is offline")]
     Offline,
+    #[error("the lift is out of service: {0}")]
+    Fault(String),
+    #[error("this request id was already used for another floor")]
+    RequestIdReused,
+    #[error("a request id is 1 to 64 letters, digits, '-' or '_'")]
+    BadRequestId,
+    #[error("device: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("device {name}: {reason}")]
+    BadDevice { name: String, reason: String },
 }
 
-/// A lift that takes `per_floor` to travel one floor.
-#[derive(Clone)]
-pub struct SimulatedLift {
-    status: Arc<Mutex<LiftStatus>>,
-    changes: watch::Sender<LiftStatus>,
-    per_floor: Duration,
-    next_request: Arc<std::sync::atomic::AtomicU64>,
+/// How the server and a device reach each other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// The server POSTs commands to the device at this base URL.
+    Push { url: String },
+    /// The device long-polls the server for commands (a device behind NAT).
+    Pull,
+    /// A USB serial line to the board.
+    Serial { path: PathBuf },
 }
 
-impl SimulatedLift {
-    pub fn new(lowest: i32, highest: i32, per_floor: Duration) -> Self {
-        let status = LiftStatus {
-            floor: lowest,
-            state: LiftState::Idle,
-            target: None,
-            floors: (lowest..=highest).collect(),
-            online: true,
+/// A registered lift controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: String,
+    pub secret: Secret,
+    pub link: Link,
+}
+
+impl Device {
+    pub fn from_row(row: &DeviceRow) -> Result<Self, LiftError> {
+        let bad = |reason: &str| LiftError::BadDevice {
+            name: row.name.clone(),
+            reason: reason.to_string(),
         };
-        let (changes, _) = watch::channel(status.clone());
-        Self {
-            status: Arc::new(Mutex::new(status)),
-            changes,
-            per_floor,
-            next_request: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        let link = match (row.link.as_str(), &row.address) {
+            ("push", Some(url)) => Link::Push { url: url.clone() },
+            ("pull", _) => Link::Pull,
+            ("serial", Some(path)) => Link::Serial {
+                path: PathBuf::from(path),
+            },
+            _ => return Err(bad("its link must be push with a URL, pull, or serial with a port")),
+        };
+        Ok(Self {
+            name: row.name.clone(),
+            secret: Secret::new(row.secret.clone()),
+            link,
+        })
+    }
+
+    pub fn to_row(&self) -> DeviceRow {
+        let (link, address) = match &self.link {
+            Link::Push { url } => ("push", Some(url.clone())),
+            Link::Pull => ("pull", None),
+            Link::Serial { path } => ("serial", Some(path.display().to_string())),
+        };
+        DeviceRow {
+            name: self.name.clone(),
+            secret: self.secret.expose().to_string(),
+            link: link.to_string(),
+            address,
         }
     }
+}
 
-    pub fn status(&self) -> LiftStatus {
-        self.lock().clone()
-    }
-
-    /// Every change from now on (the current status first).
-    pub fn subscribe(&self) -> watch::Receiver<LiftStatus> {
-        self.changes.subscribe()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LiftStatus> {
-        self.status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn publish(&self, status: &LiftStatus) {
-        self.changes.send_replace(status.clone());
-    }
-
-    /// Starts a move; answers the request id at once. Must run inside a tokio runtime.
-    pub fn request_move(&self, floor: i32) -> Result<u64, LiftError> {
-        let mut status = self.lock();
-        let (lowest, highest) = (status.floors[0], status.floors[status.floors.len() - 1]);
-        if !status.online {
-            return Err(LiftError::Offline);
-        }
-        if !(lowest..=highest).contains(&floor) {
-            return Err(LiftError::OutOfRange {
-                floor,
-                lowest,
-                highest,
+/// The device that drives the lift: the one named in the settings, else the only one
+/// registered (none registered: none, and the lift stays offline).
+pub fn choose_device(rows: &[DeviceRow], wanted: Option<&str>) -> Result<Option<Device>, LiftError> {
+    let row = match wanted {
+        Some(name) => Some(rows.iter().find(|r| r.name == name).ok_or_else(|| LiftError::BadDevice {
+            name: name.to_string(),
+            reason: "not registered: add it with `facelift device add`".into(),
+        })?),
+        None if rows.len() > 1 => {
+            return Err(LiftError::BadDevice {
+                name: rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
+                reason: "several devices are registered: choose one with lift.device".into(),
             });
         }
-        if status.state == LiftState::Moving {
-            return Err(LiftError::Busy);
-        }
-        let request = self
-            .next_request
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        status.state = LiftState::Moving;
-        status.target = Some(floor);
-        self.publish(&status);
-        drop(status);
-
-        let lift = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lift.per_floor).await;
-                let mut status = lift.lock();
-                let step = (floor - status.floor).signum();
-                status.floor += step;
-                if status.floor == floor {
-                    status.state = LiftState::Idle;
-                    status.target = None;
-                }
-                lift.publish(&status);
-                if status.state == LiftState::Idle {
-                    break;
-                }
-            }
-        });
-        Ok(request)
-    }
+        None => rows.first(),
+    };
+    row.map(Device::from_row).transpose()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A device name is what a building manager would write on a label: letters, digits, `-`, `_`.
+pub fn valid_device_name(name: &str) -> bool {
+    protocol::valid_request_id(name)
+}
 
-    #[tokio::test]
-    async fn a_move_travels_floor_by_floor_and_refuses_what_it_cannot_do() {
-        let lift = SimulatedLift::new(0, 3, Duration::from_millis(5));
-        let mut changes = lift.subscribe();
-        assert_eq!(
-            lift.request_move(7),
-            Err(LiftError::OutOfRange {
-                floor: 7,
-                lowest: 0,
-                highest: 3
-            })
-        );
-        lift.request_move(2).expect("idle lift moves");
-        assert_eq!(lift.request_move(1), Err(LiftError::Busy));
-        let mut floors = Vec::new();
-        loop {
-            changes.changed().await.expect("changes");
-            let status = changes.borrow_and_update().clone();
-            floors.push(status.floor);
-            if status.state == LiftState::Idle {
-                break;
-            }
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FloorInfo {
+    pub number: i32,
+    pub name: String,
+}
+
+/// What the panel shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LiftStatus {
+    /// "idle", "moving", "fault" or "offline"
+    pub state: &'static str,
+    /// The floor the lift is at or passing, when known.
+    pub floor: Option<i32>,
+    pub floor_name: Option<String>,
+    /// The floor it is moving to.
+    pub target: Option<i32>,
+    pub request_id: Option<String>,
+    /// Why it is out of service.
+    pub fault: Option<String>,
+    pub online: bool,
+    pub floors: Vec<FloorInfo>,
+}
+
+impl LiftStatus {
+    pub fn of(machine: &LiftMachine) -> Self {
+        let floors = machine.floors();
+        let (state, floor, target, request_id, fault) = match machine.state() {
+            LiftState::Idle { floor } => ("idle", Some(*floor), None, None, None),
+            LiftState::Moving { to, request_id, .. } => (
+                "moving",
+                machine.position(),
+                Some(*to),
+                Some(request_id.clone()),
+                None,
+            ),
+            LiftState::Fault { reason, floor } => ("fault", *floor, None, None, Some(reason.clone())),
+            LiftState::Offline => ("offline", None, None, None, None),
+        };
+        Self {
+            state,
+            floor,
+            floor_name: floor.map(|f| floors.name(f)),
+            target,
+            request_id,
+            fault,
+            online: state != "offline",
+            floors: (floors.lowest..=floors.highest)
+                .map(|number| FloorInfo {
+                    number,
+                    name: floors.name(number),
+                })
+                .collect(),
         }
-        assert_eq!(floors.last(), Some(&2));
-        assert_eq!(lift.status().target, None);
     }
 }

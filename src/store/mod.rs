@@ -51,7 +51,34 @@ const MIGRATIONS: &[&str] = &[
         detail     TEXT
     );
     CREATE INDEX audit_by_kind ON audit (kind, id);",
+    "CREATE TABLE devices (
+        name       TEXT PRIMARY KEY,
+        secret     TEXT NOT NULL,
+        link       TEXT NOT NULL,
+        address    TEXT,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    ) WITHOUT ROWID;",
 ];
+
+/// A registered lift controller as stored: `link` is "push", "pull" or "serial"; `address` is
+/// the push URL or the serial port.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub name: String,
+    pub secret: String,
+    pub link: String,
+    pub address: Option<String>,
+}
+
+impl std::fmt::Debug for DeviceRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceRow")
+            .field("name", &self.name)
+            .field("link", &self.link)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
 
 pub struct Store {
     connection: Mutex<Connection>,
@@ -194,6 +221,39 @@ impl Store {
             })?;
             rows.collect()
         })
+    }
+
+    /// Adds a device, or replaces the one of the same name (a new secret).
+    pub fn put_device(&self, device: &DeviceRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO devices (name, secret, link, address) VALUES (?1, ?2, ?3, ?4)",
+                params![device.name, device.secret, device.link, device.address],
+            )
+        })
+        .map(|_| ())
+    }
+
+    pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT name, secret, link, address FROM devices ORDER BY name")?;
+            let rows = statement.query_map([], |row| {
+                Ok(DeviceRow {
+                    name: row.get(0)?,
+                    secret: row.get(1)?,
+                    link: row.get(2)?,
+                    address: row.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Whether a device of that name was there to remove.
+    pub fn remove_device(&self, name: &str) -> Result<bool, StoreError> {
+        self.with(|c| c.execute("DELETE FROM devices WHERE name = ?1", params![name]))
+            .map(|n| n > 0)
     }
 
     /// The session's data and expiry (unix seconds), unless it has expired.

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::face::FaceError;
-use crate::lift::LiftError;
+use crate::lift::{LiftError, ProtocolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -56,6 +56,17 @@ impl WebError {
                 LiftError::Busy => (S::CONFLICT, "busy", message),
                 LiftError::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, "no_such_floor", message),
                 LiftError::Offline => (S::SERVICE_UNAVAILABLE, "offline", message),
+                LiftError::Fault(_) => (S::SERVICE_UNAVAILABLE, "fault", message),
+                LiftError::AlreadyThere(_) => (S::CONFLICT, "already_there", message),
+                LiftError::RequestIdReused => (S::CONFLICT, "request_id_reused", message),
+                LiftError::BadRequestId => (S::UNPROCESSABLE_ENTITY, "bad_request_id", message),
+                LiftError::Protocol(ProtocolError::Replayed) => (S::UNAUTHORIZED, "replayed", message),
+                LiftError::Protocol(ProtocolError::Stale { .. }) => (S::UNAUTHORIZED, "stale", message),
+                LiftError::Protocol(ProtocolError::BadMessage(_)) => {
+                    (S::UNPROCESSABLE_ENTITY, "bad_message", message)
+                }
+                LiftError::Protocol(_) => (S::UNAUTHORIZED, "bad_signature", message),
+                LiftError::BadDevice { .. } => internal(),
             },
             WebError::BadRequest(_) => (S::BAD_REQUEST, "bad_request", message),
             WebError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large", message),

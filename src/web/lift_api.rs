@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::auth::CurrentUser;
 use super::{AppState, WebError};
 use crate::lift::LiftStatus;
-use crate::store::AuditEntry;
 
 /// `GET /api/v1/lift`
 pub async fn status(_user: CurrentUser, State(state): State<AppState>) -> Json<LiftStatus> {
@@ -23,39 +22,29 @@ pub async fn status(_user: CurrentUser, State(state): State<AppState>) -> Json<L
 #[derive(Deserialize)]
 pub struct MoveRequest {
     floor: i32,
+    /// Chosen by the panel for each press, so that a retried request does not move the lift
+    /// twice; made up by the server when absent.
+    request_id: Option<String>,
 }
 
-/// `POST /api/v1/lift/move` `{"floor": N}`: 202 with the request id.
+/// `POST /api/v1/lift/move` `{"floor": N, "request_id": optional}`: 202 with the request id.
+/// The move itself is followed on the status stream, driven by the device's reports.
 pub async fn request_move(
     user: CurrentUser,
     State(state): State<AppState>,
     Json(request): Json<MoveRequest>,
 ) -> Result<(StatusCode, Json<Value>), WebError> {
-    let result = state.lift.request_move(request.floor);
-    let entry = AuditEntry {
-        at: state.clock.now(),
-        kind: "lift".into(),
-        client: user.person.clone(),
-        person: Some(user.person.clone()),
-        similarity: None,
-        outcome: match &result {
-            Ok(_) => "accepted".into(),
-            Err(e) => format!("refused: {e}"),
-        },
-        detail: Some(format!("move to floor {}", request.floor)),
-    };
-    let store = state.store.clone();
-    if !matches!(
-        tokio::task::spawn_blocking(move || store.audit(&entry)).await,
-        Ok(Ok(()))
-    ) {
-        tracing::error!("could not write the audit log");
-    }
-    let request_id = result?;
-    tracing::info!(person = %user.person, floor = request.floor, request_id, "lift move");
+    let accepted = state
+        .lift
+        .request_move(request.floor, request.request_id, &user.person)?;
+    tracing::info!(person = %user.person, floor = request.floor, request_id = %accepted.request_id, duplicate = accepted.duplicate, "lift move");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "request_id": request_id.to_string(), "floor": request.floor })),
+        Json(json!({
+            "request_id": accepted.request_id,
+            "floor": accepted.floor,
+            "duplicate": accepted.duplicate,
+        })),
     ))
 }
 

@@ -4,6 +4,7 @@ mod admin;
 mod api;
 mod auth;
 mod client;
+mod device_api;
 mod error;
 mod lift_api;
 mod pages;
@@ -32,7 +33,7 @@ pub use tls::{TlsFiles, self_signed, serve_tls};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::face::{EnginePool, Gallery};
-use crate::lift::SimulatedLift;
+use crate::lift::{LiftService, choose_device};
 use crate::store::{SqliteSessionStore, Store};
 
 pub const SESSION_COOKIE: &str = "facelift_session";
@@ -43,7 +44,7 @@ pub struct AppState {
     pub pool: Arc<EnginePool>,
     pub gallery: Arc<RwLock<Gallery>>,
     pub store: Arc<Store>,
-    pub lift: SimulatedLift,
+    pub lift: LiftService,
     pub clock: Arc<dyn Clock>,
     pub limiter: Arc<LoginLimiter>,
     pub settings: Arc<Settings>,
@@ -63,11 +64,18 @@ impl AppState {
             web.login_wait_secs,
             web.login_wait_max_secs,
         );
-        let lift = SimulatedLift::new(
-            settings.lift.lowest_floor,
-            settings.lift.highest_floor,
-            std::time::Duration::from_millis(settings.lift.travel_ms_per_floor),
-        );
+        // `serve` checks the choice first and refuses to start on a bad one
+        let device = store
+            .devices()
+            .map_err(|e| e.to_string())
+            .and_then(|rows| {
+                choose_device(&rows, settings.lift.device.as_deref()).map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "no lift device: the lift stays offline");
+                None
+            });
+        let lift = LiftService::start(&settings.lift, device, Arc::clone(&store));
         Self {
             pool,
             gallery: Arc::new(RwLock::new(gallery)),
@@ -106,6 +114,11 @@ pub fn build_router(state: AppState) -> Router {
         .route("/api/v1/lift", get(lift_api::status))
         .route("/api/v1/lift/move", post(lift_api::request_move))
         .route("/api/v1/lift/events", get(lift_api::events))
+        .route(
+            "/api/v1/device/status",
+            post(device_api::status).layer(DefaultBodyLimit::max(device_api::MAX_DEVICE_BODY)),
+        )
+        .route("/api/v1/device/commands", get(device_api::commands))
         .route(
             "/api/v1/admin/people/{name}",
             axum::routing::delete(admin::remove_person),

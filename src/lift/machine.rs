@@ -1,0 +1,416 @@
+//! The lift as the server believes it to be, moved only by commands and device reports, with
+//! time passed in so that every transition can be tested without waiting.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::LiftError;
+use super::protocol::{DeviceState, StatusReport};
+
+/// Request ids remembered so that a repeated request does not move the lift twice.
+const REMEMBERED_REQUESTS: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiftState {
+    Idle {
+        floor: i32,
+    },
+    Moving {
+        from: i32,
+        to: i32,
+        request_id: String,
+        since: Instant,
+    },
+    Fault {
+        reason: String,
+        floor: Option<i32>,
+    },
+    Offline,
+}
+
+/// The building's floors: `lowest..=highest`, each with an optional name ("G", "Car park").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Floors {
+    pub lowest: i32,
+    pub highest: i32,
+    pub names: Vec<String>,
+}
+
+impl Floors {
+    pub fn contains(&self, floor: i32) -> bool {
+        (self.lowest..=self.highest).contains(&floor)
+    }
+
+    pub fn name(&self, floor: i32) -> String {
+        usize::try_from(floor - self.lowest)
+            .ok()
+            .and_then(|index| self.names.get(index))
+            .filter(|name| !name.is_empty())
+            .cloned()
+            .unwrap_or_else(|| floor.to_string())
+    }
+
+    fn out_of_range(&self, floor: i32) -> LiftError {
+        LiftError::OutOfRange {
+            floor,
+            lowest: self.lowest,
+            highest: self.highest,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// A move the device has not finished by then becomes a fault.
+    pub move_timeout: Duration,
+    /// A device not heard from for this long is offline.
+    pub offline_after: Duration,
+}
+
+/// What an accepted move answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub request_id: String,
+    pub floor: i32,
+    /// The same request was already accepted: nothing new was sent.
+    pub duplicate: bool,
+}
+
+/// A change worth an audit entry, returned by every transition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Arrived { floor: i32, request_id: String },
+    Faulted { reason: String },
+    WentOffline,
+    CameOnline,
+    Recovered { floor: i32 },
+}
+
+#[derive(Debug)]
+pub struct LiftMachine {
+    floors: Floors,
+    timeouts: Timeouts,
+    state: LiftState,
+    /// The last floor a device reported, shown while moving.
+    position: Option<i32>,
+    last_heard: Option<Instant>,
+    last_seq: Option<u64>,
+    recent_requests: VecDeque<(String, i32)>,
+}
+
+impl LiftMachine {
+    /// A lift not heard from yet: offline until its device reports.
+    pub fn new(floors: Floors, timeouts: Timeouts) -> Self {
+        Self {
+            floors,
+            timeouts,
+            state: LiftState::Offline,
+            position: None,
+            last_heard: None,
+            last_seq: None,
+            recent_requests: VecDeque::new(),
+        }
+    }
+
+    pub fn state(&self) -> &LiftState {
+        &self.state
+    }
+
+    pub fn floors(&self) -> &Floors {
+        &self.floors
+    }
+
+    pub fn position(&self) -> Option<i32> {
+        self.position
+    }
+
+    /// Accepts a move to `floor` under `request_id`, or says why not.
+    pub fn request_move(
+        &mut self,
+        floor: i32,
+        request_id: &str,
+        now: Instant,
+    ) -> Result<Accepted, LiftError> {
+        if let Some((_, earlier_floor)) = self.recent_requests.iter().find(|(id, _)| id == request_id)
+        {
+            if *earlier_floor != floor {
+                return Err(LiftError::RequestIdReused);
+            }
+            return Ok(Accepted {
+                request_id: request_id.to_string(),
+                floor,
+                duplicate: true,
+            });
+        }
+        if !self.floors.contains(floor) {
+            return Err(self.floors.out_of_range(floor));
+        }
+        let from = match &self.state {
+            LiftState::Offline => return Err(LiftError::Offline),
+            LiftState::Fault { reason, .. } => return Err(LiftError::Fault(reason.clone())),
+            LiftState::Moving { .. } => return Err(LiftError::Busy),
+            LiftState::Idle { floor } => *floor,
+        };
+        if from == floor {
+            return Err(LiftError::AlreadyThere(floor));
+        }
+        self.state = LiftState::Moving {
+            from,
+            to: floor,
+            request_id: request_id.to_string(),
+            since: now,
+        };
+        if self.recent_requests.len() == REMEMBERED_REQUESTS {
+            self.recent_requests.pop_front();
+        }
+        self.recent_requests.push_back((request_id.to_string(), floor));
+        Ok(Accepted {
+            request_id: request_id.to_string(),
+            floor,
+            duplicate: false,
+        })
+    }
+
+    /// The device refused or never took the command: the lift did not move.
+    pub fn command_failed(&mut self, request_id: &str, reason: &str) -> Option<Transition> {
+        match &self.state {
+            LiftState::Moving { request_id: id, .. } if id == request_id => {
+                self.state = LiftState::Fault {
+                    reason: reason.to_string(),
+                    floor: self.position,
+                };
+                Some(Transition::Faulted {
+                    reason: reason.to_string(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The device refused the command as busy or a bad floor: the lift stays where it is.
+    pub fn command_refused(&mut self, request_id: &str) {
+        if let LiftState::Moving {
+            from,
+            request_id: id,
+            ..
+        } = &self.state
+            && id == request_id
+        {
+            self.state = LiftState::Idle { floor: *from };
+        }
+    }
+
+    /// A report signed by the device. Reports older than the last one are ignored.
+    pub fn on_report(&mut self, report: &StatusReport, now: Instant) -> Option<Transition> {
+        if self.last_seq.is_some_and(|last| report.seq <= last) {
+            return None;
+        }
+        self.last_seq = Some(report.seq);
+        self.last_heard = Some(now);
+        let was_offline = self.state == LiftState::Offline;
+        if !self.floors.contains(report.floor) {
+            let reason = format!("the device reported floor {}, which does not exist", report.floor);
+            self.state = LiftState::Fault {
+                reason: reason.clone(),
+                floor: None,
+            };
+            return Some(Transition::Faulted { reason });
+        }
+        self.position = Some(report.floor);
+        match (&self.state, report.state) {
+            (_, DeviceState::Fault) => {
+                let reason = "the lift controller reports a fault (emergency stop?)".to_string();
+                let changed = !matches!(&self.state, LiftState::Fault { reason: r, .. } if *r == reason);
+                self.state = LiftState::Fault {
+                    reason: reason.clone(),
+                    floor: Some(report.floor),
+                };
+                changed.then_some(Transition::Faulted { reason })
+            }
+            (LiftState::Moving { to, request_id, .. }, DeviceState::Idle) => {
+                let (to, request_id) = (*to, request_id.clone());
+                self.state = LiftState::Idle { floor: report.floor };
+                if report.floor == to {
+                    Some(Transition::Arrived {
+                        floor: to,
+                        request_id,
+                    })
+                } else {
+                    let reason = format!(
+                        "the lift stopped at floor {} on its way to floor {to}",
+                        report.floor
+                    );
+                    self.state = LiftState::Fault {
+                        reason: reason.clone(),
+                        floor: Some(report.floor),
+                    };
+                    Some(Transition::Faulted { reason })
+                }
+            }
+            (LiftState::Moving { .. }, DeviceState::Moving) => None,
+            (LiftState::Idle { .. }, _) => {
+                // moving without a command of ours (a call button): follow it
+                self.state = LiftState::Idle { floor: report.floor };
+                None
+            }
+            (LiftState::Offline | LiftState::Fault { .. }, DeviceState::Idle) => {
+                self.state = LiftState::Idle { floor: report.floor };
+                Some(if was_offline {
+                    Transition::CameOnline
+                } else {
+                    Transition::Recovered {
+                        floor: report.floor,
+                    }
+                })
+            }
+            (LiftState::Offline | LiftState::Fault { .. }, DeviceState::Moving) => {
+                // still travelling from before; it becomes idle with its next report
+                None
+            }
+        }
+    }
+
+    /// The device showed it is alive (a long poll) without reporting a state.
+    pub fn heard_from(&mut self, now: Instant) {
+        if self.state != LiftState::Offline {
+            self.last_heard = Some(now);
+        }
+    }
+
+    /// Time passing: a move not finished in time faults; a silent device goes offline.
+    pub fn tick(&mut self, now: Instant) -> Option<Transition> {
+        let silent = self
+            .last_heard
+            .is_none_or(|heard| now.saturating_duration_since(heard) >= self.timeouts.offline_after);
+        if silent && self.state != LiftState::Offline {
+            self.state = LiftState::Offline;
+            self.position = None;
+            return Some(Transition::WentOffline);
+        }
+        if let LiftState::Moving { to, since, .. } = &self.state
+            && now.saturating_duration_since(*since) >= self.timeouts.move_timeout
+        {
+            let reason = format!(
+                "the move to floor {to} was not confirmed within {} s",
+                self.timeouts.move_timeout.as_secs_f32()
+            );
+            self.state = LiftState::Fault {
+                reason: reason.clone(),
+                floor: self.position,
+            };
+            return Some(Transition::Faulted { reason });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> (LiftMachine, Instant) {
+        let floors = Floors {
+            lowest: 0,
+            highest: 3,
+            names: vec!["G".into()],
+        };
+        let timeouts = Timeouts {
+            move_timeout: Duration::from_secs(20),
+            offline_after: Duration::from_secs(15),
+        };
+        (LiftMachine::new(floors, timeouts), Instant::now())
+    }
+
+    fn report(floor: i32, state: DeviceState, seq: u64) -> StatusReport {
+        StatusReport {
+            device_id: "lift-a".into(),
+            floor,
+            state,
+            seq,
+        }
+    }
+
+    #[test]
+    fn offline_until_the_device_reports_then_one_move_at_a_time() {
+        let (mut lift, t0) = machine();
+        assert_eq!(lift.request_move(2, "r1", t0), Err(LiftError::Offline));
+        assert_eq!(
+            lift.on_report(&report(0, DeviceState::Idle, 1), t0),
+            Some(Transition::CameOnline)
+        );
+        assert_eq!(
+            lift.request_move(9, "r1", t0),
+            Err(LiftError::OutOfRange {
+                floor: 9,
+                lowest: 0,
+                highest: 3
+            })
+        );
+        let accepted = lift.request_move(2, "r1", t0).expect("idle lift moves");
+        assert!(!accepted.duplicate);
+        assert_eq!(lift.request_move(3, "r2", t0), Err(LiftError::Busy));
+        // the same request again is not a second move
+        assert!(lift.request_move(2, "r1", t0).expect("duplicate").duplicate);
+        assert_eq!(lift.on_report(&report(1, DeviceState::Moving, 2), t0), None);
+        assert_eq!(lift.position(), Some(1));
+        assert_eq!(
+            lift.on_report(&report(2, DeviceState::Idle, 3), t0),
+            Some(Transition::Arrived {
+                floor: 2,
+                request_id: "r1".into()
+            })
+        );
+        assert_eq!(lift.state(), &LiftState::Idle { floor: 2 });
+        assert!(lift.request_move(2, "r1", t0).expect("still a duplicate").duplicate);
+        assert_eq!(lift.floors().name(0), "G");
+        assert_eq!(lift.floors().name(3), "3");
+    }
+
+    #[test]
+    fn an_unconfirmed_move_faults_and_a_silent_device_goes_offline() {
+        let (mut lift, t0) = machine();
+        lift.on_report(&report(0, DeviceState::Idle, 1), t0);
+        lift.request_move(1, "r1", t0).expect("moves");
+        let t10 = t0 + Duration::from_secs(10);
+        lift.on_report(&report(0, DeviceState::Moving, 2), t10);
+        assert_eq!(lift.tick(t10), None);
+        let t21 = t0 + Duration::from_secs(21);
+        assert!(matches!(lift.tick(t21), Some(Transition::Faulted { .. })));
+        assert!(matches!(
+            lift.request_move(2, "r2", t21),
+            Err(LiftError::Fault(_))
+        ));
+        // the device comes back idle at a floor: the fault clears
+        assert_eq!(
+            lift.on_report(&report(0, DeviceState::Idle, 3), t21),
+            Some(Transition::Recovered { floor: 0 })
+        );
+        assert_eq!(lift.tick(t21 + Duration::from_secs(15)), Some(Transition::WentOffline));
+        assert_eq!(lift.request_move(2, "r3", t21), Err(LiftError::Offline));
+    }
+
+    #[test]
+    fn stale_reports_and_impossible_floors_change_nothing_good() {
+        let (mut lift, t0) = machine();
+        lift.on_report(&report(1, DeviceState::Idle, 10), t0);
+        assert_eq!(lift.on_report(&report(3, DeviceState::Idle, 9), t0), None);
+        assert_eq!(lift.state(), &LiftState::Idle { floor: 1 });
+        assert!(matches!(
+            lift.on_report(&report(7, DeviceState::Idle, 11), t0),
+            Some(Transition::Faulted { .. })
+        ));
+        lift.on_report(&report(1, DeviceState::Idle, 12), t0);
+        lift.request_move(2, "r1", t0).expect("moves");
+        assert!(matches!(
+            lift.on_report(&report(3, DeviceState::Idle, 13), t0),
+            Some(Transition::Faulted { .. })
+        ));
+        lift.on_report(&report(3, DeviceState::Idle, 14), t0);
+        assert!(matches!(
+            lift.on_report(&report(3, DeviceState::Fault, 15), t0),
+            Some(Transition::Faulted { .. })
+        ));
+        assert_eq!(lift.on_report(&report(3, DeviceState::Fault, 16), t0), None);
+        assert_eq!(lift.request_move(3, "r1", t0), Err(LiftError::RequestIdReused));
+    }
+}

@@ -1,0 +1,167 @@
+//! The USB serial link: `\n`-terminated ASCII lines both ways (see `SerialLine`), pumped by one
+//! thread per port because serial I/O blocks.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serialport::SerialPort;
+
+pub const BAUD_RATE: u32 = 115_200;
+/// A line longer than this is noise on the wire, not a message.
+const MAX_LINE: usize = 256;
+const POLL: Duration = Duration::from_millis(20);
+
+/// Opens a serial port (or a pseudo-terminal) for the line protocol.
+pub fn open(path: &Path) -> Result<Box<dyn SerialPort>, serialport::Error> {
+    serialport::new(path.to_string_lossy(), BAUD_RATE)
+        .timeout(POLL)
+        .open()
+}
+
+/// Moves lines until `stop` is set or the port fails: every line in `outgoing` is written,
+/// every complete line read is handed to `incoming`. Answers why it stopped.
+pub fn pump_lines(
+    mut port: Box<dyn SerialPort>,
+    outgoing: &mpsc::Receiver<String>,
+    mut incoming: impl FnMut(String),
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    port.set_timeout(POLL)?;
+    let mut pending = Vec::new();
+    let mut buffer = [0u8; 256];
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(line) = outgoing.try_recv() {
+            port.write_all(line.as_bytes())?;
+            port.write_all(b"\n")?;
+            port.flush()?;
+        }
+        match port.read(&mut buffer) {
+            Ok(0) => {}
+            Ok(n) => {
+                for &byte in &buffer[..n] {
+                    if byte == b'\n' {
+                        let line = String::from_utf8_lossy(&pending).trim().to_string();
+                        pending.clear();
+                        if !line.is_empty() {
+                            incoming(line);
+                        }
+                    } else if pending.len() < MAX_LINE {
+                        pending.push(byte);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A pumping thread; dropping it stops the thread.
+pub struct LinePump {
+    pub outgoing: mpsc::Sender<String>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LinePump {
+    /// Pumps the port at `path`, reopening it after a failure (a board unplugged and plugged
+    /// back in).
+    pub fn spawn_reopening(
+        path: &Path,
+        incoming: impl FnMut(String) + Send + 'static,
+    ) -> io::Result<Self> {
+        let (outgoing, to_write) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = path.to_path_buf();
+        let stopped = Arc::clone(&stop);
+        let mut incoming = incoming;
+        std::thread::Builder::new()
+            .name("serial-link".into())
+            .spawn(move || {
+                let mut reported = false;
+                while !stopped.load(Ordering::Relaxed) {
+                    match open(&path) {
+                        Ok(port) => {
+                            reported = false;
+                            tracing::info!(port = %path.display(), "serial link open");
+                            if let Err(e) = pump_lines(port, &to_write, &mut incoming, &stopped) {
+                                tracing::warn!(port = %path.display(), error = %e, "serial link lost");
+                            }
+                        }
+                        Err(e) if !reported => {
+                            reported = true;
+                            tracing::warn!(port = %path.display(), error = %e, "cannot open the serial port; retrying");
+                        }
+                        Err(_) => {}
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })?;
+        Ok(Self { outgoing, stop })
+    }
+
+    /// Pumps a port already open (the simulator's end of a pseudo-terminal pair).
+    pub fn spawn(
+        port: Box<dyn SerialPort>,
+        incoming: impl FnMut(String) + Send + 'static,
+    ) -> io::Result<Self> {
+        let (outgoing, to_write) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("serial-device".into())
+            .spawn(move || {
+                if let Err(e) = pump_lines(port, &to_write, incoming, &stopped) {
+                    tracing::warn!(error = %e, "serial port closed");
+                }
+            })?;
+        Ok(Self { outgoing, stop })
+    }
+
+    pub fn send(&self, line: String) -> bool {
+        self.outgoing.send(line).is_ok()
+    }
+}
+
+impl Drop for LinePump {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A pseudo-terminal pair standing in for a USB cable.
+#[cfg(unix)]
+pub struct PseudoTerminal {
+    device_end: Option<Box<dyn SerialPort>>,
+    /// The path of the other end, for the server to open.
+    pub path: std::path::PathBuf,
+    /// Held open so that the line stays up while the server reopens its end.
+    _server_end: serialport::TTYPort,
+}
+
+#[cfg(unix)]
+impl PseudoTerminal {
+    pub fn open() -> Result<Self, serialport::Error> {
+        let (device_end, mut server_end) = serialport::TTYPort::pair()?;
+        // the server opens the same end again by path
+        server_end.set_exclusive(false)?;
+        let path = server_end
+            .name()
+            .ok_or_else(|| serialport::Error::new(serialport::ErrorKind::NoDevice, "no pty name"))?;
+        Ok(Self {
+            device_end: Some(Box::new(device_end)),
+            path: std::path::PathBuf::from(path),
+            _server_end: server_end,
+        })
+    }
+
+    /// The device's end, for the simulator (once); keep `self` alive as long as the line.
+    pub fn take_device_end(&mut self) -> Option<Box<dyn SerialPort>> {
+        self.device_end.take()
+    }
+}

@@ -1,0 +1,458 @@
+//! A simulated lift controller speaking the device protocol exactly as the firmware does:
+//! push (it serves `POST /lift/move`), pull (it long-polls the server) or USB serial. Faults
+//! can be switched on while it runs, to see what the server makes of them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serialport::SerialPort;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::protocol::{
+    self, DEVICE_HEADER, DeviceState, MoveCommand, NONCE_HEADER, Presented, SIGNATURE_HEADER,
+    Secret, SerialLine, StatusReport, TIMESTAMP_HEADER, Verifier,
+};
+use super::serial::LinePump;
+use super::service::unix_now;
+
+/// How the simulator reaches the server.
+pub enum SimLink {
+    /// Serve `POST /lift/move` on this address (port 0 picks one).
+    Push { listen: SocketAddr },
+    /// Long-poll the server for commands.
+    Pull,
+    /// Speak the line protocol on this port.
+    Serial(Box<dyn SerialPort>),
+}
+
+pub struct SimConfig {
+    pub device_id: String,
+    pub secret: Secret,
+    /// The facelift server's base URL (unused over serial).
+    pub server: String,
+    pub link: SimLink,
+    pub lowest: i32,
+    pub highest: i32,
+    pub start_floor: i32,
+    pub travel_per_floor: Duration,
+    pub heartbeat: Duration,
+    /// How long one long poll asks the server to wait.
+    pub poll_wait_secs: u64,
+}
+
+/// Faults to inject, switchable while the simulator runs.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Answer commands as accepted, then never move.
+    pub drop_commands: AtomicBool,
+    /// Hold every report back this long.
+    pub delay_reports_ms: AtomicU64,
+    /// Send nothing at all: no reports, no heartbeats, no polls.
+    pub silent: AtomicBool,
+    /// Report arriving one floor short of the target.
+    pub wrong_floor: AtomicBool,
+}
+
+/// A running simulator; dropping it stops it.
+pub struct SimHandle {
+    /// Where it listens, in push mode: register this as the device's URL.
+    pub push_url: Option<String>,
+    pub faults: Arc<Faults>,
+    /// Commands received, including dropped ones.
+    pub commands_received: Arc<AtomicU64>,
+    tasks: Vec<JoinHandle<()>>,
+    _serial: Option<LinePump>,
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Car {
+    floor: i32,
+    state: DeviceState,
+    /// The request being served or last served: a repeat is the same command.
+    request_id: Option<String>,
+}
+
+struct Device {
+    id: String,
+    secret: Secret,
+    lowest: i32,
+    highest: i32,
+    travel_per_floor: Duration,
+    car: Mutex<Car>,
+    faults: Arc<Faults>,
+    received: Arc<AtomicU64>,
+    reports: mpsc::UnboundedSender<()>,
+    verifier: Verifier,
+}
+
+enum Answer {
+    Accepted,
+    Busy,
+    BadFloor,
+}
+
+impl Device {
+    fn car(&self) -> std::sync::MutexGuard<'_, Car> {
+        self.car.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn accept(self: &Arc<Self>, command: &MoveCommand) -> Answer {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        if self.faults.drop_commands.load(Ordering::Relaxed) {
+            return Answer::Accepted;
+        }
+        let mut car = self.car();
+        if car.request_id.as_deref() == Some(command.request_id.as_str()) {
+            return Answer::Accepted;
+        }
+        if !(self.lowest..=self.highest).contains(&command.floor) {
+            return Answer::BadFloor;
+        }
+        if car.state != DeviceState::Idle {
+            return Answer::Busy;
+        }
+        car.request_id = Some(command.request_id.clone());
+        car.state = DeviceState::Moving;
+        drop(car);
+        let _ = self.reports.send(());
+        let device = Arc::clone(self);
+        let target = command.floor;
+        tokio::spawn(async move { device.travel(target).await });
+        Answer::Accepted
+    }
+
+    async fn travel(self: Arc<Self>, target: i32) {
+        loop {
+            tokio::time::sleep(self.travel_per_floor).await;
+            let mut car = self.car();
+            let step = (target - car.floor).signum();
+            let arriving = car.floor + step == target || step == 0;
+            if arriving && self.faults.wrong_floor.load(Ordering::Relaxed) {
+                // stops one floor short: a sensor or a motor problem
+                car.state = DeviceState::Idle;
+            } else {
+                car.floor += step;
+                if car.floor == target {
+                    car.state = DeviceState::Idle;
+                }
+            }
+            let done = car.state == DeviceState::Idle;
+            drop(car);
+            let _ = self.reports.send(());
+            if done {
+                break;
+            }
+        }
+    }
+}
+
+/// Starts the simulator: its command link, its reporter, and its heartbeat.
+pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
+    let faults = Arc::new(Faults::default());
+    let received = Arc::new(AtomicU64::new(0));
+    let (reports, report_requests) = mpsc::unbounded_channel();
+    let device = Arc::new(Device {
+        id: config.device_id.clone(),
+        secret: config.secret.clone(),
+        lowest: config.lowest,
+        highest: config.highest,
+        travel_per_floor: config.travel_per_floor,
+        car: Mutex::new(Car {
+            floor: config.start_floor.clamp(config.lowest, config.highest),
+            state: DeviceState::Idle,
+            request_id: None,
+        }),
+        faults: Arc::clone(&faults),
+        received: Arc::clone(&received),
+        reports,
+        verifier: Verifier::new(30),
+    });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(config.poll_wait_secs + 10))
+        .build()
+        .map_err(std::io::Error::other)?;
+    let mut tasks = Vec::new();
+    let mut push_url = None;
+    let mut serial = None;
+    let sink = match config.link {
+        SimLink::Push { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            push_url = Some(format!("http://{}", listener.local_addr()?));
+            let app = Router::new()
+                .route("/lift/move", post(serve_move))
+                .with_state(Arc::clone(&device));
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }));
+            Sink::Http(http.clone(), config.server.clone())
+        }
+        SimLink::Pull => {
+            tasks.push(tokio::spawn(poll_commands(
+                Arc::clone(&device),
+                http.clone(),
+                config.server.clone(),
+                config.poll_wait_secs,
+            )));
+            Sink::Http(http.clone(), config.server.clone())
+        }
+        SimLink::Serial(port) => {
+            let (commands, mut incoming) = mpsc::unbounded_channel::<MoveCommand>();
+            let pump = LinePump::spawn(port, move |line| {
+                if let Ok(SerialLine::Move(command)) = SerialLine::parse(&line) {
+                    let _ = commands.send(command);
+                }
+            })?;
+            let receiver = Arc::clone(&device);
+            tasks.push(tokio::spawn(async move {
+                while let Some(command) = incoming.recv().await {
+                    receiver.accept(&command);
+                }
+            }));
+            let writer = pump.outgoing.clone();
+            serial = Some(pump);
+            Sink::Serial(writer)
+        }
+    };
+    tasks.push(tokio::spawn(report(
+        Arc::clone(&device),
+        sink,
+        report_requests,
+        config.heartbeat,
+    )));
+    Ok(SimHandle {
+        push_url,
+        faults,
+        commands_received: received,
+        tasks,
+        _serial: serial,
+    })
+}
+
+enum Sink {
+    Http(reqwest::Client, String),
+    Serial(std::sync::mpsc::Sender<String>),
+}
+
+/// Sends a report on every change and every `heartbeat`, in order, with an increasing `seq`
+/// that starts from the clock so that it keeps increasing across restarts.
+async fn report(
+    device: Arc<Device>,
+    sink: Sink,
+    mut changes: mpsc::UnboundedReceiver<()>,
+    heartbeat: Duration,
+) {
+    let mut seq = u64::try_from(unix_now()).unwrap_or(0) * 1000;
+    let mut beat = tokio::time::interval(heartbeat);
+    loop {
+        tokio::select! {
+            change = changes.recv() => if change.is_none() { break },
+            _ = beat.tick() => {}
+        }
+        let (floor, state) = {
+            let car = device.car();
+            (car.floor, car.state)
+        };
+        let delay = device.faults.delay_reports_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if device.faults.silent.load(Ordering::Relaxed) {
+            continue;
+        }
+        seq += 1;
+        let report = StatusReport {
+            device_id: device.id.clone(),
+            floor,
+            state,
+            seq,
+        };
+        match &sink {
+            Sink::Http(client, server) => {
+                let body = serde_json::to_vec(&report).unwrap_or_default();
+                let path = "/api/v1/device/status";
+                let result = signed(client.post(format!("{server}{path}")), &device, "POST", path, &body)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match result {
+                    Ok(response) if response.status().is_success() => {}
+                    Ok(response) => tracing::warn!(status = %response.status(), "report refused"),
+                    Err(e) => tracing::warn!(error = %e, "report not delivered"),
+                }
+            }
+            Sink::Serial(lines) => {
+                let line = SerialLine::Status { floor, state, seq }.to_string();
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn signed(
+    request: reqwest::RequestBuilder,
+    device: &Device,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let signature = protocol::sign_request(&device.secret, method, path, body, unix_now());
+    request
+        .header(DEVICE_HEADER, &device.id)
+        .header(TIMESTAMP_HEADER, signature.timestamp.to_string())
+        .header(NONCE_HEADER, signature.nonce)
+        .header(SIGNATURE_HEADER, signature.signature)
+}
+
+/// Pull: asks the server for the next command, again and again.
+async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: String, wait: u64) {
+    let path = format!("/api/v1/device/commands?wait={wait}");
+    loop {
+        if device.faults.silent.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let signature = protocol::sign_request(&device.secret, "GET", &path, b"", unix_now());
+        let result = client
+            .get(format!("{server}{path}"))
+            .header(DEVICE_HEADER, &device.id)
+            .header(TIMESTAMP_HEADER, signature.timestamp.to_string())
+            .header(NONCE_HEADER, &signature.nonce)
+            .header(SIGNATURE_HEADER, &signature.signature)
+            .send()
+            .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(error = %e, "poll failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (timestamp, nonce, claimed) = (
+            header(TIMESTAMP_HEADER),
+            header(NONCE_HEADER),
+            header(SIGNATURE_HEADER),
+        );
+        let body = response.bytes().await.unwrap_or_default();
+        if status == 204 {
+            continue;
+        }
+        let presented = Presented {
+            timestamp: timestamp.as_deref(),
+            nonce: nonce.as_deref(),
+            signature: claimed.as_deref(),
+        };
+        let trusted = device.verifier.verify_response(
+            &device.secret,
+            status,
+            &path,
+            &signature.nonce,
+            &presented,
+            &body,
+            unix_now(),
+        );
+        match (status, trusted, serde_json::from_slice::<MoveCommand>(&body)) {
+            (200, Ok(()), Ok(command)) => {
+                device.accept(&command);
+            }
+            (status, trusted, _) => {
+                tracing::warn!(status, ?trusted, "poll answer ignored");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Push: `POST /lift/move`, checked like the firmware checks it, answered signed.
+async fn serve_move(State(device): State<Arc<Device>>, headers: HeaderMap, body: Bytes) -> Response {
+    let path = "/lift/move";
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let presented = Presented {
+        timestamp: header(TIMESTAMP_HEADER),
+        nonce: header(NONCE_HEADER),
+        signature: header(SIGNATURE_HEADER),
+    };
+    let nonce = presented.nonce.unwrap_or_default().to_string();
+    let verified = device.verifier.verify_request(
+        "server",
+        &device.secret,
+        "POST",
+        path,
+        &presented,
+        &body,
+        unix_now(),
+    );
+    let (status, text) = match verified {
+        Err(e) => (StatusCode::UNAUTHORIZED, format!(r#"{{"error":"{}"}}"#, code(&e))),
+        Ok(()) => match serde_json::from_slice::<MoveCommand>(&body) {
+            Err(_) => (StatusCode::BAD_REQUEST, r#"{"error":"bad_request"}"#.to_string()),
+            Ok(command) if !protocol::valid_request_id(&command.request_id) => {
+                (StatusCode::BAD_REQUEST, r#"{"error":"bad_request"}"#.to_string())
+            }
+            Ok(command) => match device.accept(&command) {
+                Answer::Accepted => (StatusCode::ACCEPTED, r#"{"accepted":true}"#.to_string()),
+                Answer::Busy => (StatusCode::CONFLICT, r#"{"error":"busy"}"#.to_string()),
+                Answer::BadFloor => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    r#"{"error":"no_such_floor"}"#.to_string(),
+                ),
+            },
+        },
+    };
+    let signature = protocol::sign_response(
+        &device.secret,
+        status.as_u16(),
+        path,
+        &nonce,
+        text.as_bytes(),
+        unix_now(),
+    );
+    let mut response = (status, [("content-type", "application/json")], text).into_response();
+    for (name, value) in [
+        (TIMESTAMP_HEADER, signature.timestamp.to_string()),
+        (NONCE_HEADER, signature.nonce),
+        (SIGNATURE_HEADER, signature.signature),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+fn code(error: &protocol::ProtocolError) -> &'static str {
+    use protocol::ProtocolError as P;
+    match error {
+        P::Unsigned(_) | P::UnknownDevice | P::BadSignature | P::BadMessage(_) => "bad_signature",
+        P::Stale { .. } => "stale",
+        P::Replayed => "replayed",
+    }
+}
