@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::face::eval::{ScoredPair, evaluate, parse_pairs, roc_points, write_roc};
 use crate::face::gallery::{self, EnrollReport, Gallery};
 use crate::face::{EnginePool, FaceAnalysis, FaceError, Which, cosine};
+use crate::lift::{Device, Link, Secret, choose_device, sim, valid_device_name};
 use crate::store::Store;
 use crate::web::{self, AppState};
 
@@ -105,6 +106,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Register, list or remove lift controllers (kept in <data-dir>/facelift.db)
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// A simulated lift controller speaking the device protocol: try the system without hardware
+    DeviceSim(DeviceSimArgs),
     /// Time every stage against raw ONNX Runtime, in one run
     Bench {
         /// default: a 1280x720 webcam frame from shared/data/frames
@@ -115,6 +125,85 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceAction {
+    /// Register a device (or give it a new secret) and print its secret, once
+    Add {
+        name: String,
+        /// The server sends commands to the device at this base URL
+        #[arg(long, value_name = "URL", group = "link", required = true)]
+        push: Option<String>,
+        /// The device fetches its commands by long poll (a device behind NAT)
+        #[arg(long, group = "link")]
+        pull: bool,
+        /// The device is on this serial port
+        #[arg(long, value_name = "PORT", group = "link")]
+        serial: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The registered devices (without their secrets)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimMode {
+    Push,
+    Pull,
+    Serial,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeviceSimArgs {
+    /// The device's registered name
+    #[arg(long)]
+    name: String,
+    /// The device's secret, as `facelift device add` printed it
+    #[arg(long, env = "FACELIFT_DEVICE_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The facelift server
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[arg(long, value_enum, default_value_t = SimMode::Push)]
+    mode: SimMode,
+    /// Push: where the simulator listens for commands
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: std::net::SocketAddr,
+    /// Serial: the port to use (default: make a pseudo-terminal pair and print the server's end)
+    #[arg(long, value_name = "PORT")]
+    serial: Option<PathBuf>,
+    /// default: the configured lowest floor
+    #[arg(long, allow_hyphen_values = true)]
+    lowest: Option<i32>,
+    /// default: the configured highest floor
+    #[arg(long, allow_hyphen_values = true)]
+    highest: Option<i32>,
+    #[arg(long, allow_hyphen_values = true)]
+    start_floor: Option<i32>,
+    #[arg(long, default_value_t = 1500)]
+    travel_ms_per_floor: u64,
+    #[arg(long, default_value_t = 5)]
+    heartbeat_secs: u64,
+    /// Fault: accept commands and never move
+    #[arg(long)]
+    drop_commands: bool,
+    /// Fault: hold every report back this long
+    #[arg(long, default_value_t = 0)]
+    delay_reports_ms: u64,
+    /// Fault: go silent (no reports, no polls) after this many seconds
+    #[arg(long)]
+    silent_after_secs: Option<u64>,
+    /// Fault: stop one floor short and report that floor
+    #[arg(long)]
+    wrong_floor: bool,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -136,6 +225,8 @@ pub fn run(cli: Cli) -> Result<()> {
             iterations,
             json,
         } => crate::bench::run(&settings, image.as_deref(), iterations, json),
+        Command::Device { action, .. } => device(&settings, action),
+        Command::DeviceSim(args) => device_sim(&settings, args),
     }
 }
 
@@ -178,6 +269,7 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
             set("gallery", path(dir));
             set("data_dir", path(data_dir));
         }
+        Command::Device { data_dir, .. } => set("data_dir", path(data_dir)),
         _ => {}
     }
     Ok(Settings::load(cli.config.as_deref(), &overrides)?)
@@ -509,6 +601,14 @@ fn serve(settings: Settings) -> Result<()> {
     runtime.block_on(async move {
         let pool = open_pool(&settings)?;
         let store = Arc::new(open_store(&settings)?);
+        match choose_device(&store.devices()?, settings.lift.device.as_deref())? {
+            Some(device) => {
+                tracing::info!(device = %device.name, link = ?device.link, "lift controller")
+            }
+            None => tracing::warn!(
+                "no lift controller registered: the lift stays offline (see `facelift device add`)"
+            ),
+        }
         let (gallery, report) = load_gallery(&settings, &pool, &store, false)?;
         tracing::info!(
             people = report.people,
@@ -534,6 +634,159 @@ fn serve(settings: Settings) -> Result<()> {
                 web::serve(listener, state, web::shutdown_signal()).await?;
             }
         }
+        Ok(())
+    })
+}
+
+fn device(settings: &Settings, action: DeviceAction) -> Result<()> {
+    let store = open_store(settings)?;
+    match action {
+        DeviceAction::Add {
+            name,
+            push,
+            pull,
+            serial,
+            json,
+        } => {
+            if !valid_device_name(&name) {
+                bail!("a device name is 1 to 64 letters, digits, '-' or '_'");
+            }
+            let link = match (push, pull, serial) {
+                (Some(url), _, _) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        bail!("--push takes the device's base URL, such as http://192.168.1.50");
+                    }
+                    Link::Push { url }
+                }
+                (None, true, _) => Link::Pull,
+                (None, false, Some(path)) => Link::Serial { path },
+                (None, false, None) => bail!("choose one of --push URL, --pull, --serial PORT"),
+            };
+            let device = Device {
+                name,
+                secret: Secret::generate(),
+                link,
+            };
+            store.put_device(&device.to_row())?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"name": device.name, "secret": device.secret.expose(), "link": format!("{:?}", device.link)})
+                );
+            } else {
+                println!("Registered {} ({:?}).", device.name, device.link);
+                println!("Its secret, shown this once; put it in the firmware's config.h:");
+                println!();
+                println!("  #define FACELIFT_DEVICE_ID \"{}\"", device.name);
+                println!(
+                    "  #define FACELIFT_DEVICE_SECRET \"{}\"",
+                    device.secret.expose()
+                );
+                println!();
+                println!("Restart the server to use it.");
+            }
+        }
+        DeviceAction::List { json } => {
+            let devices = store.devices()?;
+            let rows: Vec<Value> = devices
+                .iter()
+                .map(|d| json!({"name": d.name, "link": d.link, "address": d.address}))
+                .collect();
+            if json {
+                println!("{}", Value::Array(rows));
+            } else if devices.is_empty() {
+                println!(
+                    "No device registered; add one with `facelift device add NAME --push URL|--pull|--serial PORT`."
+                );
+            } else {
+                for d in devices {
+                    println!(
+                        "{:<20} {:<7} {}",
+                        d.name,
+                        d.link,
+                        d.address.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        DeviceAction::Remove { name } => {
+            if !store.remove_device(&name)? {
+                bail!("no device named {name}");
+            }
+            println!("Removed {name}; restart the server.");
+        }
+    }
+    Ok(())
+}
+
+fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let lowest = args.lowest.unwrap_or(settings.lift.lowest_floor);
+        let highest = args.highest.unwrap_or(settings.lift.highest_floor);
+        let mut pseudo_terminal = None;
+        let link = match args.mode {
+            SimMode::Push => sim::SimLink::Push {
+                listen: args.listen,
+            },
+            SimMode::Pull => sim::SimLink::Pull,
+            SimMode::Serial => match &args.serial {
+                Some(path) => sim::SimLink::Serial(crate::lift::serial::open(path)?),
+                None => {
+                    let mut pair = crate::lift::serial::PseudoTerminal::open()?;
+                    let port = pair
+                        .take_device_end()
+                        .context("the pseudo-terminal has no device end")?;
+                    println!("serial line for the server: {}", pair.path.display());
+                    println!(
+                        "register it with: facelift device add {} --serial {}",
+                        args.name,
+                        pair.path.display()
+                    );
+                    pseudo_terminal = Some(pair);
+                    sim::SimLink::Serial(port)
+                }
+            },
+        };
+        let handle = sim::start(sim::SimConfig {
+            device_id: args.name.clone(),
+            secret: Secret::new(args.secret),
+            server: args.server.trim_end_matches('/').to_string(),
+            link,
+            lowest,
+            highest,
+            start_floor: args.start_floor.unwrap_or(lowest),
+            travel_per_floor: std::time::Duration::from_millis(args.travel_ms_per_floor),
+            heartbeat: std::time::Duration::from_secs(args.heartbeat_secs.max(1)),
+            poll_wait_secs: 25,
+        })
+        .await?;
+        let faults = &handle.faults;
+        use std::sync::atomic::Ordering::Relaxed;
+        faults.drop_commands.store(args.drop_commands, Relaxed);
+        faults
+            .delay_reports_ms
+            .store(args.delay_reports_ms, Relaxed);
+        faults.wrong_floor.store(args.wrong_floor, Relaxed);
+        if let Some(url) = &handle.push_url {
+            println!(
+                "device {} listening on {url} (floors {lowest} to {highest})",
+                args.name
+            );
+        } else {
+            println!(
+                "device {} talking to {} (floors {lowest} to {highest})",
+                args.name, args.server
+            );
+        }
+        if let Some(after) = args.silent_after_secs {
+            tokio::time::sleep(std::time::Duration::from_secs(after)).await;
+            faults.silent.store(true, Relaxed);
+            println!("device {} is now silent", args.name);
+        }
+        web::shutdown_signal().await;
+        drop(handle);
+        drop(pseudo_terminal);
         Ok(())
     })
 }

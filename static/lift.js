@@ -5,6 +5,7 @@
   const state = document.getElementById('state');
   const status = document.getElementById('status');
   const fault = document.getElementById('fault');
+  const resetFault = document.getElementById('reset-fault'); // administrators only
   const buttons = document.querySelectorAll('.floor-button');
 
   function say(text, isError) {
@@ -29,6 +30,7 @@
     state.textContent = (describe[lift.state] || describe.offline)(lift);
     fault.hidden = !lift.fault;
     fault.textContent = lift.fault || '';
+    if (resetFault) resetFault.hidden = lift.state !== 'fault';
     buttons.forEach((b) => {
       b.disabled = lift.state !== 'idle' || Number(b.dataset.floor) === lift.floor;
     });
@@ -69,6 +71,13 @@
     if (response.status === 401) { window.location.assign('/'); return; }
     say(response.ok ? 'Going to floor ' + button.textContent + '.' : (body.message || 'The lift refused.'), !response.ok);
   }));
+
+  if (resetFault) {
+    resetFault.addEventListener('click', async () => {
+      const { response, body } = await post('/api/v1/admin/lift/reset');
+      say(response.ok ? 'Fault cleared.' : (body.message || 'Could not clear the fault.'), !response.ok);
+    });
+  }
 
   document.getElementById('logout').addEventListener('click', async () => {
     await post('/api/v1/logout');

@@ -20,10 +20,16 @@ pub enum LiftState {
         to: i32,
         request_id: String,
         since: Instant,
+        /// The device has reported moving since the command: an idle report away from the
+        /// target now means it stopped short, not that it has yet to start.
+        started: bool,
     },
     Fault {
         reason: String,
         floor: Option<i32>,
+        /// Found by the server (a timeout, a wrong floor): it stays until an administrator
+        /// clears it. A fault the device reports clears when the device reports idle again.
+        latched: bool,
     },
     Offline,
 }
@@ -84,6 +90,7 @@ pub enum Transition {
     WentOffline,
     CameOnline,
     Recovered { floor: i32 },
+    Reset,
 }
 
 #[derive(Debug)]
@@ -131,7 +138,8 @@ impl LiftMachine {
         request_id: &str,
         now: Instant,
     ) -> Result<Accepted, LiftError> {
-        if let Some((_, earlier_floor)) = self.recent_requests.iter().find(|(id, _)| id == request_id)
+        if let Some((_, earlier_floor)) =
+            self.recent_requests.iter().find(|(id, _)| id == request_id)
         {
             if *earlier_floor != floor {
                 return Err(LiftError::RequestIdReused);
@@ -159,11 +167,13 @@ impl LiftMachine {
             to: floor,
             request_id: request_id.to_string(),
             since: now,
+            started: false,
         };
         if self.recent_requests.len() == REMEMBERED_REQUESTS {
             self.recent_requests.pop_front();
         }
-        self.recent_requests.push_back((request_id.to_string(), floor));
+        self.recent_requests
+            .push_back((request_id.to_string(), floor));
         Ok(Accepted {
             request_id: request_id.to_string(),
             floor,
@@ -178,6 +188,7 @@ impl LiftMachine {
                 self.state = LiftState::Fault {
                     reason: reason.to_string(),
                     floor: self.position,
+                    latched: true,
                 };
                 Some(Transition::Faulted {
                     reason: reason.to_string(),
@@ -209,10 +220,14 @@ impl LiftMachine {
         self.last_heard = Some(now);
         let was_offline = self.state == LiftState::Offline;
         if !self.floors.contains(report.floor) {
-            let reason = format!("the device reported floor {}, which does not exist", report.floor);
+            let reason = format!(
+                "the device reported floor {}, which does not exist",
+                report.floor
+            );
             self.state = LiftState::Fault {
                 reason: reason.clone(),
                 floor: None,
+                latched: true,
             };
             return Some(Transition::Faulted { reason });
         }
@@ -220,16 +235,32 @@ impl LiftMachine {
         match (&self.state, report.state) {
             (_, DeviceState::Fault) => {
                 let reason = "the lift controller reports a fault (emergency stop?)".to_string();
-                let changed = !matches!(&self.state, LiftState::Fault { reason: r, .. } if *r == reason);
+                if let LiftState::Fault { floor, .. } = &mut self.state {
+                    // already out of service; a latched fault stays latched
+                    *floor = Some(report.floor);
+                    return None;
+                }
                 self.state = LiftState::Fault {
                     reason: reason.clone(),
                     floor: Some(report.floor),
+                    latched: false,
                 };
-                changed.then_some(Transition::Faulted { reason })
+                Some(Transition::Faulted { reason })
+            }
+            (
+                LiftState::Moving {
+                    to, started: false, ..
+                },
+                DeviceState::Idle,
+            ) if report.floor != *to => {
+                // a heartbeat sent before the command arrived
+                None
             }
             (LiftState::Moving { to, request_id, .. }, DeviceState::Idle) => {
                 let (to, request_id) = (*to, request_id.clone());
-                self.state = LiftState::Idle { floor: report.floor };
+                self.state = LiftState::Idle {
+                    floor: report.floor,
+                };
                 if report.floor == to {
                     Some(Transition::Arrived {
                         floor: to,
@@ -243,18 +274,34 @@ impl LiftMachine {
                     self.state = LiftState::Fault {
                         reason: reason.clone(),
                         floor: Some(report.floor),
+                        latched: true,
                     };
                     Some(Transition::Faulted { reason })
                 }
             }
-            (LiftState::Moving { .. }, DeviceState::Moving) => None,
+            (LiftState::Moving { .. }, DeviceState::Moving) => {
+                if let LiftState::Moving { started, .. } = &mut self.state {
+                    *started = true;
+                }
+                None
+            }
             (LiftState::Idle { .. }, _) => {
                 // moving without a command of ours (a call button): follow it
-                self.state = LiftState::Idle { floor: report.floor };
+                self.state = LiftState::Idle {
+                    floor: report.floor,
+                };
+                None
+            }
+            (LiftState::Fault { latched: true, .. }, _) => {
+                if let LiftState::Fault { floor, .. } = &mut self.state {
+                    *floor = Some(report.floor);
+                }
                 None
             }
             (LiftState::Offline | LiftState::Fault { .. }, DeviceState::Idle) => {
-                self.state = LiftState::Idle { floor: report.floor };
+                self.state = LiftState::Idle {
+                    floor: report.floor,
+                };
                 Some(if was_offline {
                     Transition::CameOnline
                 } else {
@@ -277,11 +324,24 @@ impl LiftMachine {
         }
     }
 
+    /// An administrator clears a fault (after checking the lift): it is idle where the
+    /// device last reported it, or offline until it reports.
+    pub fn reset_fault(&mut self) -> Option<Transition> {
+        let LiftState::Fault { .. } = self.state else {
+            return None;
+        };
+        self.state = match self.position {
+            Some(floor) => LiftState::Idle { floor },
+            None => LiftState::Offline,
+        };
+        Some(Transition::Reset)
+    }
+
     /// Time passing: a move not finished in time faults; a silent device goes offline.
     pub fn tick(&mut self, now: Instant) -> Option<Transition> {
-        let silent = self
-            .last_heard
-            .is_none_or(|heard| now.saturating_duration_since(heard) >= self.timeouts.offline_after);
+        let silent = self.last_heard.is_none_or(|heard| {
+            now.saturating_duration_since(heard) >= self.timeouts.offline_after
+        });
         if silent && self.state != LiftState::Offline {
             self.state = LiftState::Offline;
             self.position = None;
@@ -297,6 +357,7 @@ impl LiftMachine {
             self.state = LiftState::Fault {
                 reason: reason.clone(),
                 floor: self.position,
+                latched: true,
             };
             return Some(Transition::Faulted { reason });
         }
@@ -361,7 +422,11 @@ mod tests {
             })
         );
         assert_eq!(lift.state(), &LiftState::Idle { floor: 2 });
-        assert!(lift.request_move(2, "r1", t0).expect("still a duplicate").duplicate);
+        assert!(
+            lift.request_move(2, "r1", t0)
+                .expect("still a duplicate")
+                .duplicate
+        );
         assert_eq!(lift.floors().name(0), "G");
         assert_eq!(lift.floors().name(3), "3");
     }
@@ -380,12 +445,19 @@ mod tests {
             lift.request_move(2, "r2", t21),
             Err(LiftError::Fault(_))
         ));
-        // the device comes back idle at a floor: the fault clears
+        // the device idling at a floor does not clear a fault the server found...
+        assert_eq!(lift.on_report(&report(0, DeviceState::Idle, 3), t21), None);
+        assert!(matches!(
+            lift.state(),
+            LiftState::Fault { floor: Some(0), .. }
+        ));
+        // ...an administrator does
+        assert_eq!(lift.reset_fault(), Some(Transition::Reset));
+        assert_eq!(lift.state(), &LiftState::Idle { floor: 0 });
         assert_eq!(
-            lift.on_report(&report(0, DeviceState::Idle, 3), t21),
-            Some(Transition::Recovered { floor: 0 })
+            lift.tick(t21 + Duration::from_secs(15)),
+            Some(Transition::WentOffline)
         );
-        assert_eq!(lift.tick(t21 + Duration::from_secs(15)), Some(Transition::WentOffline));
         assert_eq!(lift.request_move(2, "r3", t21), Err(LiftError::Offline));
     }
 
@@ -400,17 +472,30 @@ mod tests {
             Some(Transition::Faulted { .. })
         ));
         lift.on_report(&report(1, DeviceState::Idle, 12), t0);
+        lift.reset_fault();
         lift.request_move(2, "r1", t0).expect("moves");
+        // a heartbeat from before the command arrived is not a stop
+        assert_eq!(lift.on_report(&report(1, DeviceState::Idle, 13), t0), None);
+        lift.on_report(&report(2, DeviceState::Moving, 14), t0);
         assert!(matches!(
-            lift.on_report(&report(3, DeviceState::Idle, 13), t0),
+            lift.on_report(&report(3, DeviceState::Idle, 15), t0),
             Some(Transition::Faulted { .. })
         ));
-        lift.on_report(&report(3, DeviceState::Idle, 14), t0);
+        lift.reset_fault();
+        lift.on_report(&report(3, DeviceState::Idle, 16), t0);
         assert!(matches!(
-            lift.on_report(&report(3, DeviceState::Fault, 15), t0),
+            lift.on_report(&report(3, DeviceState::Fault, 17), t0),
             Some(Transition::Faulted { .. })
         ));
-        assert_eq!(lift.on_report(&report(3, DeviceState::Fault, 16), t0), None);
-        assert_eq!(lift.request_move(3, "r1", t0), Err(LiftError::RequestIdReused));
+        assert_eq!(lift.on_report(&report(3, DeviceState::Fault, 18), t0), None);
+        // the emergency stop released on site: the device reports idle and the fault clears
+        assert_eq!(
+            lift.on_report(&report(3, DeviceState::Idle, 19), t0),
+            Some(Transition::Recovered { floor: 3 })
+        );
+        assert_eq!(
+            lift.request_move(3, "r1", t0),
+            Err(LiftError::RequestIdReused)
+        );
     }
 }

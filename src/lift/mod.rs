@@ -75,7 +75,11 @@ impl Device {
             ("serial", Some(path)) => Link::Serial {
                 path: PathBuf::from(path),
             },
-            _ => return Err(bad("its link must be push with a URL, pull, or serial with a port")),
+            _ => {
+                return Err(bad(
+                    "its link must be push with a URL, pull, or serial with a port",
+                ));
+            }
         };
         Ok(Self {
             name: row.name.clone(),
@@ -101,15 +105,28 @@ impl Device {
 
 /// The device that drives the lift: the one named in the settings, else the only one
 /// registered (none registered: none, and the lift stays offline).
-pub fn choose_device(rows: &[DeviceRow], wanted: Option<&str>) -> Result<Option<Device>, LiftError> {
+pub fn choose_device(
+    rows: &[DeviceRow],
+    wanted: Option<&str>,
+) -> Result<Option<Device>, LiftError> {
     let row = match wanted {
-        Some(name) => Some(rows.iter().find(|r| r.name == name).ok_or_else(|| LiftError::BadDevice {
-            name: name.to_string(),
-            reason: "not registered: add it with `facelift device add`".into(),
-        })?),
+        Some(name) => {
+            Some(
+                rows.iter()
+                    .find(|r| r.name == name)
+                    .ok_or_else(|| LiftError::BadDevice {
+                        name: name.to_string(),
+                        reason: "not registered: add it with `facelift device add`".into(),
+                    })?,
+            )
+        }
         None if rows.len() > 1 => {
             return Err(LiftError::BadDevice {
-                name: rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
+                name: rows
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 reason: "several devices are registered: choose one with lift.device".into(),
             });
         }
@@ -158,7 +175,9 @@ impl LiftStatus {
                 Some(request_id.clone()),
                 None,
             ),
-            LiftState::Fault { reason, floor } => ("fault", *floor, None, None, Some(reason.clone())),
+            LiftState::Fault { reason, floor, .. } => {
+                ("fault", *floor, None, None, Some(reason.clone()))
+            }
             LiftState::Offline => ("offline", None, None, None, None),
         };
         Self {

@@ -125,7 +125,13 @@ pub fn new_request_id() -> String {
 
 /// The text a request signature covers: method, path with query, timestamp, nonce and body,
 /// one per line.
-pub fn request_string(method: &str, path: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
+pub fn request_string(
+    method: &str,
+    path: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut text = format!("{method}\n{path}\n{timestamp}\n{nonce}\n").into_bytes();
     text.extend_from_slice(body);
     text
@@ -133,7 +139,13 @@ pub fn request_string(method: &str, path: &str, timestamp: i64, nonce: &str, bod
 
 /// The text a response signature covers: the status code instead of the method, and the
 /// request's nonce, which binds the answer to the question.
-pub fn response_string(status: u16, path: &str, timestamp: i64, request_nonce: &str, body: &[u8]) -> Vec<u8> {
+pub fn response_string(
+    status: u16,
+    path: &str,
+    timestamp: i64,
+    request_nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
     request_string(&status.to_string(), path, timestamp, request_nonce, body)
 }
 
@@ -182,7 +194,10 @@ pub fn sign_response(
     body: &[u8],
     now: i64,
 ) -> Signed {
-    let signature = signature(secret, &response_string(status, path, now, request_nonce, body));
+    let signature = signature(
+        secret,
+        &response_string(status, path, now, request_nonce, body),
+    );
     Signed {
         timestamp: now,
         nonce: request_nonce.to_string(),
@@ -196,6 +211,23 @@ pub struct Presented<'a> {
     pub timestamp: Option<&'a str>,
     pub nonce: Option<&'a str>,
     pub signature: Option<&'a str>,
+}
+
+/// What a request's signature covers, besides the signing headers.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    pub method: &'a str,
+    /// with the query string
+    pub path: &'a str,
+    pub body: &'a [u8],
+}
+
+/// What a response's signature covers: the status, the request's path, the body.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer<'a> {
+    pub status: u16,
+    pub path: &'a str,
+    pub body: &'a [u8],
 }
 
 /// Checks signatures, time windows and replays for the messages one party receives.
@@ -220,12 +252,11 @@ impl Verifier {
         &self,
         device: &str,
         secret: &Secret,
-        method: &str,
-        path: &str,
+        message: &Message<'_>,
         presented: &Presented<'_>,
-        body: &[u8],
         now: i64,
     ) -> Result<(), ProtocolError> {
+        let Message { method, path, body } = *message;
         let (timestamp, nonce, claimed) = parts(presented)?;
         if nonce.is_empty() || nonce.len() > 64 {
             return Err(ProtocolError::BadSignature);
@@ -254,13 +285,12 @@ impl Verifier {
     pub fn verify_response(
         &self,
         secret: &Secret,
-        status: u16,
-        path: &str,
+        answer: &Answer<'_>,
         request_nonce: &str,
         presented: &Presented<'_>,
-        body: &[u8],
         now: i64,
     ) -> Result<(), ProtocolError> {
+        let Answer { status, path, body } = *answer;
         let (timestamp, nonce, claimed) = parts(presented)?;
         if nonce != request_nonce {
             return Err(ProtocolError::Replayed);
@@ -291,7 +321,9 @@ fn parts<'a>(presented: &Presented<'a>) -> Result<(i64, &'a str, &'a str), Proto
         .trim()
         .parse::<i64>()
         .map_err(|_| ProtocolError::BadSignature)?;
-    let nonce = presented.nonce.ok_or(ProtocolError::Unsigned(NONCE_HEADER))?;
+    let nonce = presented
+        .nonce
+        .ok_or(ProtocolError::Unsigned(NONCE_HEADER))?;
     let claimed = presented
         .signature
         .ok_or(ProtocolError::Unsigned(SIGNATURE_HEADER))?;
@@ -369,22 +401,49 @@ mod tests {
             ..presented(&signed)
         };
         let check = |method: &str, body: &[u8], now: i64, secret: &Secret| {
-            verifier.verify_request("a", secret, method, "/api/v1/device/status", &ok, body, now)
+            let message = Message {
+                method,
+                path: "/api/v1/device/status",
+                body,
+            };
+            verifier.verify_request("a", secret, &message, &ok, now)
         };
-        assert_eq!(check("POST", b"{}", 1000, &secret), Err(ProtocolError::BadSignature));
-        assert_eq!(check("GET", body, 1000, &secret), Err(ProtocolError::BadSignature));
+        assert_eq!(
+            check("POST", b"{}", 1000, &secret),
+            Err(ProtocolError::BadSignature)
+        );
+        assert_eq!(
+            check("GET", body, 1000, &secret),
+            Err(ProtocolError::BadSignature)
+        );
         assert_eq!(
             check("POST", body, 1000, &Secret::new("other")),
             Err(ProtocolError::BadSignature)
         );
         assert_eq!(
             check("POST", body, 1031, &secret),
-            Err(ProtocolError::Stale { skew: -31, window: 30 })
+            Err(ProtocolError::Stale {
+                skew: -31,
+                window: 30
+            })
         );
         assert_eq!(check("POST", body, 1010, &secret), Ok(()));
-        assert_eq!(check("POST", body, 1010, &secret), Err(ProtocolError::Replayed));
         assert_eq!(
-            verifier.verify_request("a", &secret, "POST", "/x", &Presented::default(), body, 1000),
+            check("POST", body, 1010, &secret),
+            Err(ProtocolError::Replayed)
+        );
+        assert_eq!(
+            verifier.verify_request(
+                "a",
+                &secret,
+                &Message {
+                    method: "POST",
+                    path: "/x",
+                    body
+                },
+                &Presented::default(),
+                1000
+            ),
             Err(ProtocolError::Unsigned(TIMESTAMP_HEADER))
         );
     }
@@ -394,20 +453,60 @@ mod tests {
         let secret = Secret::new("s3cret");
         let verifier = Verifier::new(30);
         let body = br#"{"request_id":"r1","floor":2}"#;
-        let signed = sign_response(&secret, 200, "/api/v1/device/commands?wait=25", "n1", body, 50);
+        let signed = sign_response(
+            &secret,
+            200,
+            "/api/v1/device/commands?wait=25",
+            "n1",
+            body,
+            50,
+        );
         let ts = signed.timestamp.to_string();
         let p = Presented {
             timestamp: Some(&ts),
             ..presented(&signed)
         };
         let path = "/api/v1/device/commands?wait=25";
-        assert_eq!(verifier.verify_response(&secret, 200, path, "n1", &p, body, 60), Ok(()));
         assert_eq!(
-            verifier.verify_response(&secret, 200, path, "n2", &p, body, 60),
+            verifier.verify_response(
+                &secret,
+                &Answer {
+                    status: 200,
+                    path,
+                    body
+                },
+                "n1",
+                &p,
+                60
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verifier.verify_response(
+                &secret,
+                &Answer {
+                    status: 200,
+                    path,
+                    body
+                },
+                "n2",
+                &p,
+                60
+            ),
             Err(ProtocolError::Replayed)
         );
         assert_eq!(
-            verifier.verify_response(&secret, 204, path, "n1", &p, body, 60),
+            verifier.verify_response(
+                &secret,
+                &Answer {
+                    status: 204,
+                    path,
+                    body
+                },
+                "n1",
+                &p,
+                60
+            ),
             Err(ProtocolError::BadSignature)
         );
     }
@@ -415,15 +514,27 @@ mod tests {
     /// The vectors the firmware's tests check too (`firmware/test/signature_vectors.txt`).
     #[test]
     fn signatures_match_the_vectors_shared_with_the_firmware() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/firmware/test/signature_vectors.txt");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/firmware/test/signature_vectors.txt"
+        );
         let text = std::fs::read_to_string(path).expect("the shared vectors");
         let mut checked = 0;
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let fields: Vec<&str> = line.split('\t').collect();
             let [secret, method, path, timestamp, nonce, body, expected] = fields[..] else {
                 panic!("a vector has 7 tab-separated fields: {line:?}");
             };
-            let text = request_string(method, path, timestamp.parse().expect("ts"), nonce, body.as_bytes());
+            let text = request_string(
+                method,
+                path,
+                timestamp.parse().expect("ts"),
+                nonce,
+                body.as_bytes(),
+            );
             assert_eq!(signature(&Secret::new(secret), &text), expected, "{line}");
             checked += 1;
         }
@@ -435,7 +546,14 @@ mod tests {
         for text in ["MOVE r-1 2", "STATUS -1 moving 42"] {
             assert_eq!(SerialLine::parse(text).expect(text).to_string(), text);
         }
-        for bad in ["", "MOVE", "MOVE a b", "STATUS 1 flying 2", "MOVE bad!id 2", "HELLO"] {
+        for bad in [
+            "",
+            "MOVE",
+            "MOVE a b",
+            "STATUS 1 flying 2",
+            "MOVE bad!id 2",
+            "HELLO",
+        ] {
             assert!(SerialLine::parse(bad).is_err(), "{bad}");
         }
         assert!(!valid_request_id(&"x".repeat(65)));

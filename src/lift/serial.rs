@@ -1,7 +1,7 @@
 //! The USB serial link: `\n`-terminated ASCII lines both ways (see `SerialLine`), pumped by one
 //! thread per port because serial I/O blocks.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,7 @@ pub const BAUD_RATE: u32 = 115_200;
 /// A line longer than this is noise on the wire, not a message.
 const MAX_LINE: usize = 256;
 const POLL: Duration = Duration::from_millis(20);
+const EIO: i32 = 5;
 
 /// Opens a serial port (or a pseudo-terminal) for the line protocol.
 pub fn open(path: &Path) -> Result<Box<dyn SerialPort>, serialport::Error> {
@@ -25,7 +26,7 @@ pub fn open(path: &Path) -> Result<Box<dyn SerialPort>, serialport::Error> {
 /// Moves lines until `stop` is set or the port fails: every line in `outgoing` is written,
 /// every complete line read is handed to `incoming`. Answers why it stopped.
 pub fn pump_lines(
-    mut port: Box<dyn SerialPort>,
+    port: &mut dyn SerialPort,
     outgoing: &mpsc::Receiver<String>,
     mut incoming: impl FnMut(String),
     stop: &AtomicBool,
@@ -86,10 +87,12 @@ impl LinePump {
                 let mut reported = false;
                 while !stopped.load(Ordering::Relaxed) {
                     match open(&path) {
-                        Ok(port) => {
+                        Ok(mut port) => {
                             reported = false;
                             tracing::info!(port = %path.display(), "serial link open");
-                            if let Err(e) = pump_lines(port, &to_write, &mut incoming, &stopped) {
+                            if let Err(e) =
+                                pump_lines(port.as_mut(), &to_write, &mut incoming, &stopped)
+                            {
                                 tracing::warn!(port = %path.display(), error = %e, "serial link lost");
                             }
                         }
@@ -107,8 +110,8 @@ impl LinePump {
 
     /// Pumps a port already open (the simulator's end of a pseudo-terminal pair).
     pub fn spawn(
-        port: Box<dyn SerialPort>,
-        incoming: impl FnMut(String) + Send + 'static,
+        mut port: Box<dyn SerialPort>,
+        mut incoming: impl FnMut(String) + Send + 'static,
     ) -> io::Result<Self> {
         let (outgoing, to_write) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -116,8 +119,22 @@ impl LinePump {
         std::thread::Builder::new()
             .name("serial-device".into())
             .spawn(move || {
-                if let Err(e) = pump_lines(port, &to_write, incoming, &stopped) {
-                    tracing::warn!(error = %e, "serial port closed");
+                loop {
+                    match pump_lines(port.as_mut(), &to_write, &mut incoming, &stopped) {
+                        Ok(()) => break,
+                        // a pseudo-terminal hangs up (EIO, or a broken pipe) while nobody
+                        // holds the other end: the cable is unplugged, not broken
+                        Err(e)
+                            if e.raw_os_error() == Some(EIO)
+                                || e.kind() == io::ErrorKind::BrokenPipe =>
+                        {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "serial port closed");
+                            break;
+                        }
+                    }
                 }
             })?;
         Ok(Self { outgoing, stop })
@@ -140,28 +157,55 @@ pub struct PseudoTerminal {
     device_end: Option<Box<dyn SerialPort>>,
     /// The path of the other end, for the server to open.
     pub path: std::path::PathBuf,
-    /// Held open so that the line stays up while the server reopens its end.
-    _server_end: serialport::TTYPort,
 }
 
 #[cfg(unix)]
 impl PseudoTerminal {
     pub fn open() -> Result<Self, serialport::Error> {
-        let (device_end, mut server_end) = serialport::TTYPort::pair()?;
-        // the server opens the same end again by path
-        server_end.set_exclusive(false)?;
-        let path = server_end
-            .name()
-            .ok_or_else(|| serialport::Error::new(serialport::ErrorKind::NoDevice, "no pty name"))?;
+        let (device_end, server_end) = serialport::TTYPort::pair()?;
+        let path = server_end.name().ok_or_else(|| {
+            serialport::Error::new(serialport::ErrorKind::NoDevice, "no pty name")
+        })?;
+        // closed here (it holds an exclusive lock): the server opens it again by path
+        drop(server_end);
         Ok(Self {
             device_end: Some(Box::new(device_end)),
             path: std::path::PathBuf::from(path),
-            _server_end: server_end,
         })
     }
 
-    /// The device's end, for the simulator (once); keep `self` alive as long as the line.
+    /// The device's end, for the simulator (once).
     pub fn take_device_end(&mut self) -> Option<Box<dyn SerialPort>> {
         self.device_end.take()
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_cross_a_pseudo_terminal_pair_both_ways() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        let mut line = PseudoTerminal::open().expect("pair");
+        let (to_server, from_device) = mpsc::channel();
+        let (to_device, from_server) = mpsc::channel();
+        let device = LinePump::spawn(line.take_device_end().expect("end"), move |l| {
+            let _ = to_device.send(l);
+        })
+        .expect("device pump");
+        let server = LinePump::spawn_reopening(&line.path, move |l| {
+            let _ = to_server.send(l);
+        })
+        .expect("server pump");
+        std::thread::sleep(Duration::from_millis(300));
+        device.send("STATUS 1 idle 5".into());
+        server.send("MOVE r1 2".into());
+        let wait = Duration::from_secs(3);
+        assert_eq!(
+            from_device.recv_timeout(wait).as_deref(),
+            Ok("STATUS 1 idle 5")
+        );
+        assert_eq!(from_server.recv_timeout(wait).as_deref(), Ok("MOVE r1 2"));
     }
 }

@@ -167,6 +167,22 @@ impl LiftService {
         }
     }
 
+    /// An administrator clears a fault; answers whether there was one.
+    pub fn reset_fault(&self, who: &str) -> bool {
+        if self.inner.lock().reset_fault().is_none() {
+            return false;
+        }
+        self.inner.audit(
+            "lift",
+            who,
+            Some(who),
+            "fault cleared".into(),
+            String::new(),
+        );
+        self.inner.publish();
+        true
+    }
+
     /// Checks a message from a device: known device, signature, time window, not a replay.
     pub fn verify_device_request(
         &self,
@@ -182,13 +198,12 @@ impl LiftService {
             .as_ref()
             .filter(|d| Some(d.name.as_str()) == device_name)
             .ok_or(ProtocolError::UnknownDevice)?;
+        let message = protocol::Message { method, path, body };
         self.inner.verifier.verify_request(
             &device.name,
             &device.secret,
-            method,
-            path,
+            &message,
             presented,
-            body,
             unix_now(),
         )?;
         Ok(device)
@@ -213,7 +228,10 @@ impl LiftService {
                     self.device_name(),
                     None,
                     "command fetched".into(),
-                    format!("move to floor {}, request {}", command.floor, command.request_id),
+                    format!(
+                        "move to floor {}, request {}",
+                        command.floor, command.request_id
+                    ),
                 );
                 return Some(command);
             }
@@ -225,7 +243,13 @@ impl LiftService {
     }
 
     /// Signs our answer to a device's request.
-    pub fn sign_response(&self, status: u16, path: &str, request_nonce: &str, body: &[u8]) -> Option<Signed> {
+    pub fn sign_response(
+        &self,
+        status: u16,
+        path: &str,
+        request_nonce: &str,
+        body: &[u8],
+    ) -> Option<Signed> {
         let device = self.inner.device.as_ref()?;
         Some(protocol::sign_response(
             &device.secret,
@@ -347,13 +371,17 @@ impl Inner {
     fn record(&self, transition: &Transition) {
         let device = self.device.as_ref().map_or("-", |d| d.name.as_str());
         let (outcome, detail) = match transition {
-            Transition::Arrived { floor, request_id } => {
-                ("arrived".to_string(), format!("floor {floor}, request {request_id}"))
-            }
+            Transition::Arrived { floor, request_id } => (
+                "arrived".to_string(),
+                format!("floor {floor}, request {request_id}"),
+            ),
             Transition::Faulted { reason } => ("fault".to_string(), reason.clone()),
             Transition::WentOffline => ("offline".to_string(), "no report in time".to_string()),
             Transition::CameOnline => ("online".to_string(), String::new()),
-            Transition::Recovered { floor } => ("recovered".to_string(), format!("idle at floor {floor}")),
+            Transition::Recovered { floor } => {
+                ("recovered".to_string(), format!("idle at floor {floor}"))
+            }
+            Transition::Reset => return,
         };
         if let Transition::Faulted { reason } = transition {
             tracing::warn!(%reason, "lift fault");
@@ -362,7 +390,14 @@ impl Inner {
     }
 
     /// Written in the background: a slow disk must not hold the lift's lock or the request.
-    fn audit(&self, kind: &str, client: &str, person: Option<&str>, outcome: String, detail: String) {
+    fn audit(
+        &self,
+        kind: &str,
+        client: &str,
+        person: Option<&str>,
+        outcome: String,
+        detail: String,
+    ) {
         let entry = AuditEntry {
             at: unix_now(),
             kind: kind.to_string(),
@@ -382,7 +417,9 @@ impl Inner {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What a push attempt came to.
@@ -465,19 +502,26 @@ async fn push_once(inner: &Inner, base_url: &str, command: &MoveCommand) -> Push
         nonce: nonce.as_deref(),
         signature: signature.as_deref(),
     };
-    if let Err(e) = inner.verifier.verify_response(
-        &device.secret,
+    let signed_answer = protocol::Answer {
         status,
         path,
+        body: &answer,
+    };
+    if let Err(e) = inner.verifier.verify_response(
+        &device.secret,
+        &signed_answer,
         &signed.nonce,
         &presented,
-        &answer,
         unix_now(),
     ) {
         return if status == 401 {
-            PushOutcome::Rejected("the lift controller refused our signature: check its secret".into())
+            PushOutcome::Rejected(
+                "the lift controller refused our signature: check its secret".into(),
+            )
         } else {
-            PushOutcome::Rejected(format!("the lift controller's answer failed its check ({e})"))
+            PushOutcome::Rejected(format!(
+                "the lift controller's answer failed its check ({e})"
+            ))
         };
     }
     inner.audit(
@@ -485,7 +529,10 @@ async fn push_once(inner: &Inner, base_url: &str, command: &MoveCommand) -> Push
         &device.name,
         None,
         format!("answered {status}"),
-        format!("move to floor {}, request {}", command.floor, command.request_id),
+        format!(
+            "move to floor {}, request {}",
+            command.floor, command.request_id
+        ),
     );
     match status {
         202 => PushOutcome::Accepted,

@@ -102,7 +102,7 @@ struct Device {
     verifier: Verifier,
 }
 
-enum Answer {
+enum Decision {
     Accepted,
     Busy,
     BadFloor,
@@ -110,23 +110,25 @@ enum Answer {
 
 impl Device {
     fn car(&self) -> std::sync::MutexGuard<'_, Car> {
-        self.car.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.car
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn accept(self: &Arc<Self>, command: &MoveCommand) -> Answer {
+    fn accept(self: &Arc<Self>, command: &MoveCommand) -> Decision {
         self.received.fetch_add(1, Ordering::Relaxed);
         if self.faults.drop_commands.load(Ordering::Relaxed) {
-            return Answer::Accepted;
+            return Decision::Accepted;
         }
         let mut car = self.car();
         if car.request_id.as_deref() == Some(command.request_id.as_str()) {
-            return Answer::Accepted;
+            return Decision::Accepted;
         }
         if !(self.lowest..=self.highest).contains(&command.floor) {
-            return Answer::BadFloor;
+            return Decision::BadFloor;
         }
         if car.state != DeviceState::Idle {
-            return Answer::Busy;
+            return Decision::Busy;
         }
         car.request_id = Some(command.request_id.clone());
         car.state = DeviceState::Moving;
@@ -135,7 +137,7 @@ impl Device {
         let device = Arc::clone(self);
         let target = command.floor;
         tokio::spawn(async move { device.travel(target).await });
-        Answer::Accepted
+        Decision::Accepted
     }
 
     async fn travel(self: Arc<Self>, target: i32) {
@@ -287,11 +289,17 @@ async fn report(
             Sink::Http(client, server) => {
                 let body = serde_json::to_vec(&report).unwrap_or_default();
                 let path = "/api/v1/device/status";
-                let result = signed(client.post(format!("{server}{path}")), &device, "POST", path, &body)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await;
+                let result = signed(
+                    client.post(format!("{server}{path}")),
+                    &device,
+                    "POST",
+                    path,
+                    &body,
+                )
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await;
                 match result {
                     Ok(response) if response.status().is_success() => {}
                     Ok(response) => tracing::warn!(status = %response.status(), "report refused"),
@@ -370,16 +378,23 @@ async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: Str
             nonce: nonce.as_deref(),
             signature: claimed.as_deref(),
         };
+        let answer = protocol::Answer {
+            status,
+            path: &path,
+            body: &body,
+        };
         let trusted = device.verifier.verify_response(
             &device.secret,
-            status,
-            &path,
+            &answer,
             &signature.nonce,
             &presented,
-            &body,
             unix_now(),
         );
-        match (status, trusted, serde_json::from_slice::<MoveCommand>(&body)) {
+        match (
+            status,
+            trusted,
+            serde_json::from_slice::<MoveCommand>(&body),
+        ) {
             (200, Ok(()), Ok(command)) => {
                 device.accept(&command);
             }
@@ -392,7 +407,11 @@ async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: Str
 }
 
 /// Push: `POST /lift/move`, checked like the firmware checks it, answered signed.
-async fn serve_move(State(device): State<Arc<Device>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn serve_move(
+    State(device): State<Arc<Device>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = "/lift/move";
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let presented = Presented {
@@ -401,26 +420,33 @@ async fn serve_move(State(device): State<Arc<Device>>, headers: HeaderMap, body:
         signature: header(SIGNATURE_HEADER),
     };
     let nonce = presented.nonce.unwrap_or_default().to_string();
-    let verified = device.verifier.verify_request(
-        "server",
-        &device.secret,
-        "POST",
+    let message = protocol::Message {
+        method: "POST",
         path,
-        &presented,
-        &body,
-        unix_now(),
-    );
+        body: &body,
+    };
+    let verified =
+        device
+            .verifier
+            .verify_request("server", &device.secret, &message, &presented, unix_now());
     let (status, text) = match verified {
-        Err(e) => (StatusCode::UNAUTHORIZED, format!(r#"{{"error":"{}"}}"#, code(&e))),
+        Err(e) => (
+            StatusCode::UNAUTHORIZED,
+            format!(r#"{{"error":"{}"}}"#, code(&e)),
+        ),
         Ok(()) => match serde_json::from_slice::<MoveCommand>(&body) {
-            Err(_) => (StatusCode::BAD_REQUEST, r#"{"error":"bad_request"}"#.to_string()),
-            Ok(command) if !protocol::valid_request_id(&command.request_id) => {
-                (StatusCode::BAD_REQUEST, r#"{"error":"bad_request"}"#.to_string())
-            }
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"bad_request"}"#.to_string(),
+            ),
+            Ok(command) if !protocol::valid_request_id(&command.request_id) => (
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"bad_request"}"#.to_string(),
+            ),
             Ok(command) => match device.accept(&command) {
-                Answer::Accepted => (StatusCode::ACCEPTED, r#"{"accepted":true}"#.to_string()),
-                Answer::Busy => (StatusCode::CONFLICT, r#"{"error":"busy"}"#.to_string()),
-                Answer::BadFloor => (
+                Decision::Accepted => (StatusCode::ACCEPTED, r#"{"accepted":true}"#.to_string()),
+                Decision::Busy => (StatusCode::CONFLICT, r#"{"error":"busy"}"#.to_string()),
+                Decision::BadFloor => (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     r#"{"error":"no_such_floor"}"#.to_string(),
                 ),

@@ -53,7 +53,9 @@ pub async fn status(
 ) -> Result<Response, WebError> {
     let (device, _) = authenticate(&state, &method, &uri, &headers, &body)?;
     let report: StatusReport = serde_json::from_slice(&body).map_err(|e| {
-        LiftError::Protocol(ProtocolError::BadMessage(format!("not a status report: {e}")))
+        LiftError::Protocol(ProtocolError::BadMessage(format!(
+            "not a status report: {e}"
+        )))
     })?;
     if report.device_id != device.name {
         return Err(LiftError::Protocol(ProtocolError::BadMessage(
@@ -62,7 +64,11 @@ pub async fn status(
         .into());
     }
     state.lift.device_report(&report);
-    Ok((StatusCode::OK, axum::Json(json!({ "ok": true })).into_response()).into_response())
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "ok": true })).into_response(),
+    )
+        .into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -90,7 +96,10 @@ pub async fn commands(
     };
     let path = uri.0.path_and_query().map_or("/", |p| p.as_str());
     let mut response = (status, body.clone()).into_response();
-    if let Some(signed) = state.lift.sign_response(status.as_u16(), path, &nonce, &body) {
+    if let Some(signed) = state
+        .lift
+        .sign_response(status.as_u16(), path, &nonce, &body)
+    {
         for (name, value) in [
             (TIMESTAMP_HEADER, signed.timestamp.to_string()),
             (NONCE_HEADER, signed.nonce),

@@ -60,8 +60,12 @@ impl WebError {
                 LiftError::AlreadyThere(_) => (S::CONFLICT, "already_there", message),
                 LiftError::RequestIdReused => (S::CONFLICT, "request_id_reused", message),
                 LiftError::BadRequestId => (S::UNPROCESSABLE_ENTITY, "bad_request_id", message),
-                LiftError::Protocol(ProtocolError::Replayed) => (S::UNAUTHORIZED, "replayed", message),
-                LiftError::Protocol(ProtocolError::Stale { .. }) => (S::UNAUTHORIZED, "stale", message),
+                LiftError::Protocol(ProtocolError::Replayed) => {
+                    (S::UNAUTHORIZED, "replayed", message)
+                }
+                LiftError::Protocol(ProtocolError::Stale { .. }) => {
+                    (S::UNAUTHORIZED, "stale", message)
+                }
                 LiftError::Protocol(ProtocolError::BadMessage(_)) => {
                     (S::UNPROCESSABLE_ENTITY, "bad_message", message)
                 }

@@ -10,7 +10,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::CurrentUser;
+use super::auth::{AdminUser, CurrentUser};
 use super::{AppState, WebError};
 use crate::lift::LiftStatus;
 
@@ -66,4 +66,16 @@ pub async fn events(
         Some((Ok(event), (changes, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// `POST /api/v1/admin/lift/reset`: an administrator clears a fault after checking the lift.
+pub async fn reset_fault(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+) -> Json<Value> {
+    let cleared = state.lift.reset_fault(&admin.person);
+    if cleared {
+        tracing::info!(person = %admin.person, "lift fault cleared");
+    }
+    Json(json!({ "cleared": cleared, "lift": state.lift.status() }))
 }

@@ -114,6 +114,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/api/v1/lift", get(lift_api::status))
         .route("/api/v1/lift/move", post(lift_api::request_move))
         .route("/api/v1/lift/events", get(lift_api::events))
+        .route("/api/v1/admin/lift/reset", post(lift_api::reset_fault))
         .route(
             "/api/v1/device/status",
             post(device_api::status).layer(DefaultBodyLimit::max(device_api::MAX_DEVICE_BODY)),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::helpers::{photo, repo_root};
-use crate::http::{AppOptions, spawn_app_with};
+use crate::http::{AppOptions, DeviceLink, DeviceOptions, spawn_app_with};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
@@ -101,9 +101,15 @@ async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
     y4m_from_photo("img4.jpg", &enrolled);
     y4m_from_photo("img38.jpg", &stranger);
 
-    let mut options = AppOptions::default();
-    options.settings.lift.travel_ms_per_floor = 800;
+    // the panel is driven only by the simulated controller's reports, over real HTTP
+    let mut device = DeviceOptions::new(DeviceLink::Push);
+    device.travel_ms_per_floor = 800;
+    let options = AppOptions {
+        device: Some(device),
+        ..AppOptions::default()
+    };
     let app = spawn_app_with(options).await;
+    app.lift_ready().await;
     let base = app.base.clone();
 
     let (b, e, s) = (base.clone(), enrolled.clone(), shots.clone());

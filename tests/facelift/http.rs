@@ -2,8 +2,13 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use facelift::face::gallery::build;
-use facelift::store::Store;
+use facelift::lift::serial::PseudoTerminal;
+use facelift::lift::sim::{self, SimConfig, SimHandle, SimLink};
+use facelift::lift::{Device, LiftService, LiftStatus, Link, Secret};
+use facelift::store::{AuditEntry, Store};
 use facelift::web::{self, AppState};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -17,24 +22,61 @@ pub struct TestApp {
     pub store: Arc<Store>,
     /// the enrolled people's folder, alive as long as the app
     pub gallery: tempfile::TempDir,
+    /// the simulated lift controller, talking to the app over real HTTP or a pseudo-terminal
+    pub device: Option<SimHandle>,
+    pub lift: LiftService,
+    _serial_line: Option<PseudoTerminal>,
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceLink {
+    Push,
+    Pull,
+    Serial,
+}
+
+pub const DEVICE: &str = "lift-test";
+
+/// The simulated lift controller beside the app.
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    pub link: DeviceLink,
+    pub travel_ms_per_floor: u64,
+    pub heartbeat_ms: u64,
+    pub secret: Secret,
+}
+
+impl DeviceOptions {
+    pub fn new(link: DeviceLink) -> Self {
+        Self {
+            link,
+            travel_ms_per_floor: 50,
+            heartbeat_ms: 300,
+            secret: Secret::generate(),
+        }
+    }
 }
 
 pub struct AppOptions {
     pub settings: facelift::Settings,
     pub clock: Option<Arc<dyn facelift::clock::Clock>>,
     pub store: Option<Arc<Store>>,
+    /// none: no device registered, the lift stays offline
+    pub device: Option<DeviceOptions>,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
         let mut settings = crate::helpers::settings();
         settings.web.admins = vec!["person05".into()];
-        settings.lift.travel_ms_per_floor = 50;
+        settings.lift.offline_after_ms = 3_000;
+        settings.lift.push_timeout_ms = 1_000;
         Self {
             settings,
             clock: None,
             store: None,
+            device: Some(DeviceOptions::new(DeviceLink::Push)),
         }
     }
 }
@@ -63,14 +105,61 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     .expect("join");
     let mut settings = options.settings;
     settings.gallery = gallery_dir.path().to_path_buf();
-    let mut state = AppState::new(settings, Arc::clone(pool()), gallery, Arc::clone(&store));
-    if let Some(clock) = options.clock {
-        state = state.with_clock(clock);
-    }
+    // bound first: the device can report to it before it serves (connections wait)
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
+
+    let (mut device_handle, mut serial_line) = (None, None);
+    if let Some(device) = &options.device {
+        let (sim_link, server_link) = match device.link {
+            DeviceLink::Push => (
+                SimLink::Push {
+                    listen: "127.0.0.1:0".parse().expect("address"),
+                },
+                None,
+            ),
+            DeviceLink::Pull => (SimLink::Pull, Some(Link::Pull)),
+            DeviceLink::Serial => {
+                let mut line = PseudoTerminal::open().expect("a pseudo-terminal pair");
+                let port = line.take_device_end().expect("device end");
+                let path = line.path.clone();
+                serial_line = Some(line);
+                (SimLink::Serial(port), Some(Link::Serial { path }))
+            }
+        };
+        let handle = sim::start(SimConfig {
+            device_id: DEVICE.into(),
+            secret: device.secret.clone(),
+            server: base.clone(),
+            link: sim_link,
+            lowest: settings.lift.lowest_floor,
+            highest: settings.lift.highest_floor,
+            start_floor: settings.lift.lowest_floor,
+            travel_per_floor: Duration::from_millis(device.travel_ms_per_floor),
+            heartbeat: Duration::from_millis(device.heartbeat_ms),
+            poll_wait_secs: 25,
+        })
+        .await
+        .expect("device simulator");
+        let link = server_link.unwrap_or_else(|| Link::Push {
+            url: handle.push_url.clone().expect("push URL"),
+        });
+        let row = Device {
+            name: DEVICE.into(),
+            secret: device.secret.clone(),
+            link,
+        }
+        .to_row();
+        store.put_device(&row).expect("register the device");
+        device_handle = Some(handle);
+    }
+    let mut state = AppState::new(settings, Arc::clone(pool()), gallery, Arc::clone(&store));
+    if let Some(clock) = options.clock {
+        state = state.with_clock(clock);
+    }
+    let lift = state.lift.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(web::serve(listener, state, async {
         let _ = stopped.await;
@@ -83,11 +172,68 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .expect("client"),
         store,
         gallery: gallery_dir,
+        device: device_handle,
+        lift,
+        _serial_line: serial_line,
         _stop: stop,
     }
 }
 
 impl TestApp {
+    /// Waits (at most `within`) for a lift status that `wanted` accepts, and answers it.
+    pub async fn lift_becomes(
+        &self,
+        within: Duration,
+        wanted: impl Fn(&LiftStatus) -> bool,
+    ) -> LiftStatus {
+        let mut changes = self.lift.subscribe();
+        let waited = tokio::time::timeout(within, async {
+            loop {
+                let status = changes.borrow_and_update().clone();
+                if wanted(&status) {
+                    return status;
+                }
+                if changes.changed().await.is_err() {
+                    return status;
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(status) if wanted(&status) => status,
+            _ => panic!(
+                "lift status still {:?} after {within:?}",
+                self.lift.status()
+            ),
+        }
+    }
+
+    /// Waits (at most 5 s: audit entries are written in the background) for an audit entry of
+    /// `kind` that `wanted` accepts among the latest 50.
+    pub async fn audit_shows(
+        &self,
+        kind: &str,
+        wanted: impl Fn(&AuditEntry) -> bool,
+    ) -> AuditEntry {
+        for _ in 0..100 {
+            let log = self.store.recent_audit(kind, 50).expect("audit");
+            if let Some(entry) = log.into_iter().find(|e| wanted(e)) {
+                return entry;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no such {kind} entry in {:#?}",
+            self.store.recent_audit(kind, 10)
+        );
+    }
+
+    /// Waits until the device has reported and the lift is idle.
+    pub async fn lift_ready(&self) -> LiftStatus {
+        self.lift_becomes(Duration::from_secs(10), |s| s.state == "idle")
+            .await
+    }
+
     async fn get_json(&self, path: &str) -> Value {
         let response = self
             .client

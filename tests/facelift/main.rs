@@ -7,4 +7,5 @@ mod engine;
 mod gallery;
 mod helpers;
 mod http;
+mod lift;
 mod sessions;

@@ -12,7 +12,7 @@ use crate::helpers::read_photo;
 use crate::http::{AppOptions, TestApp, spawn_app, spawn_app_with};
 
 impl TestApp {
-    async fn login(&self, photo: &str) -> (StatusCode, Value, Option<String>) {
+    pub(crate) async fn login(&self, photo: &str) -> (StatusCode, Value, Option<String>) {
         self.login_with(photo, &[]).await
     }
 
@@ -53,7 +53,12 @@ impl TestApp {
             .status()
     }
 
-    async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.post(format!("{}{path}", self.base)).json(&body);
         if let Some(token) = token {
             request = request.header(facelift::web::CSRF_HEADER, token);
@@ -135,6 +140,7 @@ async fn five_failures_in_a_row_make_the_client_wait_and_the_wait_doubles() {
 #[tokio::test]
 async fn the_lift_needs_a_session_and_the_csrf_token() {
     let app = spawn_app().await;
+    app.lift_ready().await;
     let (status, _) = app
         .post_json("/api/v1/lift/move", None, json!({"floor": 2}))
         .await;
@@ -186,11 +192,10 @@ async fn the_lift_needs_a_session_and_the_csrf_token() {
         (StatusCode::CONFLICT, Some("busy"))
     );
 
-    let log = app.store.recent_audit("lift", 5).expect("audit");
-    assert!(
-        log.iter()
-            .any(|e| e.outcome == "accepted" && e.person.as_deref() == Some("person01"))
-    );
+    app.audit_shows("lift", |e| {
+        e.outcome == "accepted" && e.person.as_deref() == Some("person01")
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,0 +1,420 @@
+//! The lift end to end: the server, the signed device protocol and the simulated controller,
+//! over real HTTP on port 0 (push and pull) and a pseudo-terminal pair (serial).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use facelift::lift::protocol::{
+    self, DEVICE_HEADER, NONCE_HEADER, SIGNATURE_HEADER, Secret, TIMESTAMP_HEADER,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::http::{AppOptions, DEVICE, DeviceLink, DeviceOptions, TestApp, spawn_app_with};
+
+const SOON: Duration = Duration::from_secs(10);
+
+async fn app_with(link: Option<DeviceLink>, change: impl FnOnce(&mut AppOptions)) -> TestApp {
+    let mut options = AppOptions {
+        device: link.map(DeviceOptions::new),
+        ..AppOptions::default()
+    };
+    change(&mut options);
+    spawn_app_with(options).await
+}
+
+/// Logs person01 in; answers the CSRF token.
+async fn log_in(app: &TestApp) -> String {
+    let (status, body, _) = app.login("img4.jpg").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["csrf_token"].as_str().expect("token").to_string()
+}
+
+async fn press(app: &TestApp, token: &str, request: Value) -> (StatusCode, Value) {
+    app.post_json("/api/v1/lift/move", Some(token), request)
+        .await
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn push_pull_and_serial_each_take_a_person_to_floor_2_on_the_devices_reports() {
+    for link in [DeviceLink::Push, DeviceLink::Pull, DeviceLink::Serial] {
+        let app = app_with(Some(link), |o| {
+            if let Some(device) = &mut o.device {
+                device.travel_ms_per_floor = 300;
+            }
+        })
+        .await;
+        let token = log_in(&app).await;
+        let ready = app.lift_ready().await;
+        assert_eq!(ready.floor, Some(1), "{link:?}: starts at floor 1");
+
+        let (status, body) =
+            press(&app, &token, json!({"floor": 2, "request_id": "press-1"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{link:?}: {body}");
+        assert_eq!(body["request_id"], "press-1");
+        let moving = app.lift_becomes(SOON, |s| s.state == "moving").await;
+        assert_eq!(moving.target, Some(2), "{link:?}");
+        let arrived = app
+            .lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(2))
+            .await;
+        assert_eq!(arrived.floor_name.as_deref(), Some("2"));
+
+        // the panel retrying the same press does not move the lift again
+        let (status, body) =
+            press(&app, &token, json!({"floor": 2, "request_id": "press-1"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{link:?}: {body}");
+        assert_eq!(body["duplicate"], true);
+        let device = app.device.as_ref().expect("device");
+        assert_eq!(
+            device.commands_received.load(Ordering::Relaxed),
+            1,
+            "{link:?}"
+        );
+
+        app.audit_shows("lift", |e| {
+            e.outcome == "accepted" && e.person.as_deref() == Some("person01")
+        })
+        .await;
+        app.audit_shows("lift", |e| e.outcome == "arrived").await;
+        app.audit_shows("device", |e| {
+            e.client == DEVICE
+                && e.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("floor 2 idle"))
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn one_move_at_a_time_real_floors_only_and_no_moves_while_offline() {
+    let app = app_with(Some(DeviceLink::Push), |o| {
+        o.settings.lift.offline_after_ms = 1_500;
+        if let Some(device) = &mut o.device {
+            device.travel_ms_per_floor = 1_000;
+        }
+    })
+    .await;
+    let token = log_in(&app).await;
+    app.lift_ready().await;
+    let (status, body) = press(&app, &token, json!({"floor": 2})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = press(&app, &token, json!({"floor": 1})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("busy"))
+    );
+    let (status, body) = press(&app, &token, json!({"floor": 3})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("no_such_floor"))
+    );
+    let (status, body) = press(&app, &token, json!({"floor": 1, "request_id": "bad id!"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    app.lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(2))
+        .await;
+    let (status, body) = press(&app, &token, json!({"floor": 2})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("already_there"))
+    );
+
+    // the controller goes silent: after offline_after the lift is offline and refuses moves
+    app.device
+        .as_ref()
+        .expect("device")
+        .faults
+        .silent
+        .store(true, Ordering::Relaxed);
+    let offline = app.lift_becomes(SOON, |s| s.state == "offline").await;
+    assert!(!offline.online);
+    let (status, body) = press(&app, &token, json!({"floor": 1})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("offline"))
+    );
+    app.audit_shows("lift", |e| e.outcome == "offline").await;
+    // it speaks again: back online
+    app.device
+        .as_ref()
+        .expect("device")
+        .faults
+        .silent
+        .store(false, Ordering::Relaxed);
+    app.lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(2))
+        .await;
+
+    // with no device registered at all the lift is offline from the start
+    let lonely = app_with(None, |_| {}).await;
+    let token = log_in(&lonely).await;
+    let (status, body) = press(&lonely, &token, json!({"floor": 2})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("offline"))
+    );
+}
+
+#[tokio::test]
+async fn a_move_the_device_never_finishes_faults_and_the_panel_says_so() {
+    let app = app_with(Some(DeviceLink::Push), |o| {
+        o.settings.lift.move_timeout_ms = 1_000;
+    })
+    .await;
+    let token = log_in(&app).await;
+    app.lift_ready().await;
+    let device = app.device.as_ref().expect("device");
+    device.faults.drop_commands.store(true, Ordering::Relaxed);
+    let (status, _) = press(&app, &token, json!({"floor": 2})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let fault = app.lift_becomes(SOON, |s| s.state == "fault").await;
+    assert!(
+        fault
+            .fault
+            .as_deref()
+            .is_some_and(|f| f.contains("not confirmed")),
+        "{fault:?}"
+    );
+    let (status, body) = press(&app, &token, json!({"floor": 2})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("fault"))
+    );
+    let panel = app
+        .client
+        .get(format!("{}/lift", app.base))
+        .send()
+        .await
+        .expect("panel")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        panel.contains("not confirmed within"),
+        "the panel shows the fault"
+    );
+    app.audit_shows("lift", |e| e.outcome == "fault").await;
+
+    // the controller idling at floor 1 does not clear it; an administrator does
+    device.faults.drop_commands.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        app.lift.status().state,
+        "fault",
+        "a fault the server found stays"
+    );
+    let (status, _) = app
+        .post_json("/api/v1/admin/lift/reset", Some(&token), json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "person01 is not an administrator"
+    );
+    let admin_token = app.log_in_admin().await;
+    let (status, body) = app
+        .post_json("/api/v1/admin/lift/reset", Some(&admin_token), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["cleared"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{body}"
+    );
+    app.lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(1))
+        .await;
+    app.audit_shows("lift", |e| {
+        e.outcome == "fault cleared" && e.person.as_deref() == Some("person05")
+    })
+    .await;
+    let token = admin_token;
+
+    // a device that stops answering altogether: one retry, then a fault
+    let mut app = app;
+    app.device.take();
+    let (status, _) = press(&app, &token, json!({"floor": 2})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let fault = app.lift_becomes(SOON, |s| s.state == "fault").await;
+    assert!(
+        fault
+            .fault
+            .as_deref()
+            .is_some_and(|f| f.contains("did not answer")),
+        "{fault:?}"
+    );
+}
+
+/// A device message as the firmware would send it, signed with `secret` at `timestamp`.
+struct Message {
+    method: &'static str,
+    path: String,
+    body: Vec<u8>,
+    device: String,
+    timestamp: i64,
+    nonce: String,
+    signature: String,
+}
+
+impl Message {
+    fn report(secret: &Secret, floor: i32, seq: u64, timestamp: i64) -> Self {
+        let body = serde_json::to_vec(&json!({
+            "device_id": DEVICE, "floor": floor, "state": "idle", "seq": seq
+        }))
+        .expect("json");
+        Self::signed(secret, "POST", "/api/v1/device/status", body, timestamp)
+    }
+
+    fn signed(
+        secret: &Secret,
+        method: &'static str,
+        path: &str,
+        body: Vec<u8>,
+        timestamp: i64,
+    ) -> Self {
+        let signed = protocol::sign_request(secret, method, path, &body, timestamp);
+        Self {
+            method,
+            path: path.to_string(),
+            body,
+            device: DEVICE.into(),
+            timestamp,
+            nonce: signed.nonce,
+            signature: signed.signature,
+        }
+    }
+
+    async fn send(&self, app: &TestApp) -> (StatusCode, Value) {
+        let url = format!("{}{}", app.base, self.path);
+        let request = if self.method == "GET" {
+            reqwest::Client::new().get(url)
+        } else {
+            reqwest::Client::new().post(url).body(self.body.clone())
+        };
+        let response = request
+            .header(DEVICE_HEADER, &self.device)
+            .header(TIMESTAMP_HEADER, self.timestamp.to_string())
+            .header(NONCE_HEADER, &self.nonce)
+            .header(SIGNATURE_HEADER, &self.signature)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn forged_stale_and_replayed_device_messages_are_refused_and_change_nothing() {
+    let device_options = DeviceOptions::new(DeviceLink::Push);
+    let secret = device_options.secret.clone();
+    let app = spawn_app_with(AppOptions {
+        device: Some(device_options),
+        ..AppOptions::default()
+    })
+    .await;
+    app.lift_ready().await;
+    let device = app.device.as_ref().expect("device");
+    // from here on only our hand-made messages speak for the device
+    device.faults.silent.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let seq = unix_now() as u64 * 1000 + 500_000;
+    let now = unix_now();
+
+    let first = Message::report(&secret, 1, seq, now);
+    assert_eq!(first.send(&app).await.0, StatusCode::OK);
+    let second = Message::report(&secret, 2, seq + 1, now);
+    assert_eq!(second.send(&app).await.0, StatusCode::OK);
+    app.lift_becomes(SOON, |s| s.floor == Some(2)).await;
+
+    let refused = [
+        ("replayed", first, "replayed"),
+        (
+            "forged",
+            Message::report(&Secret::new("guessed"), 1, seq + 2, now),
+            "bad_signature",
+        ),
+        (
+            "stale",
+            Message::report(&secret, 1, seq + 3, now - 120),
+            "stale",
+        ),
+        (
+            "from the future",
+            Message::report(&secret, 1, seq + 4, now + 120),
+            "stale",
+        ),
+        (
+            "tampered",
+            Message {
+                body: br#"{"device_id":"lift-test","floor":1,"state":"idle","seq":1}"#.to_vec(),
+                ..Message::report(&secret, 2, seq + 5, now)
+            },
+            "bad_signature",
+        ),
+        (
+            "unknown device",
+            Message {
+                device: "intruder".into(),
+                ..Message::report(&secret, 1, seq + 6, now)
+            },
+            "bad_signature",
+        ),
+        (
+            "unsigned",
+            Message {
+                signature: String::new(),
+                ..Message::report(&secret, 1, seq + 7, now)
+            },
+            "bad_signature",
+        ),
+        (
+            "forged command poll",
+            Message::signed(
+                &Secret::new("guessed"),
+                "GET",
+                "/api/v1/device/commands?wait=0",
+                Vec::new(),
+                now,
+            ),
+            "bad_signature",
+        ),
+    ];
+    for (what, message, code) in refused {
+        let (status, body) = message.send(&app).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"], code, "{what}");
+    }
+    // signed, but not a report: a clear 422, and the empty body too
+    for body in [b"not json".to_vec(), Vec::new()] {
+        let message = Message::signed(&secret, "POST", "/api/v1/device/status", body, now);
+        let (status, reply) = message.send(&app).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+    }
+    let status = app.lift.status();
+    assert_eq!(
+        (status.state, status.floor),
+        ("idle", Some(2)),
+        "nothing changed"
+    );
+
+    // and the device refuses a forged command the same way, without moving
+    let url = device.push_url.clone().expect("push URL");
+    let body = br#"{"request_id":"evil","floor":2}"#.to_vec();
+    let forged = protocol::sign_request(&Secret::new("guessed"), "POST", "/lift/move", &body, now);
+    let response = reqwest::Client::new()
+        .post(format!("{url}/lift/move"))
+        .header(TIMESTAMP_HEADER, forged.timestamp.to_string())
+        .header(NONCE_HEADER, &forged.nonce)
+        .header(SIGNATURE_HEADER, &forged.signature)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(device.commands_received.load(Ordering::Relaxed), 0);
+}
