@@ -23,23 +23,57 @@ pub fn open(path: &Path) -> Result<Box<dyn SerialPort>, serialport::Error> {
         .open()
 }
 
-/// Moves lines until `stop` is set or the port fails: every line in `outgoing` is written,
-/// every complete line read is handed to `incoming`. Answers why it stopped.
+/// Moves lines until `stop` is set or the port fails: every line in `outgoing` is written at
+/// once (by a writer thread on a clone of the port), every complete line read is handed to
+/// `incoming`. Answers why it stopped.
 pub fn pump_lines(
     port: &mut dyn SerialPort,
     outgoing: &mpsc::Receiver<String>,
-    mut incoming: impl FnMut(String),
+    mut incoming: impl FnMut(String) + Send,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     port.set_timeout(POLL)?;
+    let mut writer = port.try_clone().map_err(io::Error::other)?;
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let read = read_lines(port, &mut incoming, stop, &failed);
+            failed.store(true, Ordering::Relaxed);
+            read
+        });
+        let mut written = Ok(());
+        while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
+            match outgoing.recv_timeout(POLL) {
+                Ok(line) => {
+                    written = writer
+                        .write_all(line.as_bytes())
+                        .and_then(|()| writer.write_all(b"\n"))
+                        .and_then(|()| writer.flush());
+                    if written.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        failed.store(true, Ordering::Relaxed);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the serial reader panicked")));
+        read.and(written)
+    })
+}
+
+fn read_lines(
+    port: &mut dyn SerialPort,
+    incoming: &mut impl FnMut(String),
+    stop: &AtomicBool,
+    failed: &AtomicBool,
+) -> io::Result<()> {
     let mut pending = Vec::new();
     let mut buffer = [0u8; 256];
-    while !stop.load(Ordering::Relaxed) {
-        while let Ok(line) = outgoing.try_recv() {
-            port.write_all(line.as_bytes())?;
-            port.write_all(b"\n")?;
-            port.flush()?;
-        }
+    while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
         match port.read(&mut buffer) {
             Ok(0) => {}
             Ok(n) => {

@@ -1,0 +1,144 @@
+//! `cargo bench --bench lift`: the command-to-report round trip over loopback. For each link
+//! (push and pull over HTTP, serial over a pseudo-terminal pair), 200 moves between floors 1
+//! and 2 on a simulated controller with zero travel time: the time from the server accepting
+//! the move to the lift showing `idle` at the target, which only the device's arrival report
+//! can do: command out, signed and checked, device reports back, signed and checked.
+//! Needs `scripts/setup` first (the server loads the face models).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use facelift::lift::serial::PseudoTerminal;
+use facelift::lift::sim::{self, SimConfig, SimLink};
+use facelift::lift::{Device, LiftStatus, Link, Secret};
+use facelift::store::Store;
+use facelift::web::{self, AppState};
+
+const MOVES: usize = 200;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn wait_for(
+    changes: &mut tokio::sync::watch::Receiver<LiftStatus>,
+    wanted: impl Fn(&LiftStatus) -> bool,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if wanted(&changes.borrow_and_update()) {
+                return Ok(());
+            }
+            changes.changed().await?;
+        }
+    })
+    .await?
+}
+
+async fn measure(
+    name: &str,
+    pool: &Arc<facelift::face::EnginePool>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut settings = facelift::Settings::load(None, &[])?;
+    settings.lift.offline_after_ms = 60_000;
+    let store = Arc::new(Store::open_in_memory()?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let secret = Secret::generate();
+    let mut serial_line = None;
+    let (sim_link, server_link) = match name {
+        "push" => (
+            SimLink::Push {
+                listen: "127.0.0.1:0".parse()?,
+            },
+            None,
+        ),
+        "pull" => (SimLink::Pull, Some(Link::Pull)),
+        _ => {
+            let mut line = PseudoTerminal::open()?;
+            let port = line
+                .take_device_end()
+                .ok_or_else(|| anyhow::anyhow!("no device end"))?;
+            let path = line.path.clone();
+            serial_line = Some(line);
+            (SimLink::Serial(port), Some(Link::Serial { path }))
+        }
+    };
+    let device = sim::start(SimConfig {
+        device_id: "bench".into(),
+        secret: secret.clone(),
+        server: base.clone(),
+        link: sim_link,
+        lowest: 1,
+        highest: 2,
+        start_floor: 1,
+        travel_per_floor: Duration::ZERO,
+        heartbeat: Duration::from_secs(5),
+        poll_wait_secs: 25,
+    })
+    .await?;
+    let link = server_link.unwrap_or_else(|| Link::Push {
+        url: device.push_url.clone().unwrap_or_default(),
+    });
+    store.put_device(
+        &Device {
+            name: "bench".into(),
+            secret,
+            link,
+        }
+        .to_row(),
+    )?;
+    let gallery = facelift::face::Gallery::default();
+    let state = AppState::new(settings, Arc::clone(pool), gallery, store);
+    let lift = state.lift.clone();
+    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    let mut changes = lift.subscribe();
+    wait_for(&mut changes, |s| s.state == "idle").await?;
+
+    let mut arrival = Vec::with_capacity(MOVES);
+    for round in 0..MOVES {
+        let floor = if round % 2 == 0 { 2 } else { 1 };
+        let start = Instant::now();
+        lift.request_move(floor, None, "bench")?;
+        wait_for(&mut changes, |s| {
+            s.state == "idle" && s.floor == Some(floor)
+        })
+        .await?;
+        arrival.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(device);
+    drop(serial_line);
+    arrival.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "link": name,
+        "moves": MOVES,
+        "round_trip_ms": {
+            "p50": percentile(&arrival, 0.5),
+            "p99": percentile(&arrival, 0.99),
+            "min": arrival[0],
+            "max": arrival[arrival.len() - 1],
+        },
+    }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = facelift::Settings::load(None, &[])?;
+    let pool = Arc::new(facelift::open_engine_pool(&settings)?);
+    let mut results = Vec::new();
+    for link in ["push", "pull", "serial"] {
+        let result = measure(link, &pool).await?;
+        let rtt = &result["round_trip_ms"];
+        println!(
+            "{link:>6}: command to arrival report over loopback, {MOVES} moves: p50 {:.2} ms, p99 {:.2} ms (min {:.2}, max {:.2})",
+            rtt["p50"].as_f64().unwrap_or(f64::NAN),
+            rtt["p99"].as_f64().unwrap_or(f64::NAN),
+            rtt["min"].as_f64().unwrap_or(f64::NAN),
+            rtt["max"].as_f64().unwrap_or(f64::NAN),
+        );
+        results.push(result);
+    }
+    println!("{}", serde_json::Value::Array(results));
+    Ok(())
+}
