@@ -69,11 +69,13 @@ static void control_task(void*) {
 }
 
 #if FACELIFT_LINK == 2
-static void send_report(int floor, const char* state) {
+static bool send_report(int floor, const char* state) {
   Serial.println(facelift::serial_status(floor, state, ++seq).c_str());
+  return true;
 }
 #else
-static void send_report(int floor, const char* state) {
+// Answers whether the server took it.
+static bool send_report(int floor, const char* state) {
   const char* path = "/api/v1/device/status";
   std::string body = facelift::status_json(FACELIFT_DEVICE_ID, floor, state, ++seq);
   int64_t now = unix_now();
@@ -91,6 +93,7 @@ static void send_report(int floor, const char* state) {
   int status = http.POST(reinterpret_cast<uint8_t*>(const_cast<char*>(body.data())), body.size());
   if (status != 200) Serial.printf("report refused: %d\n", status);
   http.end();
+  return status == 200;
 }
 #endif
 
@@ -233,7 +236,9 @@ void loop() {
   }
   if (changed || millis() - last_report_ms >= HEARTBEAT_MS) {
     last_report_ms = millis();
-    send_report(floor, state);
+    if (!send_report(floor, state)) {
+      last_report_ms = millis() - HEARTBEAT_MS + 1000;  // try again in a second
+    }
   }
   delay(2);
 }

@@ -267,11 +267,16 @@ async fn report(
 ) {
     let mut seq = u64::try_from(unix_now()).unwrap_or(0) * 1000;
     let mut beat = tokio::time::interval(heartbeat);
+    // a report the server did not take is tried again after a second, not a whole heartbeat
+    let mut retry: Option<tokio::time::Instant> = None;
     loop {
+        let retry_at = retry.unwrap_or_else(|| tokio::time::Instant::now() + heartbeat * 2);
         tokio::select! {
             change = changes.recv() => if change.is_none() { break },
             _ = beat.tick() => {}
+            () = tokio::time::sleep_until(retry_at), if retry.is_some() => {}
         }
+        retry = None;
         let (floor, state) = {
             let car = device.car();
             (car.floor, car.state)
@@ -305,10 +310,19 @@ async fn report(
                 .body(body)
                 .send()
                 .await;
-                match result {
-                    Ok(response) if response.status().is_success() => {}
-                    Ok(response) => tracing::warn!(status = %response.status(), "report refused"),
-                    Err(e) => tracing::warn!(error = %e, "report not delivered"),
+                let delivered = match result {
+                    Ok(response) if response.status().is_success() => true,
+                    Ok(response) => {
+                        tracing::warn!(status = %response.status(), "report refused");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "report not delivered");
+                        false
+                    }
+                };
+                if !delivered {
+                    retry = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                 }
             }
             Sink::Serial(lines) => {
