@@ -61,7 +61,7 @@ pub fn run(
 ) -> Result<()> {
     let image = image.unwrap_or(Path::new(DEFAULT_FRAME));
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    let models = ModelSet::by_name(&settings.model)?;
+    let models = ModelSet::by_name(&settings.model, settings.model_output.as_deref())?;
     let mut engine = Engine::load(&models, &settings.models_dir, settings.engine.clone())
         .context("starting the face engine")?;
     let gallery = synthetic_gallery(100, models.embedder.embedding_size);

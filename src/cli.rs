@@ -63,6 +63,12 @@ pub enum Command {
     /// The embedding of the best face in an image
     Represent {
         image: PathBuf,
+        /// VGG-Face's layer: fc8 (2622-d) or fc7 (4096-d)
+        #[arg(long, value_name = "LAYER")]
+        output: Option<String>,
+        /// DeepFace's `skip`: no detection, the whole image resized and padded
+        #[arg(long)]
+        no_detect: bool,
         #[arg(long)]
         json: bool,
     },
@@ -211,7 +217,12 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Verify { a, b, json } => verify(&settings, &a, &b, json),
         Command::Identify { images, json, .. } => identify(&settings, &images, json),
-        Command::Represent { image, json } => represent(&settings, &image, json),
+        Command::Represent {
+            image,
+            no_detect,
+            json,
+            ..
+        } => represent(&settings, &image, no_detect, json),
         Command::Serve { .. } => serve(settings),
         Command::Enroll { json, .. } => enroll(&settings, json),
         Command::Eval {
@@ -270,6 +281,7 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
             set("data_dir", path(data_dir));
         }
         Command::Device { data_dir, .. } => set("data_dir", path(data_dir)),
+        Command::Represent { output, .. } => set("model_output", output.as_ref().map(|o| json!(o))),
         _ => {}
     }
     Ok(Settings::load(cli.config.as_deref(), &overrides)?)
@@ -417,24 +429,34 @@ fn identify(settings: &Settings, images: &[PathBuf], json_out: bool) -> Result<(
     Ok(())
 }
 
-fn represent(settings: &Settings, image: &Path, json_out: bool) -> Result<()> {
+fn represent(settings: &Settings, image: &Path, no_detect: bool, json_out: bool) -> Result<()> {
     let pool = open_pool(settings)?;
-    let analysis = analyze_file(&pool, image, Which::Best)?;
-    let Some(face) = analysis.best() else {
-        bail!(FaceError::NoFace);
+    let (bbox, embedding) = if no_detect {
+        let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+        let embedding = pool.run_blocking(move |engine| engine.embed_whole_image(&bytes))??;
+        (None, embedding)
+    } else {
+        let analysis = analyze_file(&pool, image, Which::Best)?;
+        let Some(face) = analysis.best() else {
+            bail!(FaceError::NoFace);
+        };
+        (Some(face.bbox), face.embedding.clone())
     };
     if json_out {
         return print_json(&json!({
             "model": pool.models().id,
-            "box": face.bbox,
-            "embedding": face.embedding,
+            "box": bbox,
+            "dimensions": embedding.len(),
+            "embedding": embedding,
         }));
     }
     println!("model      {}", pool.models().id);
-    println!("box        {:?}", face.bbox.map(|v| v.round()));
-    println!("dimensions {}", face.embedding.len());
-    let head: Vec<String> = face
-        .embedding
+    match bbox {
+        Some(bbox) => println!("box        {:?}", bbox.map(|v| v.round())),
+        None => println!("box        none (the whole image)"),
+    }
+    println!("dimensions {}", embedding.len());
+    let head: Vec<String> = embedding
         .iter()
         .take(8)
         .map(|v| format!("{v:.4}"))

@@ -24,8 +24,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Where `scripts/setup` put the model files.
     pub models_dir: PathBuf,
-    /// The model set: "default".
+    /// The model set: "default", or "vgg-face" (converted by scripts/convert-vggface).
     pub model: String,
+    /// VGG-Face's output layer: "fc8" (2622-d, the default) or "fc7" (4096-d).
+    pub model_output: Option<String>,
     /// Engines (each with its own ONNX Runtime sessions) working in parallel.
     pub workers: usize,
     /// Images that may wait for an engine before new ones get "busy".
@@ -130,6 +132,7 @@ impl Default for Settings {
             data_dir: "data".into(),
             models_dir: "models".into(),
             model: "default".into(),
+            model_output: None,
             workers: 1,
             queue: 16,
             max_body_bytes: 8 * 1024 * 1024,

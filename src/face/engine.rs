@@ -19,6 +19,7 @@ use super::landmarks::{
 };
 use super::manifest::{ChannelOrder, EmbedderSpec, Fit, Layout, ModelSet};
 use super::preprocess::{Prepared, Preprocess, Region, preprocess, sharpened_region};
+use super::resize::resize_linear_like_opencv;
 use super::runtime::open_session;
 use super::{Embedding, FaceError, Result, l2_normalize};
 
@@ -204,8 +205,12 @@ impl Engine {
         region: Option<&Region>,
         five: &[Point; 5],
     ) -> Option<RgbImage> {
-        let m = similarity_transform(five, &ARCFACE_TEMPLATE)?;
-        let footprint = source_footprint(&m, ALIGNED_SIZE, frame.dimensions())?;
+        // the ArcFace template, scaled to the embedder's input when it is larger (VGG-Face)
+        let size = self.aligned_size();
+        let scale = size as f32 / ALIGNED_SIZE as f32;
+        let template = ARCFACE_TEMPLATE.map(|[x, y]| [x * scale, y * scale]);
+        let m = similarity_transform(five, &template)?;
+        let footprint = source_footprint(&m, size, frame.dimensions())?;
         let fresh;
         let region = match region {
             Some(region) if region.covers(footprint) => region,
@@ -214,12 +219,28 @@ impl Engine {
                 &fresh
             }
         };
-        warp_affine(
-            &region.image,
-            &shifted(&m, region.x, region.y),
-            ALIGNED_SIZE,
-            ALIGNED_SIZE,
-        )
+        warp_affine(&region.image, &shifted(&m, region.x, region.y), size, size)
+    }
+
+    /// The side of the aligned face: 112, or the embedder's input when that is larger.
+    fn aligned_size(&self) -> u32 {
+        self.models.embedder.input_size.max(ALIGNED_SIZE)
+    }
+
+    /// DeepFace's `skip`: no detection, the whole image (decoded at full size, no
+    /// preprocessing) resized and padded to the embedder's input.
+    pub fn embed_whole_image(&mut self, bytes: &[u8]) -> Result<Embedding> {
+        let input = self.whole_image_input(bytes)?;
+        self.run_embedder(&input)
+    }
+
+    /// The embedder's input for DeepFace's `skip`: the whole image, decoded at full size.
+    pub fn whole_image_input(&self, bytes: &[u8]) -> Result<Array4<f32>> {
+        let limits = DecodeLimits {
+            max_pixels: self.config.max_pixels,
+        };
+        let image = decode_for_size(bytes, limits, 0)?;
+        Ok(embedder_input(&image, &self.models.embedder))
     }
 
     /// Landmarks and alignment from one sharpened region: the landmark crop grown by 40% each
@@ -243,15 +264,21 @@ impl Engine {
         run_first_output(&mut self.landmarker, input, None)
     }
 
-    /// The embedding of an aligned 112x112 face.
+    /// The embedding of an aligned face.
     pub fn embed_aligned(&mut self, aligned: &RgbImage) -> Result<Embedding> {
         let input = embedder_input(aligned, &self.models.embedder);
         self.run_embedder(&input)
     }
 
+    /// The embedding model's output as it comes, before L2 normalisation.
+    pub fn run_embedder_raw(&mut self, input: &Array4<f32>) -> Result<Vec<f32>> {
+        let output = self.models.embedder.output.clone();
+        run_first_output(&mut self.embedder, input, output.as_deref())
+    }
+
     pub fn run_embedder(&mut self, input: &Array4<f32>) -> Result<Embedding> {
+        let mut embedding = self.run_embedder_raw(input)?;
         let spec = &self.models.embedder;
-        let mut embedding = run_first_output(&mut self.embedder, input, spec.output.as_deref())?;
         if embedding.len() != spec.embedding_size {
             return Err(FaceError::Model(format!(
                 "the embedding model gave {} values, its manifest says {}",
@@ -377,10 +404,11 @@ pub fn fit_square(image: &RgbImage, size: u32, fit: Fit) -> RgbImage {
     match fit {
         Fit::Stretch => resize_like_opencv(image, size, size),
         Fit::Pad => {
-            let factor = (size as f32 / w as f32).min(size as f32 / h as f32);
-            let new_w = ((w as f32 * factor) as u32).clamp(1, size);
-            let new_h = ((h as f32 * factor) as u32).clamp(1, size);
-            let resized = resize_like_opencv(image, new_w, new_h);
+            // DeepFace's resize_image: f = min(size/h, size/w), int() of each side
+            let factor = (f64::from(size) / f64::from(w)).min(f64::from(size) / f64::from(h));
+            let new_w = ((f64::from(w) * factor) as u32).clamp(1, size);
+            let new_h = ((f64::from(h) * factor) as u32).clamp(1, size);
+            let resized = resize_linear_like_opencv(image, new_w, new_h);
             let mut out = RgbImage::new(size, size);
             let (left, top) = ((size - new_w) / 2, (size - new_h) / 2);
             image::imageops::replace(&mut out, &resized, i64::from(left), i64::from(top));

@@ -11,7 +11,9 @@ use super::{FaceError, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelFile {
     pub file: String,
-    pub sha256: String,
+    /// Pinned for the models that ship; None for a model the user converts from their own
+    /// weights (VGG-Face).
+    pub sha256: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +57,12 @@ pub struct EmbedderSpec {
     pub threshold: f32,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VggOutput {
+    Fc8,
+    Fc7,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSet {
     /// Stored with every cached embedding, so two models' vectors never mix.
@@ -71,7 +79,7 @@ impl ModelSet {
     pub fn default_set() -> Self {
         let file = |name: &str, sha256: &str| ModelFile {
             file: name.into(),
-            sha256: sha256.into(),
+            sha256: Some(sha256.into()),
         };
         Self {
             id: "faceplugin-0.0.1".into(),
@@ -106,12 +114,58 @@ impl ModelSet {
         }
     }
 
-    /// Looks a model set up by the name used in the configuration.
-    pub fn by_name(name: &str) -> Result<Self> {
-        match name {
-            "default" => Ok(Self::default_set()),
-            other => Err(FaceError::Model(format!(
-                "unknown model set {other:?}; known: default"
+    /// VGG-Face as DeepFace runs it, converted from the user's weights by
+    /// `scripts/convert-vggface`: our detector and alignment, then DeepFace's input (224x224,
+    /// NHWC, BGR, /255, aspect-kept resize and centred zero padding). `fc8` is the design's
+    /// 2622-d descriptor, `fc7` the 4096-d one current DeepFace uses.
+    pub fn vgg_face(output: VggOutput) -> Self {
+        let default = Self::default_set();
+        let (name, size) = match output {
+            VggOutput::Fc8 => ("fc8", 2622),
+            VggOutput::Fc7 => ("fc7", 4096),
+        };
+        Self {
+            id: format!("vgg-face-{name}"),
+            embedder: EmbedderSpec {
+                model: ModelFile {
+                    file: "vgg-face.onnx".into(),
+                    sha256: None,
+                },
+                input_size: 224,
+                layout: Layout::Nhwc,
+                channels: ChannelOrder::Bgr,
+                mean: 0.0,
+                std: 255.0,
+                fit: Fit::Pad,
+                output: Some(name.into()),
+                embedding_size: size,
+                // DeepFace's cosine distance threshold for VGG-Face is 0.68
+                threshold: 1.0 - 0.68,
+            },
+            ..default
+        }
+    }
+
+    /// Looks a model set up by the name used in the configuration; `output` picks VGG-Face's
+    /// layer ("fc8", the default, or "fc7").
+    pub fn by_name(name: &str, output: Option<&str>) -> Result<Self> {
+        let vgg_output = match output {
+            None | Some("fc8") => VggOutput::Fc8,
+            Some("fc7") => VggOutput::Fc7,
+            Some(other) => {
+                return Err(FaceError::Model(format!(
+                    "unknown model output {other:?}; VGG-Face has fc8 and fc7"
+                )));
+            }
+        };
+        match (name, output) {
+            ("default", None) => Ok(Self::default_set()),
+            ("default", Some(_)) => Err(FaceError::Model(
+                "the default model has one output; fc8/fc7 are VGG-Face's".into(),
+            )),
+            ("vgg-face", _) => Ok(Self::vgg_face(vgg_output)),
+            (other, _) => Err(FaceError::Model(format!(
+                "unknown model set {other:?}; known: default, vgg-face"
             ))),
         }
     }
@@ -121,6 +175,16 @@ impl ModelFile {
     /// The file's path under `dir`, after checking that its contents are the expected ones.
     pub fn verified_path(&self, dir: &Path) -> Result<PathBuf> {
         let path = dir.join(&self.file);
+        let Some(expected) = &self.sha256 else {
+            if !path.is_file() {
+                return Err(FaceError::Model(format!(
+                    "{} is missing; VGG-Face is converted from your own copy of DeepFace's \
+                     weights: see scripts/convert-vggface",
+                    path.display()
+                )));
+            }
+            return Ok(path);
+        };
         let bytes = std::fs::read(&path).map_err(|e| {
             FaceError::Model(format!(
                 "cannot read {}: {e}; run scripts/setup to fetch the models",
@@ -128,11 +192,10 @@ impl ModelFile {
             ))
         })?;
         let digest = hex::encode(Sha256::digest(&bytes));
-        if digest != self.sha256 {
+        if digest != *expected {
             return Err(FaceError::Model(format!(
-                "{} has sha256 {digest}, expected {}; run scripts/setup to fetch it again",
+                "{} has sha256 {digest}, expected {expected}; run scripts/setup to fetch it again",
                 path.display(),
-                self.sha256
             )));
         }
         Ok(path)

@@ -13,12 +13,13 @@ pub mod landmarks;
 pub mod manifest;
 pub mod pool;
 pub mod preprocess;
+pub mod resize;
 pub mod runtime;
 
 pub use decode::DecodeLimits;
 pub use engine::{Engine, EngineConfig, Face, FaceAnalysis, Which};
 pub use gallery::{Gallery, MatchResult};
-pub use manifest::ModelSet;
+pub use manifest::{ModelSet, VggOutput};
 pub use pool::EnginePool;
 pub use preprocess::Preprocess;
 

@@ -9,3 +9,4 @@ mod helpers;
 mod http;
 mod lift;
 mod sessions;
+mod vggface;
