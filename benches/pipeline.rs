@@ -3,5 +3,9 @@
 
 fn main() -> anyhow::Result<()> {
     let settings = facelift::Settings::load(None, &[])?;
-    facelift::bench::run(&settings, None, 50, false)
+    let inputs = facelift::bench::Inputs {
+        image: None,
+        second: None,
+    };
+    facelift::bench::run(&settings, inputs, 50, false)
 }

@@ -13,10 +13,20 @@ use crate::face::detect::detector_input;
 use crate::face::engine::embedder_input;
 use crate::face::gallery::{Gallery, Person, Template};
 use crate::face::landmarks::{landmark_crop, landmark_input};
-use crate::face::{Engine, ModelSet, Which, l2_normalize};
+use crate::face::runtime::open_plain_session;
+use crate::face::{Engine, ModelSet, Which, cosine, l2_normalize};
+use ort::value::TensorRef;
 
 /// The frame used when none is given: a 1280x720 webcam-like picture.
 pub const DEFAULT_FRAME: &str = "../shared/data/frames/webcam-720p-img4.jpg";
+/// The second photo of the timed verify when none is given.
+pub const DEFAULT_SECOND: &str = "../shared/data/deepface-faces/img2.jpg";
+
+/// The photos the benchmark reads.
+pub struct Inputs<'a> {
+    pub image: Option<&'a Path>,
+    pub second: Option<&'a Path>,
+}
 
 fn median_of(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -55,12 +65,15 @@ fn synthetic_gallery(people: usize, dimensions: usize) -> Gallery {
 
 pub fn run(
     settings: &Settings,
-    image: Option<&Path>,
+    inputs: Inputs<'_>,
     iterations: usize,
     json_out: bool,
 ) -> Result<()> {
-    let image = image.unwrap_or(Path::new(DEFAULT_FRAME));
+    let image = inputs.image.unwrap_or(Path::new(DEFAULT_FRAME));
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let second_path = inputs.second.unwrap_or(Path::new(DEFAULT_SECOND));
+    let second =
+        std::fs::read(second_path).with_context(|| format!("reading {}", second_path.display()))?;
     let models = ModelSet::by_name(&settings.model, settings.model_output.as_deref())?;
     let mut engine = Engine::load(&models, &settings.models_dir, settings.engine.clone())
         .context("starting the face engine")?;
@@ -90,12 +103,16 @@ pub fn run(
     let crop = landmark_crop(&face, prepared.image.dimensions()).context("empty face crop")?;
     let landmark_in = landmark_input(&prepared.image, crop);
     let embed_in = embedder_input(&aligned, &models.embedder);
+    // the baseline: the same embedding model in a session with ONNX Runtime's defaults
+    let mut plain =
+        open_plain_session(&models.embedder.model.verified_path(&settings.models_dir)?)?;
 
     // Every iteration times every step once, in turn, so that the raw models and the pipeline
     // share the machine's ups and downs; the ratio is taken per iteration, then its median.
     let n = iterations.max(1);
     let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut ratios = Vec::with_capacity(n);
+    let mut verify_ratios = Vec::with_capacity(n);
     for iteration in 0..=n {
         let mut time = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
             let start = Instant::now();
@@ -143,8 +160,22 @@ pub fn run(
             }
             Ok(())
         })?;
+        let plain_forward = time("plain_onnxruntime_embed", &mut || {
+            let outputs = plain.run(ort::inputs![TensorRef::from_array_view(&embed_in)?])?;
+            drop(outputs);
+            Ok(())
+        })?;
+        let verify = time("verify_two_photos", &mut || {
+            let a = engine.analyze_bytes(&bytes, Which::Best)?;
+            let b = engine.analyze_bytes(&second, Which::Best)?;
+            if let (Some(a), Some(b)) = (a.best(), b.best()) {
+                std::hint::black_box(cosine(&a.embedding, &b.embedding));
+            }
+            Ok(())
+        })?;
         if iteration > 0 {
             ratios.push(whole / raw);
+            verify_ratios.push(verify / plain_forward);
         }
     }
     let mut median = |name: &str| samples.get_mut(name).map_or(0.0, |v| median_of(v));
@@ -165,7 +196,12 @@ pub fn run(
         median("match"),
         median("end_to_end"),
     );
+    let (plain_forward, verify) = (
+        median("plain_onnxruntime_embed"),
+        median("verify_two_photos"),
+    );
     let overhead_ratio = median_of(&mut ratios);
+    let verify_ratio = median_of(&mut verify_ratios);
 
     let raw_total = raw_detect + raw_landmarks + raw_embed;
     let report = json!({
@@ -182,6 +218,9 @@ pub fn run(
         "end_to_end_ms": end_to_end,
         "raw_models_ms": raw_total,
         "overhead_ratio": overhead_ratio,
+        "plain_onnxruntime_embed_ms": plain_forward,
+        "verify_two_photos_ms": verify,
+        "verify_over_plain_forward": verify_ratio,
     });
     if json_out {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -216,6 +255,14 @@ pub fn run(
     println!(
         "overhead ratio (end-to-end / raw models): {:.2}",
         end_to_end / raw_total
+    );
+    println!(
+        "embedding model in a plain ONNX Runtime session (its defaults): {plain_forward:.2} ms; ours: {raw_embed:.2} ms"
+    );
+    println!(
+        "verify of two photos ({} and {}): {verify:.2} ms = {verify_ratio:.2} x one plain forward pass",
+        image.display(),
+        second_path.display()
     );
     Ok(())
 }

@@ -126,6 +126,9 @@ pub enum Command {
         /// default: a 1280x720 webcam frame from shared/data/frames
         #[arg(long)]
         image: Option<PathBuf>,
+        /// The second photo of the timed verify (default: DeepFace's img2.jpg)
+        #[arg(long)]
+        second: Option<PathBuf>,
         #[arg(long, default_value_t = 30)]
         iterations: usize,
         #[arg(long)]
@@ -233,9 +236,18 @@ pub fn run(cli: Cli) -> Result<()> {
         } => eval(&settings, &pairs, &images, plot.as_deref(), json),
         Command::Bench {
             image,
+            second,
             iterations,
             json,
-        } => crate::bench::run(&settings, image.as_deref(), iterations, json),
+        } => crate::bench::run(
+            &settings,
+            crate::bench::Inputs {
+                image: image.as_deref(),
+                second: second.as_deref(),
+            },
+            iterations,
+            json,
+        ),
         Command::Device { action, .. } => device(&settings, action),
         Command::DeviceSim(args) => device_sim(&settings, args),
     }

@@ -60,6 +60,13 @@ pub fn environment() -> Result<&'static ort::environment::Environment> {
         .map_err(|message| FaceError::Model(message.clone()))
 }
 
+/// Opens a session with ONNX Runtime's own defaults, as a plain user of it would: the
+/// baseline the benchmark compares against.
+pub fn open_plain_session(path: &Path) -> Result<Session> {
+    let env = environment()?;
+    Ok(Session::builder(env)?.commit_from_file(path)?)
+}
+
 /// Opens a session tuned for small models on few cores: no spinning threads (spinning doubled
 /// a pipeline's time on 2 cores), all graph optimisations.
 pub fn open_session(path: &Path, intra_threads: usize) -> Result<Session> {
