@@ -331,12 +331,21 @@ fn verify(settings: &Settings, a: &Path, b: &Path, json_out: bool) -> Result<()>
             "similarity": similarity,
             "verified": verified,
             "threshold": threshold,
+            // DeepFace's terms: cosine distance and its threshold
+            "distance": 1.0 - similarity,
+            "distance_threshold": 1.0 - threshold,
             "model": pool.models().id,
             "faces": [first.faces_seen, second.faces_seen],
         }));
     }
-    println!("similarity  {similarity:.4}");
-    println!("threshold   {threshold:.2}");
+    println!(
+        "similarity  {similarity:.4}  (cosine distance {:.4})",
+        1.0 - similarity
+    );
+    println!(
+        "threshold   {threshold:.2}  (distance {:.2})",
+        1.0 - threshold
+    );
     println!(
         "verdict     {}",
         if verified {

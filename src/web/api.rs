@@ -121,6 +121,8 @@ async fn verify(
         "similarity": similarity,
         "verified": similarity >= threshold,
         "threshold": threshold,
+        "distance": 1.0 - similarity,
+        "distance_threshold": 1.0 - threshold,
         "model": state.pool.models().id,
         "faces": [first.faces_seen, second.faces_seen],
     })))

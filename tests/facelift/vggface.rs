@@ -5,10 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use facelift::face::gallery::build;
 use facelift::face::{Engine, EngineConfig, ModelSet, VggOutput};
+use facelift::store::Store;
 use ndarray::Array4;
 
-use crate::helpers::{read_npy_f32, repo_root, shared};
+use crate::helpers::{make_gallery, pool, read_npy_f32, repo_root, shared};
 
 fn fixtures() -> PathBuf {
     shared().join("fixtures/vggface-parity")
@@ -160,4 +162,39 @@ fn the_converter_refuses_what_is_not_vgg_face_and_says_where_to_get_it() {
     let refused = Command::new(&script).arg(&not_hdf5).output().expect("run");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot read"));
+}
+
+#[test]
+fn switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models() {
+    let dir = models_dir();
+    let store = Store::open_in_memory().expect("store");
+    let people = make_gallery(&[("person01", &["img1.jpg", "img2.jpg"])]);
+    let (default_gallery, _) = build(people.path(), pool(), &store, &|| {}).expect("default");
+
+    let mut settings = crate::helpers::settings();
+    settings.models_dir = dir.path().to_path_buf();
+    settings.model = "vgg-face".into();
+    settings.engine.liveness = false;
+    let vgg = facelift::open_engine_pool(&settings).expect("the VGG-Face pool");
+    let (vgg_gallery, report) = build(people.path(), &vgg, &store, &|| {}).expect("vgg-face");
+    assert_eq!(
+        (report.embedded, report.from_cache),
+        (2, 0),
+        "re-embedded from the photos"
+    );
+    assert_eq!(vgg_gallery.model_id, "vgg-face-fc8");
+    assert_ne!(vgg_gallery.model_id, default_gallery.model_id);
+    let template = &vgg_gallery.people[0].templates[0].embedding;
+    assert_eq!(template.len(), 2622);
+    assert_eq!(default_gallery.people[0].templates[0].embedding.len(), 512);
+    for model in [&vgg_gallery.model_id, &default_gallery.model_id] {
+        assert_eq!(
+            store.cached_embedding_count(model).expect("count"),
+            2,
+            "{model}"
+        );
+    }
+    // switching back and forth reuses each model's own cache
+    let (_, again) = build(people.path(), &vgg, &store, &|| {}).expect("again");
+    assert_eq!((again.embedded, again.from_cache), (0, 2));
 }
