@@ -418,3 +418,35 @@ async fn forged_stale_and_replayed_device_messages_are_refused_and_change_nothin
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(device.commands_received.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test]
+async fn a_lift_that_stops_short_or_reports_late_is_judged_on_its_reports() {
+    let app = app_with(Some(DeviceLink::Pull), |o| {
+        o.settings.lift.move_timeout_ms = 5_000;
+    })
+    .await;
+    let token = log_in(&app).await;
+    app.lift_ready().await;
+    let device = app.device.as_ref().expect("device");
+
+    // late reports still arrive in order and finish the move
+    device.faults.delay_reports_ms.store(300, Ordering::Relaxed);
+    let (status, _) = press(&app, &token, json!({"floor": 2})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(2))
+        .await;
+    device.faults.delay_reports_ms.store(0, Ordering::Relaxed);
+
+    // stopping one floor short is a fault, not an arrival
+    device.faults.wrong_floor.store(true, Ordering::Relaxed);
+    let (status, _) = press(&app, &token, json!({"floor": 1})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let fault = app.lift_becomes(SOON, |s| s.state == "fault").await;
+    assert!(
+        fault
+            .fault
+            .as_deref()
+            .is_some_and(|f| f.contains("on its way to floor 1")),
+        "{fault:?}"
+    );
+}
