@@ -14,7 +14,7 @@ use crate::face::engine::embedder_input;
 use crate::face::gallery::{Gallery, Person, Template};
 use crate::face::landmarks::{landmark_crop, landmark_input};
 use crate::face::runtime::open_plain_session;
-use crate::face::{Engine, ModelSet, Which, cosine, l2_normalize};
+use crate::face::{Engine, EnginePool, ModelSet, Which, cosine, l2_normalize};
 use ort::value::TensorRef;
 
 /// The frame used when none is given: a 1280x720 webcam-like picture.
@@ -103,6 +103,14 @@ pub fn run(
     let crop = landmark_crop(&face, prepared.image.dimensions()).context("empty face crop")?;
     let landmark_in = landmark_input(&prepared.image, crop);
     let embed_in = embedder_input(&aligned, &models.embedder);
+    // verify goes through a pool, as the product does: with two workers both photos at once
+    let pool = EnginePool::start(
+        &models,
+        &settings.models_dir,
+        settings.engine.clone(),
+        settings.workers,
+        settings.queue,
+    )?;
     // the baseline: the same embedding model in a session with ONNX Runtime's defaults
     let mut plain =
         open_plain_session(&models.embedder.model.verified_path(&settings.models_dir)?)?;
@@ -166,8 +174,7 @@ pub fn run(
             Ok(())
         })?;
         let verify = time("verify_two_photos", &mut || {
-            let a = engine.analyze_bytes(&bytes, Which::Best)?;
-            let b = engine.analyze_bytes(&second, Which::Best)?;
+            let (a, b) = pool.analyze_pair_blocking(bytes.clone(), second.clone())?;
             if let (Some(a), Some(b)) = (a.best(), b.best()) {
                 std::hint::black_box(cosine(&a.embedding, &b.embedding));
             }
@@ -221,6 +228,7 @@ pub fn run(
         "plain_onnxruntime_embed_ms": plain_forward,
         "verify_two_photos_ms": verify,
         "verify_over_plain_forward": verify_ratio,
+        "workers": settings.workers,
     });
     if json_out {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -260,9 +268,10 @@ pub fn run(
         "embedding model in a plain ONNX Runtime session (its defaults): {plain_forward:.2} ms; ours: {raw_embed:.2} ms"
     );
     println!(
-        "verify of two photos ({} and {}): {verify:.2} ms = {verify_ratio:.2} x one plain forward pass",
+        "verify of two photos ({} and {}, {} worker(s)): {verify:.2} ms = {verify_ratio:.2} x one plain forward pass",
         image.display(),
-        second_path.display()
+        second_path.display(),
+        settings.workers
     );
     Ok(())
 }

@@ -316,10 +316,9 @@ fn print_json(value: &Value) -> Result<()> {
 
 fn verify(settings: &Settings, a: &Path, b: &Path, json_out: bool) -> Result<()> {
     let pool = open_pool(settings)?;
-    let (first, second) = (
-        analyze_file(&pool, a, Which::Best)?,
-        analyze_file(&pool, b, Which::Best)?,
-    );
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let (first, second) = pool.analyze_pair_blocking(read(a)?, read(b)?)?;
     let (Some(x), Some(y)) = (first.best(), second.best()) else {
         bail!(FaceError::NoFace);
     };

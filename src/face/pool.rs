@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use super::engine::{Engine, EngineConfig};
+use super::engine::{Engine, EngineConfig, FaceAnalysis, Which};
 use super::manifest::ModelSet;
 use super::{FaceError, Result};
 
@@ -119,6 +119,37 @@ fn work(mut engine: Engine, jobs: &Mutex<Receiver<Job>>) {
 }
 
 impl EnginePool {
+    /// Analyses two photos, on two engines at once when the pool has them (verify).
+    pub fn analyze_pair_blocking(
+        &self,
+        a: Vec<u8>,
+        b: Vec<u8>,
+    ) -> Result<(FaceAnalysis, FaceAnalysis)> {
+        let mut results = self
+            .map_blocking(
+                vec![a, b],
+                |engine, bytes| engine.analyze_bytes(&bytes, Which::Best),
+                &|| {},
+            )
+            .into_iter();
+        let mut next =
+            || -> Result<FaceAnalysis> { results.next().unwrap_or_else(|| Err(stopped()))? };
+        Ok((next()?, next()?))
+    }
+
+    /// Analyses two photos, on two engines at once when the pool has them (verify).
+    pub async fn analyze_pair(
+        &self,
+        a: Vec<u8>,
+        b: Vec<u8>,
+    ) -> Result<(FaceAnalysis, FaceAnalysis)> {
+        let (first, second) = tokio::join!(
+            self.run(move |engine| engine.analyze_bytes(&a, Which::Best)),
+            self.run(move |engine| engine.analyze_bytes(&b, Which::Best)),
+        );
+        Ok((first??, second??))
+    }
+
     /// Runs `f` over every item on all engines at once and returns the results in item order;
     /// `on_done` is called after each item (for progress bars).
     pub fn map_blocking<T, R, F>(

@@ -103,15 +103,8 @@ async fn verify(
 ) -> Result<Json<Value>, WebError> {
     let mut files = read_files(multipart, &["a", "b"], state.max_body_bytes).await?;
     let (a, b) = (files.remove(0), files.remove(0));
-    let result = state
-        .pool
-        .run(move |engine| -> Result<_, crate::face::FaceError> {
-            let first = engine.analyze_bytes(&a, Which::Best)?;
-            let second = engine.analyze_bytes(&b, Which::Best)?;
-            Ok((first, second))
-        })
-        .await??;
-    let (first, second) = result;
+    // on two engines at once when the pool has two workers
+    let (first, second) = state.pool.analyze_pair(a, b).await?;
     let similarity = match (first.best(), second.best()) {
         (Some(x), Some(y)) => crate::face::cosine(&x.embedding, &y.embedding),
         _ => return Err(crate::face::FaceError::NoFace.into()),

@@ -198,3 +198,42 @@ fn switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models() {
     let (_, again) = build(people.path(), &vgg, &store, &|| {}).expect("again");
     assert_eq!((again.embedded, again.from_cache), (0, 2));
 }
+
+#[test]
+fn represent_with_vgg_face_gives_deepfaces_skip_embedding() {
+    let dir = models_dir();
+    let photo = shared().join("data/deepface-faces/img1.jpg");
+    for (output, size) in [("fc8", 2622), ("fc7", 4096)] {
+        let run = Command::new(env!("CARGO_BIN_EXE_facelift"))
+            .args(["--model", "vgg-face", "--models-dir"])
+            .arg(dir.path())
+            .args(["represent", "--output", output, "--no-detect", "--json"])
+            .arg(&photo)
+            .output()
+            .expect("run facelift");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let value: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+        assert_eq!(value["model"], format!("vgg-face-{output}"));
+        assert_eq!(
+            value["box"],
+            serde_json::Value::Null,
+            "the whole image, no detection"
+        );
+        let ours: Vec<f32> = value["embedding"]
+            .as_array()
+            .expect("embedding")
+            .iter()
+            .map(|v| v.as_f64().expect("number") as f32)
+            .collect();
+        assert_eq!(ours.len(), size);
+        let (_, theirs) = read_npy_f32(&fixtures().join(format!("img1_skip_{output}.npy")));
+        let agreement = facelift::face::cosine(&ours, &theirs)
+            / theirs.iter().map(|v| v * v).sum::<f32>().sqrt();
+        println!("img1 {output}: cosine with DeepFace's {agreement:.6}");
+        assert!(agreement >= 0.9999, "{output}: {agreement}");
+    }
+}
