@@ -98,7 +98,7 @@ async fn one_move_at_a_time_real_floors_only_and_no_moves_while_offline() {
     let app = app_with(Some(DeviceLink::Push), |o| {
         o.settings.lift.offline_after_ms = 1_500;
         if let Some(device) = &mut o.device {
-            device.travel_ms_per_floor = 1_000;
+            device.travel_ms_per_floor = 2_000;
         }
     })
     .await;

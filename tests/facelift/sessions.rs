@@ -107,34 +107,52 @@ async fn a_recognised_face_logs_in_with_a_safe_cookie_and_others_get_their_codes
 
 #[tokio::test]
 async fn five_failures_in_a_row_make_the_client_wait_and_the_wait_doubles() {
-    let app = spawn_app().await;
+    // the app's own clock, moved by hand: a loaded machine cannot tick a second in between
+    let clock = ManualClock::starting_at(1_800_000_000);
+    let app = spawn_app_with(AppOptions {
+        clock: Some(Arc::new(clock.clone())),
+        ..AppOptions::default()
+    })
+    .await;
     for _ in 0..5 {
         let (status, _, _) = app.login("img38.jpg").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let form = Form::new().part("frame", Part::bytes(read_photo("img4.jpg")));
-    let response = app
-        .client
-        .post(format!("{}/api/v1/login", app.base))
-        .multipart(form)
-        .send()
-        .await
-        .expect("request");
+    let attempt = || async {
+        let form = Form::new().part("frame", Part::bytes(read_photo("img4.jpg")));
+        app.client
+            .post(format!("{}/api/v1/login", app.base))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request")
+    };
+    let retry_after = |response: &reqwest::Response| -> u64 {
+        response.headers()["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds")
+    };
+    let response = attempt().await;
     assert_eq!(
         response.status(),
         StatusCode::TOO_MANY_REQUESTS,
         "even a good face waits now"
     );
-    let retry: u64 = response.headers()["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
-    assert_eq!(retry, 30);
+    assert_eq!(retry_after(&response), 30);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"], "too_many_attempts");
     let log = app.store.recent_audit("login", 1).expect("audit");
     assert_eq!(log[0].outcome, "rate_limited");
+
+    // after the wait, one more failure: the next wait is twice as long
+    clock.advance(30);
+    let (status, _, _) = app.login("img38.jpg").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let response = attempt().await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after(&response), 60);
 }
 
 #[tokio::test]
