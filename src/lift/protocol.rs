@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
+use axum::http::{HeaderMap, HeaderValue};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -211,6 +212,34 @@ pub struct Presented<'a> {
     pub timestamp: Option<&'a str>,
     pub nonce: Option<&'a str>,
     pub signature: Option<&'a str>,
+}
+
+impl<'a> Presented<'a> {
+    /// The signing headers of a request or a response.
+    pub fn from_headers(headers: &'a HeaderMap) -> Self {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            timestamp: header(TIMESTAMP_HEADER),
+            nonce: header(NONCE_HEADER),
+            signature: header(SIGNATURE_HEADER),
+        }
+    }
+}
+
+impl Signed {
+    /// Adds the signing headers (timestamp, nonce, signature) to `headers`.
+    pub fn insert_into(&self, headers: &mut HeaderMap) {
+        for (name, value) in [
+            (TIMESTAMP_HEADER, self.timestamp.to_string()),
+            (NONCE_HEADER, self.nonce.clone()),
+            (SIGNATURE_HEADER, self.signature.clone()),
+        ] {
+            // hex digits and decimal numbers are always valid header values
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+    }
 }
 
 /// What a request's signature covers, besides the signing headers.

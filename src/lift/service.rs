@@ -482,26 +482,11 @@ async fn push_once(inner: &Inner, base_url: &str, command: &MoveCommand) -> Push
         Err(_) => return PushOutcome::Unreachable("the connection failed".into()),
     };
     let status = response.status().as_u16();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let (timestamp, nonce, signature) = (
-        header(TIMESTAMP_HEADER),
-        header(NONCE_HEADER),
-        header(SIGNATURE_HEADER),
-    );
+    let headers = response.headers().clone();
     let Ok(answer): Result<axum::body::Bytes, _> = response.bytes().await else {
         return PushOutcome::Unreachable("the answer was cut off".into());
     };
-    let presented = Presented {
-        timestamp: timestamp.as_deref(),
-        nonce: nonce.as_deref(),
-        signature: signature.as_deref(),
-    };
+    let presented = Presented::from_headers(&headers);
     let signed_answer = protocol::Answer {
         status,
         path,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serialport::SerialPort;
@@ -376,27 +376,12 @@ async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: Str
             }
         };
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let (timestamp, nonce, claimed) = (
-            header(TIMESTAMP_HEADER),
-            header(NONCE_HEADER),
-            header(SIGNATURE_HEADER),
-        );
+        let headers = response.headers().clone();
         let body = response.bytes().await.unwrap_or_default();
         if status == 204 {
             continue;
         }
-        let presented = Presented {
-            timestamp: timestamp.as_deref(),
-            nonce: nonce.as_deref(),
-            signature: claimed.as_deref(),
-        };
+        let presented = Presented::from_headers(&headers);
         let answer = protocol::Answer {
             status,
             path: &path,
@@ -432,12 +417,7 @@ async fn serve_move(
     body: Bytes,
 ) -> Response {
     let path = "/lift/move";
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let presented = Presented {
-        timestamp: header(TIMESTAMP_HEADER),
-        nonce: header(NONCE_HEADER),
-        signature: header(SIGNATURE_HEADER),
-    };
+    let presented = Presented::from_headers(&headers);
     let nonce = presented.nonce.unwrap_or_default().to_string();
     let message = protocol::Message {
         method: "POST",
@@ -481,15 +461,7 @@ async fn serve_move(
         unix_now(),
     );
     let mut response = (status, [("content-type", "application/json")], text).into_response();
-    for (name, value) in [
-        (TIMESTAMP_HEADER, signature.timestamp.to_string()),
-        (NONCE_HEADER, signature.nonce),
-        (SIGNATURE_HEADER, signature.signature),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
+    signature.insert_into(response.headers_mut());
     response
 }
 

@@ -11,9 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{AppState, WebError};
-use crate::lift::protocol::{
-    DEVICE_HEADER, NONCE_HEADER, Presented, ProtocolError, SIGNATURE_HEADER, TIMESTAMP_HEADER,
-};
+use crate::lift::protocol::{DEVICE_HEADER, Presented, ProtocolError};
 use crate::lift::{Device, LiftError, StatusReport};
 
 /// Device messages are small; anything bigger is not one.
@@ -28,11 +26,7 @@ fn authenticate<'a>(
     body: &[u8],
 ) -> Result<(&'a Device, String), WebError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let presented = Presented {
-        timestamp: header(TIMESTAMP_HEADER),
-        nonce: header(NONCE_HEADER),
-        signature: header(SIGNATURE_HEADER),
-    };
+    let presented = Presented::from_headers(headers);
     let path = uri.0.path_and_query().map_or("/", |p| p.as_str());
     let device = state
         .lift
@@ -64,11 +58,7 @@ pub async fn status(
         .into());
     }
     state.lift.device_report(&report);
-    Ok((
-        StatusCode::OK,
-        axum::Json(json!({ "ok": true })).into_response(),
-    )
-        .into_response())
+    Ok(axum::Json(json!({ "ok": true })).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -100,15 +90,7 @@ pub async fn commands(
         .lift
         .sign_response(status.as_u16(), path, &nonce, &body)
     {
-        for (name, value) in [
-            (TIMESTAMP_HEADER, signed.timestamp.to_string()),
-            (NONCE_HEADER, signed.nonce),
-            (SIGNATURE_HEADER, signed.signature),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, value);
-            }
-        }
+        signed.insert_into(response.headers_mut());
     }
     if status == StatusCode::OK {
         response.headers_mut().insert(
