@@ -380,9 +380,13 @@ fn load_gallery(
     } else {
         ProgressBar::new(total as u64)
     };
+    // after a switch of model every photo is embedded again, which takes a while with VGG-Face
+    let template = format!(
+        "embedding the gallery with {} {{bar:30}} {{pos}}/{{len}} photos {{elapsed}}",
+        pool.models().id
+    );
     bar.set_style(
-        ProgressStyle::with_template("enrolling {bar:30} {pos}/{len} photos {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let result = gallery::build(&settings.gallery, pool, store, &|| bar.inc(1));
     bar.finish_and_clear();

@@ -1,7 +1,6 @@
 //! Five-point similarity alignment onto the ArcFace 112x112 template.
 
-use image::{Rgb, RgbImage};
-use imageproc::geometric_transformations::{Interpolation, Projection, warp_into};
+use image::RgbImage;
 use nalgebra::{Matrix2, Vector2};
 
 use super::landmarks::Point;
@@ -66,19 +65,51 @@ pub fn similarity_transform(src: &[Point], dst: &[Point]) -> Option<Affine> {
     ])
 }
 
-/// Applies the affine map (source -> output) with bilinear sampling and a black border,
-/// like OpenCV's `warpAffine`.
+/// Applies the affine map (source -> output) with bilinear sampling, like OpenCV's
+/// `warpAffine`: an output pixel whose four source neighbours are not all inside the image is
+/// black. Written for RGB8 rather than through `imageproc`'s generic warp, which took 3 ms for
+/// VGG-Face's 224x224 crop (65 ns a pixel) and rounded twice (down, each time) per sample.
 pub fn warp_affine(image: &RgbImage, m: &Affine, width: u32, height: u32) -> Option<RgbImage> {
-    let matrix = [m[0], m[1], m[2], m[3], m[4], m[5], 0.0, 0.0, 1.0].map(|v| v as f32);
-    let projection = Projection::from_matrix(matrix)?;
+    let [a, b, c, d, e, f] = *m;
+    let det = a * e - b * d;
+    if !det.is_finite() || det.abs() < 1e-12 {
+        return None;
+    }
+    // the inverse map: output pixel -> source position
+    let (ia, ib, id, ie) = (e / det, -b / det, -d / det, a / det);
+    let (ic, i_f) = (-(ia * c + ib * f), -(id * c + ie * f));
+    let (source_w, source_h) = (image.width() as usize, image.height() as usize);
+    let source = image.as_raw();
+    let stride = source_w * 3;
     let mut out = RgbImage::new(width, height);
-    warp_into(
-        image,
-        &projection,
-        Interpolation::Bilinear,
-        Rgb([0, 0, 0]),
-        &mut out,
-    );
+    let (max_left, max_top) = (source_w as f32 - 1.0, source_h as f32 - 1.0);
+    for (y, row) in out
+        .as_mut()
+        .chunks_exact_mut(width as usize * 3)
+        .enumerate()
+    {
+        let (row_x, row_y) = (ib * y as f64 + ic, ie * y as f64 + i_f);
+        for (x, pixel) in row.chunks_exact_mut(3).enumerate() {
+            let sx = (ia * x as f64 + row_x) as f32;
+            let sy = (id * x as f64 + row_y) as f32;
+            // positive checks, so that NaN lands outside too; then truncation is the floor
+            // (floor() itself is a library call on baseline x86-64)
+            if !(sx >= 0.0 && sy >= 0.0 && sx < max_left && sy < max_top) {
+                continue;
+            }
+            let (left, top) = (sx as usize, sy as usize);
+            let (fx, fy) = (sx - left as f32, sy - top as f32);
+            let at = top * stride + left * 3;
+            let (upper, lower) = (&source[at..at + 6], &source[at + stride..at + stride + 6]);
+            for channel in 0..3 {
+                let mix = |row: &[u8]| {
+                    f32::from(row[channel]) * (1.0 - fx) + f32::from(row[channel + 3]) * fx
+                };
+                let value = mix(upper) * (1.0 - fy) + mix(lower) * fy;
+                pixel[channel] = (value + 0.5).min(255.0) as u8;
+            }
+        }
+    }
     Some(out)
 }
 
@@ -131,6 +162,7 @@ pub fn shifted(m: &Affine, x: u32, y: u32) -> Affine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
     fn apply(m: &Affine, p: Point) -> Point {
         let (x, y) = (f64::from(p[0]), f64::from(p[1]));
@@ -189,6 +221,30 @@ mod tests {
         let cut = image::imageops::crop_imm(&image, x, y, w, h).to_image();
         let part = warp_affine(&cut, &shifted(&m, x, y), 112, 112).expect("warp");
         assert_eq!(whole, part);
+    }
+
+    #[test]
+    fn a_half_pixel_shift_averages_neighbours_rounded_once_and_borders_are_black() {
+        let image = RgbImage::from_fn(8, 4, |x, y| Rgb([(x * 31) as u8, (y * 50 + 1) as u8, 200]));
+        // output (x, y) samples source (x + 0.5, y)
+        let shift: Affine = [1.0, 0.0, -0.5, 0.0, 1.0, 0.0];
+        let out = warp_affine(&image, &shift, 8, 3).expect("invertible");
+        for x in 0..7 {
+            let (p, q) = (image.get_pixel(x, 1), image.get_pixel(x + 1, 1));
+            for c in 0..3 {
+                let mean = (f32::from(p[c]) + f32::from(q[c])) / 2.0;
+                assert_eq!(
+                    out.get_pixel(x, 1)[c],
+                    (mean + 0.5) as u8,
+                    "x {x} channel {c}"
+                );
+            }
+        }
+        assert_eq!(
+            out.get_pixel(7, 1),
+            &Rgb([0, 0, 0]),
+            "the last column reads past the edge"
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ const PHOTO_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "JPG"];
 
 /// Stores embeddings so that an unchanged photo is never embedded twice with one model.
 pub trait EmbeddingCache: Sync {
-    fn get(&self, model_id: &str, sha256: &str) -> Option<Embedding>;
-    fn put(&self, model_id: &str, sha256: &str, embedding: &Embedding);
+    fn get(&self, cache_key: &str, sha256: &str) -> Option<Embedding>;
+    fn put(&self, cache_key: &str, sha256: &str, embedding: &Embedding);
 }
 
 #[derive(Clone, Debug)]
@@ -183,6 +183,7 @@ pub fn build(
     on_photo: &(dyn Fn() + Sync),
 ) -> Result<(Gallery, EnrollReport)> {
     let model_id = pool.models().id.clone();
+    let cache_key = pool.cache_key();
     let people = scan(dir)?;
     let mut report = EnrollReport {
         people: people.len(),
@@ -199,7 +200,7 @@ pub fn build(
                 source: e,
             })?;
             let hash = hex::encode(Sha256::digest(&bytes));
-            match cache.get(&model_id, &hash) {
+            match cache.get(&cache_key, &hash) {
                 Some(embedding) => {
                     report.from_cache += 1;
                     known.insert(path.clone(), embedding);
@@ -227,7 +228,7 @@ pub fn build(
                         "several faces in an enrollment photo; the most confident one is used");
                 }
                 if let Some(face) = analysis.faces.into_iter().next() {
-                    cache.put(&model_id, &hash, &face.embedding);
+                    cache.put(&cache_key, &hash, &face.embedding);
                     report.embedded += 1;
                     known.insert(path, face.embedding);
                 }

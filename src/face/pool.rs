@@ -8,9 +8,15 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use sha2::{Digest, Sha256};
+
 use super::engine::{Engine, EngineConfig, FaceAnalysis, Which};
 use super::manifest::ModelSet;
 use super::{FaceError, Result};
+
+/// Bumped by a change to decoding, preprocessing or alignment that changes embeddings
+/// (2: the alignment warp rounds once, to nearest).
+const PIPELINE_REVISION: u32 = 2;
 
 type Job = Box<dyn FnOnce(&mut Engine) + Send>;
 
@@ -57,6 +63,15 @@ impl EnginePool {
 
     pub fn models(&self) -> &ModelSet {
         &self.models
+    }
+
+    /// What cached embeddings are filed under: the model set, and everything before the model
+    /// that changes an embedding (the preprocessing settings, the pipeline's revision). A
+    /// template cached under other settings is computed again, never mixed in.
+    pub fn cache_key(&self) -> String {
+        let settings = serde_json::to_string(&self.config.preprocess).unwrap_or_default();
+        let digest = Sha256::digest(format!("{PIPELINE_REVISION}\n{settings}"));
+        format!("{}/{}", self.models.id, &hex::encode(digest)[..12])
     }
 
     pub fn threshold(&self) -> f32 {

@@ -54,10 +54,10 @@ pub async fn add_photo(
         state.clock.now(),
         &hex::encode(Sha256::digest(&photo))[..8]
     ));
-    let (path, store, model_id, embedding) = (
+    let (path, store, cache_key, embedding) = (
         file.clone(),
         state.store.clone(),
-        state.pool.models().id.clone(),
+        state.pool.cache_key(),
         face.embedding.clone(),
     );
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -66,7 +66,7 @@ pub async fn add_photo(
         let partial = path.with_extension("partial");
         std::fs::write(&partial, &photo)?;
         std::fs::rename(&partial, &path)?;
-        store.put(&model_id, &hex::encode(Sha256::digest(&photo)), &embedding);
+        store.put(&cache_key, &hex::encode(Sha256::digest(&photo)), &embedding);
         Ok(())
     })
     .await

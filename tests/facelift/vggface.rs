@@ -187,11 +187,11 @@ fn switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models() {
     let template = &vgg_gallery.people[0].templates[0].embedding;
     assert_eq!(template.len(), 2622);
     assert_eq!(default_gallery.people[0].templates[0].embedding.len(), 512);
-    for model in [&vgg_gallery.model_id, &default_gallery.model_id] {
+    for key in [vgg.cache_key(), pool().cache_key()] {
         assert_eq!(
-            store.cached_embedding_count(model).expect("count"),
+            store.cached_embedding_count(&key).expect("count"),
             2,
-            "{model}"
+            "{key}"
         );
     }
     // switching back and forth reuses each model's own cache
