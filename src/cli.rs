@@ -126,7 +126,7 @@ pub enum Command {
         /// default: a 1280x720 webcam frame from shared/data/frames
         #[arg(long)]
         image: Option<PathBuf>,
-        /// The second photo of the timed verify (default: DeepFace's img2.jpg)
+        /// The second photo of the timed verify (default: a second 1280x720 webcam frame)
         #[arg(long)]
         second: Option<PathBuf>,
         #[arg(long, default_value_t = 30)]
