@@ -78,3 +78,27 @@ fn a_person_is_recognised_by_their_best_template_with_the_runner_up_reported() {
         );
     }
 }
+
+#[test]
+fn changed_preprocessing_recomputes_the_cached_templates_instead_of_mixing_them_in() {
+    let gallery_dir = make_gallery(&[("ada", &["img1.jpg", "img2.jpg"])]);
+    let store = Store::open_in_memory().expect("store");
+    let (_, report) = build(gallery_dir.path(), pool(), &store, &|| {}).expect("build");
+    assert_eq!((report.embedded, report.from_cache), (2, 0));
+
+    // the same model with a stronger unsharp mask: its embeddings differ, so nothing is reused
+    let mut settings = crate::helpers::settings();
+    settings.engine.preprocess.unsharp_amount = 1.5;
+    let sharper = facelift::open_engine_pool(&settings).expect("pool");
+    assert_eq!(sharper.models().id, pool().models().id);
+    let (gallery, report) = build(gallery_dir.path(), &sharper, &store, &|| {}).expect("build");
+    assert_eq!((report.embedded, report.from_cache), (2, 0));
+    let fresh = sharper
+        .run_blocking(|engine| engine.analyze_bytes(&read_photo("img1.jpg"), Which::Best))
+        .expect("engine")
+        .expect("face");
+    assert_eq!(
+        gallery.people[0].templates[0].embedding, fresh.faces[0].embedding,
+        "the template is the one these settings compute"
+    );
+}
