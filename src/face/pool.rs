@@ -134,12 +134,17 @@ fn work(mut engine: Engine, jobs: &Mutex<Receiver<Job>>) {
 }
 
 impl EnginePool {
-    /// Analyses two photos, on two engines at once when the pool has them (verify).
+    /// Analyses two photos (verify): on two engines at once when the pool has them, else on one
+    /// that decodes both at once ([`Engine::analyze_pair`]).
     pub fn analyze_pair_blocking(
         &self,
         a: Vec<u8>,
         b: Vec<u8>,
     ) -> Result<(FaceAnalysis, FaceAnalysis)> {
+        if self.workers < 2 {
+            let (first, second) = self.run_blocking(move |engine| engine.analyze_pair(&a, &b))?;
+            return Ok((first?, second?));
+        }
         let mut results = self
             .map_blocking(
                 vec![a, b],
@@ -152,12 +157,16 @@ impl EnginePool {
         Ok((next()?, next()?))
     }
 
-    /// Analyses two photos, on two engines at once when the pool has them (verify).
+    /// [`Self::analyze_pair_blocking`] for async callers.
     pub async fn analyze_pair(
         &self,
         a: Vec<u8>,
         b: Vec<u8>,
     ) -> Result<(FaceAnalysis, FaceAnalysis)> {
+        if self.workers < 2 {
+            let (first, second) = self.run(move |engine| engine.analyze_pair(&a, &b)).await?;
+            return Ok((first?, second?));
+        }
         let (first, second) = tokio::join!(
             self.run(move |engine| engine.analyze_bytes(&a, Which::Best)),
             self.run(move |engine| engine.analyze_bytes(&b, Which::Best)),

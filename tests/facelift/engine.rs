@@ -200,3 +200,24 @@ fn liveness_when_enabled_scores_a_real_photo_live_and_a_smeared_copy_lower() {
     let fake = live(&mut engine, &jpeg.into_inner());
     assert!(fake < real, "blur lowers liveness: {fake} vs {real}");
 }
+
+#[test]
+fn a_pair_on_one_engine_gives_each_photo_its_own_result() {
+    let (a, b) = (read_photo("img1.jpg"), read_photo("img2.jpg"));
+    let (first, second) = pool()
+        .run_blocking({
+            let (a, b) = (a.clone(), b.clone());
+            move |engine| engine.analyze_pair(&a, &b)
+        })
+        .expect("engine running");
+    let (first, second) = (first.expect("img1"), second.expect("img2"));
+    assert_eq!(first.faces[0].embedding, best_embedding("img1.jpg"));
+    assert_eq!(second.faces[0].embedding, best_embedding("img2.jpg"));
+
+    // a bad second photo fails on its own; the first is still analysed
+    let (first, second) = pool()
+        .run_blocking(move |engine| engine.analyze_pair(&a, b"not an image"))
+        .expect("engine running");
+    assert!(first.is_ok());
+    assert!(matches!(second, Err(FaceError::NotAnImage)), "{second:?}");
+}
