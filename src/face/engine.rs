@@ -139,13 +139,17 @@ impl Engine {
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
-        decode_for_size(
-            bytes,
-            DecodeLimits {
-                max_pixels: self.config.max_pixels,
-            },
-            self.config.preprocess.max_side,
-        )
+        self.decoder()(bytes)
+    }
+
+    /// Decoding as configured, without borrowing the engine (so that another thread can decode
+    /// while this one runs the models).
+    fn decoder(&self) -> impl Fn(&[u8]) -> Result<RgbImage> + Send + Sync + use<> {
+        let limits = DecodeLimits {
+            max_pixels: self.config.max_pixels,
+        };
+        let max_side = self.config.preprocess.max_side;
+        move |bytes| decode_for_size(bytes, limits, max_side)
     }
 
     pub fn prepare(&self, image: RgbImage) -> Prepared {
@@ -315,12 +319,9 @@ impl Engine {
         first: &[u8],
         second: &[u8],
     ) -> (Result<FaceAnalysis>, Result<FaceAnalysis>) {
-        let limits = DecodeLimits {
-            max_pixels: self.config.max_pixels,
-        };
-        let max_side = self.config.preprocess.max_side;
+        let decode = self.decoder();
         let (first, second) = std::thread::scope(|scope| {
-            let second = scope.spawn(|| decode_for_size(second, limits, max_side));
+            let second = scope.spawn(|| decode(second));
             let first = self.analyze_bytes(first, Which::Best);
             let second = second.join().unwrap_or_else(|_| {
                 Err(FaceError::Model(

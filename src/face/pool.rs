@@ -134,8 +134,8 @@ fn work(mut engine: Engine, jobs: &Mutex<Receiver<Job>>) {
 }
 
 impl EnginePool {
-    /// Analyses two photos (verify): on two engines at once when the pool has them, else on one
-    /// that decodes both at once ([`Engine::analyze_pair`]).
+    /// Analyses two photos (verify): on two engines at once when the pool has them, else on one,
+    /// which decodes the second photo while it analyses the first ([`Engine::analyze_pair`]).
     pub fn analyze_pair_blocking(
         &self,
         a: Vec<u8>,
