@@ -138,6 +138,8 @@ def convert(weights, out):
         helper.make_node("Conv", ["fc7_relu", "w15", "b15"], ["fc8_conv"], kernel_shape=[1, 1]),
         helper.make_node("Flatten", ["fc8_conv"], ["fc8"], axis=1),
     ]
+    for node in nodes:  # named after their output, so that tools can pick layers out
+        node.name = node.output[0]
     graph = helper.make_graph(
         nodes,
         "vgg-face",

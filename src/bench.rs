@@ -80,7 +80,11 @@ pub fn run(
     let second_path = inputs.second.unwrap_or(Path::new(DEFAULT_SECOND));
     let second =
         std::fs::read(second_path).with_context(|| format!("reading {}", second_path.display()))?;
-    let models = ModelSet::by_name(&settings.model, settings.model_output.as_deref())?;
+    let models = ModelSet::by_name(
+        &settings.model,
+        settings.model_output.as_deref(),
+        settings.model_precision.as_deref(),
+    )?;
     let mut engine = Engine::load(&models, &settings.models_dir, settings.engine.clone())
         .context("starting the face engine")?;
     let gallery = synthetic_gallery(100, models.embedder.embedding_size);
@@ -120,6 +124,18 @@ pub fn run(
     // the baseline: the same embedding model in a session with ONNX Runtime's defaults
     let mut plain =
         open_plain_session(&models.embedder.model.verified_path(&settings.models_dir)?)?;
+    // for int8 VGG-Face, also the fp32 model it was made from: the speed-up is against that
+    let full_precision =
+        ModelSet::by_name(&settings.model, settings.model_output.as_deref(), None)?;
+    let mut plain_fp32 = if full_precision.embedder.model != models.embedder.model {
+        let path = full_precision
+            .embedder
+            .model
+            .verified_path(&settings.models_dir)?;
+        Some(open_plain_session(&path)?)
+    } else {
+        None
+    };
 
     // Every iteration times every step once, in turn, so that the raw models and the pipeline
     // share the machine's ups and downs; the ratio is taken per iteration, then its median.
@@ -127,6 +143,7 @@ pub fn run(
     let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut ratios = Vec::with_capacity(n);
     let mut verify_ratios = Vec::with_capacity(n);
+    let mut verify_fp32_ratios = Vec::with_capacity(n);
     let mut pair_ratios = Vec::with_capacity(n);
     for iteration in 0..=n {
         let mut time = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
@@ -200,6 +217,13 @@ pub fn run(
             drop(outputs);
             Ok(())
         })?;
+        let plain_fp32_forward = match plain_fp32.as_mut() {
+            Some(session) => time("plain_onnxruntime_fp32_embed", &mut || {
+                drop(session.run(ort::inputs![TensorRef::from_array_view(&embed_in)?])?);
+                Ok(())
+            })?,
+            None => plain_forward,
+        };
         // The plain session leaves a worker spinning for about 70 ms after each run (ONNX
         // Runtime's default). Let it go idle before the next iteration, so that no step pays
         // for it; busy-waiting keeps this core as awake as the steps find it.
@@ -210,6 +234,7 @@ pub fn run(
         if iteration > 0 {
             ratios.push(whole / raw);
             verify_ratios.push(verify / plain_forward);
+            verify_fp32_ratios.push(verify / plain_fp32_forward);
             pair_ratios.push(verify / one_after_other);
         }
     }
@@ -237,6 +262,10 @@ pub fn run(
     );
     let overhead_ratio = median_of(&mut ratios);
     let verify_ratio = median_of(&mut verify_ratios);
+    let verify_fp32_ratio = median_of(&mut verify_fp32_ratios);
+    let plain_fp32_forward = plain_fp32
+        .is_some()
+        .then(|| median("plain_onnxruntime_fp32_embed"));
     let pair_ratio = median_of(&mut pair_ratios);
 
     let raw_total = raw_detect + raw_landmarks + raw_embed;
@@ -257,6 +286,8 @@ pub fn run(
         "plain_onnxruntime_embed_ms": plain_forward,
         "verify_two_photos_ms": verify,
         "verify_over_plain_forward": verify_ratio,
+        "plain_onnxruntime_fp32_embed_ms": plain_fp32_forward,
+        "verify_over_plain_fp32_forward": plain_fp32_forward.map(|_| verify_fp32_ratio),
         "verify_one_after_other_ms": median("verify_one_after_other"),
         "verify_over_one_after_other": pair_ratio,
         "workers": settings.workers,
@@ -304,6 +335,12 @@ pub fn run(
         second_path.display(),
         settings.workers
     );
+    if let Some(fp32) = plain_fp32_forward {
+        println!(
+            "  the fp32 model ({}) in a plain session: {fp32:.2} ms; verify = {verify_fp32_ratio:.2} x that",
+            full_precision.embedder.model.file
+        );
+    }
     println!("  verify / the same two photos one after the other on one engine: {pair_ratio:.2}");
     Ok(())
 }

@@ -29,6 +29,9 @@ pub struct Cli {
     /// Model set to use
     #[arg(long, global = true, value_name = "NAME")]
     pub model: Option<String>,
+    /// VGG-Face's weights: fp32 (as converted) or int8 (made by scripts/quantize-vggface)
+    #[arg(long, global = true, value_name = "PRECISION")]
+    pub precision: Option<String>,
     /// ONNX Runtime threads per engine
     #[arg(long, global = true)]
     pub threads: Option<usize>,
@@ -69,6 +72,17 @@ pub enum Command {
         /// DeepFace's `skip`: no detection, the whole image resized and padded
         #[arg(long)]
         no_detect: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the embedding model's input for the best face of each photo as .npy: the face
+    /// crops scripts/quantize-vggface calibrates and checks the int8 model on
+    ModelInputs {
+        /// Folder to write the .npy files into (made if missing)
+        #[arg(long)]
+        out: PathBuf,
+        /// Photos, or folders of them (one level of subfolders too); default: the gallery
+        photos: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -226,6 +240,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             ..
         } => represent(&settings, &image, no_detect, json),
+        Command::ModelInputs { out, photos, json } => model_inputs(&settings, &out, photos, json),
         Command::Serve { .. } => serve(settings),
         Command::Enroll { json, .. } => enroll(&settings, json),
         Command::Eval {
@@ -264,6 +279,7 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
     let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p));
     set("models_dir", path(&cli.models_dir));
     set("model", cli.model.as_ref().map(|m| json!(m)));
+    set("model_precision", cli.precision.as_ref().map(|p| json!(p)));
     set("engine.threads", cli.threads.map(|t| json!(t)));
     set("workers", cli.workers.map(|w| json!(w)));
     match &cli.command {
@@ -487,6 +503,113 @@ fn represent(settings: &Settings, image: &Path, no_detect: bool, json_out: bool)
         .collect();
     println!("embedding  [{}, ...]", head.join(", "));
     Ok(())
+}
+
+fn model_inputs(
+    settings: &Settings,
+    out: &Path,
+    mut sources: Vec<PathBuf>,
+    json_out: bool,
+) -> Result<()> {
+    if sources.is_empty() {
+        sources.push(settings.gallery.clone());
+    }
+    let photos = photos_under(&sources)?;
+    if photos.is_empty() {
+        bail!("no photos in {}", display_paths(&sources));
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let pool = open_pool(settings)?;
+    let mut written = Vec::new();
+    let mut skipped = Vec::new();
+    for (index, photo) in photos.iter().enumerate() {
+        let bytes = std::fs::read(photo).with_context(|| format!("reading {}", photo.display()))?;
+        match pool.run_blocking(move |engine| engine.best_face_input(&bytes))? {
+            Ok(input) => {
+                let stem = photo.file_stem().unwrap_or_default().to_string_lossy();
+                // numbered: two folders may hold photos of the same name
+                let path = out.join(format!("{index:04}-{stem}.npy"));
+                let shape: Vec<usize> = input.shape().to_vec();
+                let values = input.as_standard_layout();
+                write_npy_f32(&path, &shape, values.as_slice().unwrap_or_default())?;
+                written.push(path);
+            }
+            Err(e) => skipped.push((photo.clone(), e.to_string())),
+        }
+    }
+    if json_out {
+        return print_json(&json!({
+            "model": pool.models().id,
+            "written": written,
+            "skipped": skipped.iter().map(|(p, why)| json!({"photo": p, "why": why})).collect::<Vec<_>>(),
+        }));
+    }
+    for (photo, why) in &skipped {
+        println!("skipped {}: {why}", photo.display());
+    }
+    println!(
+        "wrote {} face inputs for {} to {} ({} photos skipped)",
+        written.len(),
+        pool.models().id,
+        out.display(),
+        skipped.len()
+    );
+    Ok(())
+}
+
+/// The photos named, and those in the folders named and their subfolders (one level), sorted.
+fn photos_under(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut photos = Vec::new();
+    for source in sources {
+        if source.is_file() {
+            photos.push(source.clone());
+            continue;
+        }
+        let entries = |dir: &Path| -> Result<Vec<PathBuf>> {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            paths.sort();
+            Ok(paths)
+        };
+        for path in entries(source)? {
+            if path.is_dir() {
+                photos.extend(entries(&path)?.into_iter().filter(|p| gallery::is_photo(p)));
+            } else if gallery::is_photo(&path) {
+                photos.push(path);
+            }
+        }
+    }
+    Ok(photos)
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
+}
+
+/// A float32 `.npy` file (format 1.0, little-endian, C order), as numpy's `np.load` reads it.
+fn write_npy_f32(path: &Path, shape: &[usize], values: &[f32]) -> Result<()> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = match dims.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // magic (6) + version (2) + header length (2) + header, padded to 64 bytes with a newline
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + 4 * values.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    let header_len = u16::try_from(header.len()).context("npy header too long")?;
+    bytes.extend_from_slice(&header_len.to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for value in values {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 fn enroll(settings: &Settings, json_out: bool) -> Result<()> {

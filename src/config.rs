@@ -28,6 +28,8 @@ pub struct Settings {
     pub model: String,
     /// VGG-Face's output layer: "fc8" (2622-d, the default) or "fc7" (4096-d).
     pub model_output: Option<String>,
+    /// VGG-Face's weights: "fp32" (the default) or "int8" (made by scripts/quantize-vggface).
+    pub model_precision: Option<String>,
     /// Engines (each with its own ONNX Runtime sessions) working in parallel.
     pub workers: usize,
     /// Images that may wait for an engine before new ones get "busy".
@@ -133,6 +135,7 @@ impl Default for Settings {
             models_dir: "models".into(),
             model: "default".into(),
             model_output: None,
+            model_precision: None,
             workers: 1,
             queue: 16,
             max_body_bytes: 8 * 1024 * 1024,

@@ -18,7 +18,11 @@ pub use config::Settings;
 
 /// Opens the engines the settings ask for.
 pub fn open_engine_pool(settings: &Settings) -> Result<EnginePool, FaceError> {
-    let models = ModelSet::by_name(&settings.model, settings.model_output.as_deref())?;
+    let models = ModelSet::by_name(
+        &settings.model,
+        settings.model_output.as_deref(),
+        settings.model_precision.as_deref(),
+    )?;
     EnginePool::start(
         &models,
         &settings.models_dir,

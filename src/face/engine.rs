@@ -336,6 +336,27 @@ impl Engine {
         )
     }
 
+    /// The embedding model's input for the best face of a photo, exactly as `analyze_bytes`
+    /// feeds it: real face crops to calibrate a quantized model on.
+    pub fn best_face_input(&mut self, bytes: &[u8]) -> Result<Array4<f32>> {
+        let image = self.decode(bytes)?;
+        let prepared = self.prepare(image);
+        let detections = self.detect(&prepared.image)?;
+        let Some(best) = detections.first() else {
+            return Err(FaceError::NoFace);
+        };
+        if best.height() < self.config.min_face as f32 {
+            return Err(FaceError::FaceTooSmall {
+                size: best.height().max(0.0).round() as u32,
+                min: self.config.min_face,
+            });
+        }
+        let aligned = self
+            .align_detection(&prepared.image, best)?
+            .ok_or(FaceError::NoFace)?;
+        Ok(embedder_input(&aligned, &self.models.embedder))
+    }
+
     pub fn analyze_image(&mut self, image: RgbImage, which: Which) -> Result<FaceAnalysis> {
         let prepared = self.prepare(image);
         let detections = self.detect(&prepared.image)?;

@@ -144,6 +144,15 @@ pub fn valid_person_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// A file with a photo's extension (.jpg, .png, ...).
+pub fn is_photo(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// The photos of every person under `dir`, sorted, one folder per person.
 pub fn scan(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
     let io = |e: std::io::Error| FaceError::Io {
@@ -160,12 +169,7 @@ pub fn scan(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
         let mut photos: Vec<PathBuf> = std::fs::read_dir(entry.path())
             .map_err(io)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-                    })
-            })
+            .filter(|p| is_photo(p))
             .collect();
         photos.sort();
         if !photos.is_empty() {

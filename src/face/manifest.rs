@@ -63,6 +63,14 @@ pub enum VggOutput {
     Fc7,
 }
 
+/// How VGG-Face's weights are stored: as converted, or quantized to int8 by
+/// `scripts/quantize-vggface` (which writes the file only when it agrees with fp32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Int8,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSet {
     /// Stored with every cached embedding, so two models' vectors never mix.
@@ -118,17 +126,22 @@ impl ModelSet {
     /// `scripts/convert-vggface`: our detector and alignment, then DeepFace's input (224x224,
     /// NHWC, BGR, /255, aspect-kept resize and centred zero padding). `fc8` is the design's
     /// 2622-d descriptor, `fc7` the 4096-d one current DeepFace uses.
-    pub fn vgg_face(output: VggOutput) -> Self {
+    /// The int8 variant is its own model (own id, own cached templates).
+    pub fn vgg_face(output: VggOutput, precision: Precision) -> Self {
         let default = Self::default_set();
         let (name, size) = match output {
             VggOutput::Fc8 => ("fc8", 2622),
             VggOutput::Fc7 => ("fc7", 4096),
         };
+        let (id, file) = match precision {
+            Precision::Fp32 => (format!("vgg-face-{name}"), "vgg-face.onnx"),
+            Precision::Int8 => (format!("vgg-face-int8-{name}"), "vgg-face-int8.onnx"),
+        };
         Self {
-            id: format!("vgg-face-{name}"),
+            id,
             embedder: EmbedderSpec {
                 model: ModelFile {
-                    file: "vgg-face.onnx".into(),
+                    file: file.into(),
                     sha256: None,
                 },
                 input_size: 224,
@@ -147,8 +160,18 @@ impl ModelSet {
     }
 
     /// Looks a model set up by the name used in the configuration; `output` picks VGG-Face's
-    /// layer ("fc8", the default, or "fc7").
-    pub fn by_name(name: &str, output: Option<&str>) -> Result<Self> {
+    /// layer ("fc8", the default, or "fc7") and `precision` its weights ("fp32", the default,
+    /// or "int8").
+    pub fn by_name(name: &str, output: Option<&str>, precision: Option<&str>) -> Result<Self> {
+        let vgg_precision = match precision {
+            None | Some("fp32") => Precision::Fp32,
+            Some("int8") => Precision::Int8,
+            Some(other) => {
+                return Err(FaceError::Model(format!(
+                    "unknown model precision {other:?}; VGG-Face has fp32 and int8"
+                )));
+            }
+        };
         let vgg_output = match output {
             None | Some("fc8") => VggOutput::Fc8,
             Some("fc7") => VggOutput::Fc7,
@@ -158,13 +181,16 @@ impl ModelSet {
                 )));
             }
         };
-        match (name, output) {
-            ("default", None) => Ok(Self::default_set()),
-            ("default", Some(_)) => Err(FaceError::Model(
+        match (name, output, precision) {
+            ("default", None, None) => Ok(Self::default_set()),
+            ("default", Some(_), _) => Err(FaceError::Model(
                 "the default model has one output; fc8/fc7 are VGG-Face's".into(),
             )),
-            ("vgg-face", _) => Ok(Self::vgg_face(vgg_output)),
-            (other, _) => Err(FaceError::Model(format!(
+            ("default", _, Some(_)) => Err(FaceError::Model(
+                "the default model comes in one precision; fp32/int8 are VGG-Face's".into(),
+            )),
+            ("vgg-face", _, _) => Ok(Self::vgg_face(vgg_output, vgg_precision)),
+            (other, _, _) => Err(FaceError::Model(format!(
                 "unknown model set {other:?}; known: default, vgg-face"
             ))),
         }
@@ -179,7 +205,8 @@ impl ModelFile {
             if !path.is_file() {
                 return Err(FaceError::Model(format!(
                     "{} is missing; VGG-Face is converted from your own copy of DeepFace's \
-                     weights: see scripts/convert-vggface",
+                     weights by scripts/convert-vggface, and its int8 variant made from that \
+                     by scripts/quantize-vggface",
                     path.display()
                 )));
             }
@@ -199,5 +226,34 @@ impl ModelFile {
             )));
         }
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int8_vgg_face_is_its_own_model_and_says_how_to_make_it() {
+        let fp32 = ModelSet::by_name("vgg-face", None, None).expect("fp32");
+        let int8 = ModelSet::by_name("vgg-face", Some("fc7"), Some("int8")).expect("int8");
+        assert_eq!(fp32.id, "vgg-face-fc8");
+        assert_eq!(int8.id, "vgg-face-int8-fc7");
+        assert_eq!(int8.embedder.model.file, "vgg-face-int8.onnx");
+        assert_eq!(int8.embedder.embedding_size, 4096);
+
+        let empty = tempfile::tempdir().expect("tempdir");
+        let missing = int8.embedder.model.verified_path(empty.path());
+        assert!(
+            matches!(&missing, Err(FaceError::Model(m)) if m.contains("scripts/quantize-vggface")),
+            "{missing:?}"
+        );
+        for (name, precision) in [("default", "int8"), ("vgg-face", "fp16")] {
+            let refused = ModelSet::by_name(name, None, Some(precision));
+            assert!(
+                matches!(&refused, Err(FaceError::Model(m)) if m.contains("fp32")),
+                "{name} {precision}: {refused:?}"
+            );
+        }
     }
 }

@@ -19,7 +19,7 @@ pub mod runtime;
 pub use decode::DecodeLimits;
 pub use engine::{Engine, EngineConfig, Face, FaceAnalysis, Which};
 pub use gallery::{Gallery, MatchResult};
-pub use manifest::{ModelSet, VggOutput};
+pub use manifest::{ModelSet, Precision, VggOutput};
 pub use pool::EnginePool;
 pub use preprocess::Preprocess;
 

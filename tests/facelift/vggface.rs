@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use facelift::face::gallery::build;
-use facelift::face::{Engine, EngineConfig, ModelSet, VggOutput};
+use facelift::face::{Engine, EngineConfig, ModelSet, Precision, VggOutput};
 use facelift::store::Store;
 use ndarray::Array4;
 
@@ -33,6 +33,11 @@ fn models_dir() -> tempfile::TempDir {
         ),
         (cache.join("vgg-face.onnx"), "vgg-face.onnx"),
         (cache.join("vgg-face.onnx.data"), "vgg-face.onnx.data"),
+        (cache.join("vgg-face-int8.onnx"), "vgg-face-int8.onnx"),
+        (
+            cache.join("vgg-face-int8.onnx.data"),
+            "vgg-face-int8.onnx.data",
+        ),
     ] {
         std::os::unix::fs::symlink(&from, dir.path().join(name)).expect("link");
     }
@@ -40,11 +45,16 @@ fn models_dir() -> tempfile::TempDir {
 }
 
 fn engine(output: VggOutput, dir: &Path) -> Engine {
+    engine_of(output, Precision::Fp32, dir)
+}
+
+fn engine_of(output: VggOutput, precision: Precision, dir: &Path) -> Engine {
     let config = EngineConfig {
         liveness: false,
         ..EngineConfig::default()
     };
-    Engine::load(&ModelSet::vgg_face(output), dir, config).expect("the converted VGG-Face loads")
+    Engine::load(&ModelSet::vgg_face(output, precision), dir, config)
+        .expect("the converted VGG-Face loads")
 }
 
 fn input(name: &str) -> Array4<f32> {
@@ -197,6 +207,21 @@ fn switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models() {
     // switching back and forth reuses each model's own cache
     let (_, again) = build(people.path(), &vgg, &store, &|| {}).expect("again");
     assert_eq!((again.embedded, again.from_cache), (0, 2));
+
+    // the int8 variant is a model of its own: re-embedded, cached apart
+    settings.model_precision = Some("int8".into());
+    let int8 = facelift::open_engine_pool(&settings).expect("the int8 VGG-Face pool");
+    let (int8_gallery, report) = build(people.path(), &int8, &store, &|| {}).expect("int8");
+    assert_eq!((report.embedded, report.from_cache), (2, 0));
+    assert_eq!(int8_gallery.model_id, "vgg-face-int8-fc8");
+    assert_ne!(int8.cache_key(), vgg.cache_key());
+    assert_eq!(
+        store
+            .cached_embedding_count(&vgg.cache_key())
+            .expect("count"),
+        2,
+        "the fp32 templates stay as they were"
+    );
 }
 
 #[test]
@@ -236,4 +261,149 @@ fn represent_with_vgg_face_gives_deepfaces_skip_embedding() {
         println!("img1 {output}: cosine with DeepFace's {agreement:.6}");
         assert!(agreement >= 0.9999, "{output}: {agreement}");
     }
+}
+
+#[test]
+fn the_int8_vgg_face_agrees_with_fp32_on_the_fixture_photos_and_on_detected_faces() {
+    let dir = models_dir();
+    let photos: Vec<Vec<u8>> = ["img1.jpg", "img2.jpg", "img4.jpg"]
+        .iter()
+        .map(|name| std::fs::read(shared().join("data/deepface-faces").join(name)).expect("photo"))
+        .collect();
+    for (output, layer) in [(VggOutput::Fc8, "fc8"), (VggOutput::Fc7, "fc7")] {
+        let mut fp32 = engine(output, dir.path());
+        let mut int8 = engine_of(output, Precision::Int8, dir.path());
+        assert_eq!(int8.models().id, format!("vgg-face-int8-{layer}"));
+        assert_ne!(int8.models().id, fp32.models().id, "own id, own cache");
+        for name in ["img1_skip", "img2_skip", "synthetic"] {
+            let reference = fp32.run_embedder(&input(name)).expect("fp32");
+            let quantized = int8.run_embedder(&input(name)).expect("int8");
+            let agreement = facelift::face::cosine(&reference, &quantized);
+            println!("{name} {layer}: int8 against fp32 {agreement:.5}");
+            assert!(agreement >= 0.999, "{name} {layer}: {agreement}");
+        }
+        // the faces our detector and alignment find, as the product embeds them
+        for photo in &photos {
+            let embed = |engine: &mut Engine| {
+                engine
+                    .analyze_bytes(photo, facelift::face::Which::Best)
+                    .expect("a face")
+                    .faces[0]
+                    .embedding
+                    .clone()
+            };
+            let agreement = facelift::face::cosine(&embed(&mut fp32), &embed(&mut int8));
+            println!("detected face {layer}: int8 against fp32 {agreement:.5}");
+            assert!(agreement >= 0.999, "{layer}: {agreement}");
+        }
+    }
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join(".cache/vggface/vgg-face-int8.json")).expect("report"),
+    )
+    .expect("json");
+    assert!(
+        report["min_cosine_vs_fp32"]["fc8"].as_f64() >= Some(0.999),
+        "{report}"
+    );
+}
+
+#[test]
+fn model_inputs_are_the_crops_the_engine_embeds() {
+    let dir = models_dir();
+    let out = tempfile::tempdir().expect("tempdir");
+    let photos = shared().join("data/deepface-faces");
+    let run = Command::new(env!("CARGO_BIN_EXE_facelift"))
+        .args(["--model", "vgg-face", "--models-dir"])
+        .arg(dir.path())
+        .args(["model-inputs", "--json", "--out"])
+        .arg(out.path())
+        .arg(photos.join("img1.jpg"))
+        .arg(repo_root().join("Cargo.toml"))
+        .output()
+        .expect("run facelift");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+    assert_eq!(
+        value["written"].as_array().map(Vec::len),
+        Some(1),
+        "{value}"
+    );
+    let skipped = &value["skipped"][0];
+    assert!(
+        skipped["photo"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("Cargo.toml")),
+        "{value}"
+    );
+    assert!(
+        skipped["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("not an image")),
+        "{value}"
+    );
+
+    let written = PathBuf::from(value["written"][0].as_str().expect("path"));
+    let (shape, values) = read_npy_f32(&written);
+    assert_eq!(shape, [1, 224, 224, 3]);
+    let crop = Array4::from_shape_vec((1, 224, 224, 3), values).expect("shape");
+    let mut engine = engine(VggOutput::Fc8, dir.path());
+    let from_crop = engine.run_embedder(&crop).expect("forward");
+    let bytes = std::fs::read(photos.join("img1.jpg")).expect("photo");
+    let analysed = engine
+        .analyze_bytes(&bytes, facelift::face::Which::Best)
+        .expect("a face");
+    assert_eq!(
+        from_crop, analysed.faces[0].embedding,
+        "the very input login feeds"
+    );
+}
+
+#[test]
+fn the_quantizer_writes_nothing_when_int8_falls_short_of_the_bar() {
+    let dir = models_dir();
+    let out = tempfile::tempdir().expect("tempdir");
+    let target = out.path().join("vgg-face-int8.onnx");
+    let quantize = |photos: &[&str], bar: &str| {
+        let mut command = Command::new(repo_root().join("scripts/quantize-vggface"));
+        command
+            .arg("--model")
+            .arg(dir.path().join("vgg-face.onnx"))
+            .arg("--models-dir")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&target)
+            .args(["--min-agreement", bar, "--"]);
+        for photo in photos {
+            command.arg(shared().join("data/deepface-faces").join(photo));
+        }
+        command.output().expect("run the quantizer")
+    };
+    let too_few = quantize(&["img1.jpg", "img2.jpg"], "0.999");
+    let stderr = String::from_utf8_lossy(&too_few.stderr);
+    assert!(!too_few.status.success());
+    assert!(
+        stderr.contains("2 face crops; at least 6 are needed"),
+        "{stderr}"
+    );
+
+    // a bar no int8 model reaches: calibrated and checked, then refused
+    let six = [
+        "img1.jpg", "img2.jpg", "img3.jpg", "img4.jpg", "img5.jpg", "img6.jpg",
+    ];
+    let refused = quantize(&six, "0.9999999");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nothing written, keep precision fp32"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(out.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
