@@ -2,8 +2,11 @@
 output on DeepFace's fixture inputs (../shared/fixtures/vggface-parity/).
 
 usage: .deps/venv/bin/python scripts/vggface_experiments.py MODEL.onnx [--fixtures DIR]
-Needs `pip install onnxruntime` in the venv (not needed by anything else). Prints one JSON line
-per variant: name, median forward ms, min cosine agreement with fp32 on fc8 and fc7.
+                                                             [--crops DIR]
+Prints one JSON line per variant: name, median forward ms, min cosine agreement with fp32 on fc8
+and fc7. With --crops (a folder `facelift --model vgg-face model-inputs --out DIR PHOTOS` wrote),
+also static int8 calibrated as scripts/quantize-vggface does, on two crops in three: every layer
+int8, fc8 kept float (what the quantizer ships), and percentile calibration.
 """
 import argparse
 import json
@@ -46,7 +49,11 @@ def main():
     parser.add_argument("model")
     parser.add_argument("--fixtures", default="../shared/fixtures/vggface-parity")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--crops", help="face crops (.npy) to calibrate static int8 on")
     args = parser.parse_args()
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process
     inputs = [np.load(os.path.join(args.fixtures, f"{n}_input.npy")) for n in ("img1_skip", "img2_skip", "synthetic")]
     reference, _ = run(session(args.model, 2), inputs, 0)
 
@@ -99,6 +106,9 @@ def main():
         except Exception as e:
             print(json.dumps({"variant": name, "error": str(e).splitlines()[0][:160]}), flush=True)
 
+        if args.crops:
+            crops_experiments(args.model, args.crops, tmp, report)
+
         # bf16 and fp16: every weight and activation in the narrow type (the CPU has AVX-512
         # BF16/FP16 and AMX), with casts at the input and outputs.
         for label, elem in (("bf16", onnx.TensorProto.BFLOAT16), ("fp16", onnx.TensorProto.FLOAT16)):
@@ -109,6 +119,49 @@ def main():
                 report(name, session(out, 2))
             except Exception as e:
                 print(json.dumps({"variant": name, "error": str(e).splitlines()[0][:160]}), flush=True)
+
+
+def crops_experiments(model, crops, tmp, report):
+    """Static int8 calibrated on face crops, the way scripts/quantize-vggface calibrates."""
+    import glob
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from quantize_vggface import KEEP_FLOAT, split
+
+    if not {n.name for n in onnx.load(model, load_external_data=False).graph.node} >= set(KEEP_FLOAT):
+        print(json.dumps({"error": "unnamed nodes: convert the model again"}), flush=True)
+        return
+    calibration, _ = split(sorted(glob.glob(os.path.join(crops, "*.npy"))))
+    faces = [np.load(p) for p in calibration]
+
+    class Crops(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"input": np.ascontiguousarray(x)} for c in faces for x in (c, c[:, :, ::-1, :])])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    variants = [
+        ("every layer", {}),
+        ("fc8 kept float", {"nodes_to_exclude": list(KEEP_FLOAT)}),
+        ("fc8 kept float, percentile 99.999", {"nodes_to_exclude": list(KEEP_FLOAT),
+                                               "calibrate_method": CalibrationMethod.Percentile,
+                                               "extra_options": {"CalibPercentile": 99.999}}),
+    ]
+    for label, options in variants:
+        name = f"int8 static (QDQ), calibrated on {len(faces)} face crops and mirrors, {label}, 2 threads"
+        out = os.path.join(tmp, "vgg-crops.onnx")
+        try:
+            quantize_static(model, out, Crops(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=True, use_external_data_format=True, **options)
+            report(name, session(out, 2))
+        except Exception as e:
+            print(json.dumps({"variant": name, "error": str(e).splitlines()[0][:160]}), flush=True)
+        for leftover in glob.glob(out + "*"):
+            os.remove(leftover)
 
 
 def narrow(source, out, elem):
