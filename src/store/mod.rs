@@ -58,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
         address    TEXT,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
     ) WITHOUT ROWID;",
+    // the key became the model id plus the preprocessing and pipeline revision
+    "ALTER TABLE embeddings RENAME COLUMN model_id TO cache_key;",
 ];
 
 /// A registered lift controller as stored: `link` is "push", "pull" or "serial"; `address` is
@@ -124,13 +126,13 @@ impl Store {
 
     pub fn cached_embedding(
         &self,
-        model_id: &str,
+        cache_key: &str,
         sha256: &str,
     ) -> Result<Option<Embedding>, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT vector FROM embeddings WHERE model_id = ?1 AND sha256 = ?2",
-                params![model_id, sha256],
+                "SELECT vector FROM embeddings WHERE cache_key = ?1 AND sha256 = ?2",
+                params![cache_key, sha256],
                 |row| row.get::<_, Vec<u8>>(0),
             )
             .optional()
@@ -140,25 +142,25 @@ impl Store {
 
     pub fn cache_embedding(
         &self,
-        model_id: &str,
+        cache_key: &str,
         sha256: &str,
         embedding: &[f32],
     ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO embeddings (model_id, sha256, dimensions, vector)
+                "INSERT OR REPLACE INTO embeddings (cache_key, sha256, dimensions, vector)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![model_id, sha256, embedding.len(), encode_vector(embedding)],
+                params![cache_key, sha256, embedding.len(), encode_vector(embedding)],
             )
         })
         .map(|_| ())
     }
 
-    pub fn cached_embedding_count(&self, model_id: &str) -> Result<usize, StoreError> {
+    pub fn cached_embedding_count(&self, cache_key: &str) -> Result<usize, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT COUNT(*) FROM embeddings WHERE model_id = ?1",
-                params![model_id],
+                "SELECT COUNT(*) FROM embeddings WHERE cache_key = ?1",
+                params![cache_key],
                 |row| row.get(0),
             )
         })
@@ -305,15 +307,15 @@ impl Store {
 }
 
 impl EmbeddingCache for Store {
-    fn get(&self, model_id: &str, sha256: &str) -> Option<Embedding> {
-        self.cached_embedding(model_id, sha256)
+    fn get(&self, cache_key: &str, sha256: &str) -> Option<Embedding> {
+        self.cached_embedding(cache_key, sha256)
             .inspect_err(|e| tracing::warn!("embedding cache read failed: {e}"))
             .ok()
             .flatten()
     }
 
-    fn put(&self, model_id: &str, sha256: &str, embedding: &Embedding) {
-        if let Err(e) = self.cache_embedding(model_id, sha256, embedding) {
+    fn put(&self, cache_key: &str, sha256: &str, embedding: &Embedding) {
+        if let Err(e) = self.cache_embedding(cache_key, sha256, embedding) {
             tracing::warn!("embedding cache write failed: {e}");
         }
     }
@@ -354,5 +356,32 @@ mod tests {
             Some(vec![0.25, -1.5, 3.0])
         );
         assert_eq!(store.cached_embedding_count("m1").expect("count"), 1);
+    }
+
+    #[test]
+    fn a_database_from_before_the_cache_key_rename_keeps_its_embeddings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // the schema as the first three migrations left it, with one cached embedding
+            let connection = Connection::open(dir.path().join("facelift.db")).expect("create");
+            for migration in &MIGRATIONS[..3] {
+                connection.execute_batch(migration).expect("old schema");
+            }
+            connection
+                .pragma_update(None, "user_version", 3)
+                .expect("version");
+            connection
+                .execute(
+                    "INSERT INTO embeddings (model_id, sha256, dimensions, vector) \
+                     VALUES ('m1', 'abc', 2, ?1)",
+                    params![encode_vector(&[0.5, -2.0])],
+                )
+                .expect("old row");
+        }
+        let store = Store::open(dir.path()).expect("migrate");
+        assert_eq!(
+            store.cached_embedding("m1", "abc").expect("get"),
+            Some(vec![0.5, -2.0])
+        );
     }
 }
