@@ -54,7 +54,9 @@ def face_inputs(facelift, models_dir, model, photos, out_dir):
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise Refused(f"facelift model-inputs failed:\n{result.stderr.strip()}")
-    print(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "", flush=True)
+    for line in result.stdout.splitlines():
+        if line.startswith("skipped "):  # photos without a usable face, and why
+            print(line, flush=True)
     return sorted(glob.glob(os.path.join(crops, "*.npy")))
 
 
@@ -99,13 +101,8 @@ KEEP_FLOAT = ("fc8_conv",)
 def quantize(fp32_path, out_path, calibration_inputs):
     import logging
 
-    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    names = {node.name for node in onnx.load(fp32_path, load_external_data=False).graph.node}
-    if not set(KEEP_FLOAT) <= names:
-        raise Refused(f"{fp32_path} has no node named {KEEP_FLOAT[0]}: convert it again with "
-                      "scripts/convert-vggface")
 
     class Crops(CalibrationDataReader):
         def __init__(self):
@@ -122,6 +119,15 @@ def quantize(fp32_path, out_path, calibration_inputs):
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     per_channel=True, use_external_data_format=True,
                     nodes_to_exclude=list(KEEP_FLOAT))
+
+
+def check_layer_names(model):
+    import onnx
+
+    names = {node.name for node in onnx.load(model, load_external_data=False).graph.node}
+    if not set(KEEP_FLOAT) <= names:
+        raise Refused(f"{model} has no node named {KEEP_FLOAT[0]}: convert it again with "
+                      "scripts/convert-vggface")
 
 
 def sha256_of(paths):
@@ -145,6 +151,7 @@ def run(args):
         raise Refused(f"no {args.model}: convert DeepFace's weights first (scripts/convert-vggface)")
     if not os.access(args.facelift, os.X_OK):
         raise Refused(f"no facelift binary at {args.facelift}: run scripts/setup (or cargo build --release)")
+    check_layer_names(args.model)
     photos = args.photos or [os.path.join(ROOT, "enrolled_faces")]
     out_dir = os.path.dirname(os.path.abspath(args.out))
     with tempfile.TemporaryDirectory() as crops, tempfile.TemporaryDirectory(dir=out_dir) as work:
@@ -154,7 +161,7 @@ def run(args):
             raise Refused(f"{len(paths)} face crops; at least {MIN_CALIBRATION + MIN_HELD_OUT} are needed "
                           f"({MIN_CALIBRATION} to calibrate, {MIN_HELD_OUT} to check); add photos")
         checks = [load(p) for p in held_out] + [load(p) for p in args.check]
-        print(f"calibrating on {len(calibration)} face crops and their mirror images; "
+        print(f"{len(paths)} faces found; calibrating on {len(calibration)} face crops and their mirror images; "
               f"checking on {len(held_out)} held-out crops and {len(args.check)} more inputs", flush=True)
         staged = os.path.join(work, os.path.basename(args.out))
         quantize(args.model, staged, [load(p) for p in calibration])
