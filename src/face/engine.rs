@@ -4,7 +4,7 @@ use std::path::Path;
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
-use ndarray::Array4;
+use ndarray::{Array4, ArrayView4, Axis};
 use ort::session::Session;
 use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
@@ -97,10 +97,31 @@ impl FaceAnalysis {
 pub struct Engine {
     models: ModelSet,
     config: EngineConfig,
+    finder: Finder,
+    /// A second detector and landmarker, so that the second photo of a pair is found on
+    /// another thread while the first one is (the models are small: 2.4 MB together).
+    pair_finder: Finder,
+    embedder: Session,
+    /// The embedding model takes a batch (a dynamic first dimension, as VGG-Face's does):
+    /// a pair's two faces then go through it in one run.
+    embedder_batches: bool,
+    liveness: Option<Session>,
+}
+
+/// The sessions and settings that find and align faces: everything before the embedding.
+struct Finder {
+    config: EngineConfig,
+    /// The side of the aligned face: 112, or the embedder's input when that is larger.
+    aligned_size: u32,
     detector: Session,
     landmarker: Session,
-    embedder: Session,
-    liveness: Option<Session>,
+}
+
+/// The faces chosen in one image, aligned and ready to embed.
+struct Found {
+    prepared: Prepared,
+    faces: Vec<(Detection, RgbImage)>,
+    faces_seen: usize,
 }
 
 impl Engine {
@@ -113,10 +134,26 @@ impl Engine {
             (Some(file), true) => Some(open(file)?),
             _ => None,
         };
+        let finder = || -> Result<Finder> {
+            Ok(Finder {
+                config: config.clone(),
+                aligned_size: models.embedder.input_size.max(ALIGNED_SIZE),
+                detector: open(&models.detector)?,
+                landmarker: open(&models.landmarks)?,
+            })
+        };
+        let embedder = open(&models.embedder.model)?;
+        let embedder_batches = embedder
+            .inputs()
+            .first()
+            .and_then(|input| input.dtype().tensor_shape())
+            .and_then(|shape| shape.first().copied())
+            .is_some_and(|batch| batch < 0);
         Ok(Self {
-            detector: open(&models.detector)?,
-            landmarker: open(&models.landmarks)?,
-            embedder: open(&models.embedder.model)?,
+            finder: finder()?,
+            pair_finder: finder()?,
+            embedder,
+            embedder_batches,
             liveness,
             models: models.clone(),
             config,
@@ -129,6 +166,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Whether a pair's two faces go through the embedding model in one batch.
+    pub fn embeds_pairs_in_one_batch(&self) -> bool {
+        self.embedder_batches
     }
 
     /// The cosine similarity at which two faces count as one person.
@@ -158,77 +200,21 @@ impl Engine {
 
     /// Every face in the image, best first.
     pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>> {
-        let input = detector_input(image);
-        let (scores, boxes) = self.run_detector(&input)?;
-        Ok(decode_detections(
-            &scores,
-            &boxes,
-            image.dimensions(),
-            self.config.detect_threshold,
-            self.config.nms_iou,
-        ))
+        self.finder.detect(image)
     }
 
     pub fn run_detector(&mut self, input: &Array4<f32>) -> Result<(Vec<f32>, Vec<f32>)> {
-        let outputs = self
-            .detector
-            .run(ort::inputs![TensorRef::from_array_view(input)?])?;
-        let scores = outputs["scores"].try_extract_tensor::<f32>()?.1.to_vec();
-        let boxes = outputs["boxes"].try_extract_tensor::<f32>()?.1.to_vec();
-        Ok((scores, boxes))
+        self.finder.run_detector(input)
     }
 
     /// The five alignment points of a detected face, in frame coordinates.
     pub fn landmarks(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<[Point; 5]>> {
-        let Some(crop) = landmark_crop(face, frame.dimensions()) else {
-            return Ok(None);
-        };
-        let region = sharpened_region(frame, crop.rect(), &self.config.preprocess);
-        self.landmarks_in(&region, crop)
-    }
-
-    fn landmarks_in(&mut self, region: &Region, crop: Crop) -> Result<Option<[Point; 5]>> {
-        let local = Crop {
-            x: crop.x - region.x,
-            y: crop.y - region.y,
-            ..crop
-        };
-        let output = self.run_landmarks(&landmark_input(&region.image, local))?;
-        Ok(five_points(&points_from_output(&output, crop)))
+        self.finder.landmarks(frame, face)
     }
 
     /// The aligned (and, where configured, sharpened) face for five landmarks.
     pub fn align(&self, frame: &RgbImage, five: &[Point; 5]) -> Option<RgbImage> {
-        self.align_in(frame, None, five)
-    }
-
-    /// Aligns from `region` when it holds every pixel the warp reads, else sharpens anew.
-    fn align_in(
-        &self,
-        frame: &RgbImage,
-        region: Option<&Region>,
-        five: &[Point; 5],
-    ) -> Option<RgbImage> {
-        // the ArcFace template, scaled to the embedder's input when it is larger (VGG-Face)
-        let size = self.aligned_size();
-        let scale = size as f32 / ALIGNED_SIZE as f32;
-        let template = ARCFACE_TEMPLATE.map(|[x, y]| [x * scale, y * scale]);
-        let m = similarity_transform(five, &template)?;
-        let footprint = source_footprint(&m, size, frame.dimensions())?;
-        let fresh;
-        let region = match region {
-            Some(region) if region.covers(footprint) => region,
-            _ => {
-                fresh = sharpened_region(frame, footprint, &self.config.preprocess);
-                &fresh
-            }
-        };
-        warp_affine(&region.image, &shifted(&m, region.x, region.y), size, size)
-    }
-
-    /// The side of the aligned face: 112, or the embedder's input when that is larger.
-    fn aligned_size(&self) -> u32 {
-        self.models.embedder.input_size.max(ALIGNED_SIZE)
+        self.finder.align_in(frame, None, five)
     }
 
     /// DeepFace's `skip`: no detection, the whole image (decoded at full size, no
@@ -247,25 +233,8 @@ impl Engine {
         Ok(embedder_input(&image, &self.models.embedder))
     }
 
-    /// Landmarks and alignment from one sharpened region: the landmark crop grown by 40% each
-    /// side, which holds the alignment's source pixels for all but strongly turned faces.
-    fn align_detection(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<RgbImage>> {
-        let Some(crop) = landmark_crop(face, frame.dimensions()) else {
-            return Ok(None);
-        };
-        let region = sharpened_region(
-            frame,
-            crop.grown(0.4, frame.dimensions()),
-            &self.config.preprocess,
-        );
-        let Some(five) = self.landmarks_in(&region, crop)? else {
-            return Ok(None);
-        };
-        Ok(self.align_in(frame, Some(&region), &five))
-    }
-
     pub fn run_landmarks(&mut self, input: &Array4<f32>) -> Result<Vec<f32>> {
-        run_first_output(&mut self.landmarker, input, None)
+        self.finder.run_landmarks(input)
     }
 
     /// The embedding of an aligned face.
@@ -281,17 +250,33 @@ impl Engine {
     }
 
     pub fn run_embedder(&mut self, input: &Array4<f32>) -> Result<Embedding> {
-        let mut embedding = self.run_embedder_raw(input)?;
-        let spec = &self.models.embedder;
-        if embedding.len() != spec.embedding_size {
+        let mut embeddings = self.run_embedder_batch(&[input.view()])?;
+        Ok(embeddings.pop().unwrap_or_default())
+    }
+
+    /// One L2-normalised embedding per input, in one run of the model.
+    fn run_embedder_batch(&mut self, inputs: &[ArrayView4<'_, f32>]) -> Result<Vec<Embedding>> {
+        let batch = match inputs {
+            [one] => one.to_owned(),
+            _ => ndarray::concatenate(Axis(0), inputs)
+                .map_err(|e| FaceError::Model(format!("cannot batch the inputs: {e}")))?,
+        };
+        let values = self.run_embedder_raw(&batch)?;
+        let size = self.models.embedder.embedding_size;
+        if values.len() != size * inputs.len() {
             return Err(FaceError::Model(format!(
-                "the embedding model gave {} values, its manifest says {}",
-                embedding.len(),
-                spec.embedding_size
+                "the embedding model gave {} values, its manifest says {size} per face",
+                values.len() / inputs.len().max(1),
             )));
         }
-        l2_normalize(&mut embedding);
-        Ok(embedding)
+        Ok(values
+            .chunks_exact(size)
+            .map(|chunk| {
+                let mut embedding = chunk.to_vec();
+                l2_normalize(&mut embedding);
+                embedding
+            })
+            .collect())
     }
 
     /// Probability that the face is live; None when liveness is off.
@@ -310,55 +295,97 @@ impl Engine {
         self.analyze_image(image, which)
     }
 
-    /// The best face of each of two photos (verify). The second photo is decoded on another
-    /// thread while the first is decoded and analysed: decoding needs no session, and for large
-    /// photos it is the costliest step after the forward pass (DeepFace's progressive
-    /// `img2.jpg` takes about 44 ms, its 2.3 MB `img1.jpg` about 25).
+    /// The best face of each of two photos (verify). The second photo is decoded and its face
+    /// found and aligned on another thread, with the engine's second detector, while the first
+    /// one's is: for large photos decoding is the costliest step after the forward pass
+    /// (DeepFace's `img1.jpg` and `img2.jpg` take about 44 ms each). Both faces then go through
+    /// the embedding model in one batch when it takes one.
     pub fn analyze_pair(
         &mut self,
         first: &[u8],
         second: &[u8],
     ) -> (Result<FaceAnalysis>, Result<FaceAnalysis>) {
         let decode = self.decoder();
+        let (finder, pair_finder) = (&mut self.finder, &mut self.pair_finder);
         let (first, second) = std::thread::scope(|scope| {
-            let second = scope.spawn(|| decode(second));
-            let first = self.analyze_bytes(first, Which::Best);
+            let second = scope
+                .spawn(|| decode(second).and_then(|image| pair_finder.find(image, Which::Best)));
+            let first = decode(first).and_then(|image| finder.find(image, Which::Best));
             let second = second.join().unwrap_or_else(|_| {
                 Err(FaceError::Model(
-                    "decoding the second photo panicked".into(),
+                    "finding the face in the second photo panicked".into(),
                 ))
             });
             (first, second)
         });
-        (
-            first,
-            second.and_then(|image| self.analyze_image(image, Which::Best)),
-        )
+        match (first, second) {
+            (Ok(first), Ok(second)) if self.embedder_batches => {
+                let inputs = [&first, &second]
+                    .map(|found| embedder_input(&found.faces[0].1, &self.models.embedder));
+                match self.run_embedder_batch(&[inputs[0].view(), inputs[1].view()]) {
+                    Ok(mut embeddings) => {
+                        let second_embedding = embeddings.pop().unwrap_or_default();
+                        let first_embedding = embeddings.pop().unwrap_or_default();
+                        (
+                            self.finish(first, vec![first_embedding]),
+                            self.finish(second, vec![second_embedding]),
+                        )
+                    }
+                    // a batch that fails takes the first photo's result; the second is tried alone
+                    Err(e) => (Err(e), self.embed_found(second)),
+                }
+            }
+            (first, second) => (
+                first.and_then(|found| self.embed_found(found)),
+                second.and_then(|found| self.embed_found(found)),
+            ),
+        }
     }
 
     /// The embedding model's input for the best face of a photo, exactly as `analyze_bytes`
     /// feeds it: real face crops to calibrate a quantized model on.
     pub fn best_face_input(&mut self, bytes: &[u8]) -> Result<Array4<f32>> {
         let image = self.decode(bytes)?;
-        let prepared = self.prepare(image);
-        let detections = self.detect(&prepared.image)?;
-        let Some(best) = detections.first() else {
-            return Err(FaceError::NoFace);
-        };
-        if best.height() < self.config.min_face as f32 {
-            return Err(FaceError::FaceTooSmall {
-                size: best.height().max(0.0).round() as u32,
-                min: self.config.min_face,
-            });
-        }
-        let aligned = self
-            .align_detection(&prepared.image, best)?
-            .ok_or(FaceError::NoFace)?;
-        Ok(embedder_input(&aligned, &self.models.embedder))
+        let found = self.finder.find(image, Which::Best)?;
+        Ok(embedder_input(&found.faces[0].1, &self.models.embedder))
     }
 
     pub fn analyze_image(&mut self, image: RgbImage, which: Which) -> Result<FaceAnalysis> {
-        let prepared = self.prepare(image);
+        let found = self.finder.find(image, which)?;
+        self.embed_found(found)
+    }
+
+    fn embed_found(&mut self, found: Found) -> Result<FaceAnalysis> {
+        let mut embeddings = Vec::with_capacity(found.faces.len());
+        for (_, aligned) in &found.faces {
+            embeddings.push(self.embed_aligned(aligned)?);
+        }
+        self.finish(found, embeddings)
+    }
+
+    /// The analysis of found faces, given their embeddings (in the same order).
+    fn finish(&mut self, found: Found, embeddings: Vec<Embedding>) -> Result<FaceAnalysis> {
+        let mut faces = Vec::with_capacity(found.faces.len());
+        for ((detection, _), embedding) in found.faces.iter().zip(embeddings) {
+            let liveness = self.liveness(&found.prepared.image, detection)?;
+            faces.push(Face {
+                bbox: found.prepared.to_original(detection.bbox),
+                score: detection.score,
+                embedding,
+                liveness,
+            });
+        }
+        Ok(FaceAnalysis {
+            faces,
+            faces_seen: found.faces_seen,
+        })
+    }
+}
+
+impl Finder {
+    /// Preprocess, detect, choose, and align: at least one face, or the reason there is none.
+    fn find(&mut self, image: RgbImage, which: Which) -> Result<Found> {
+        let prepared = preprocess(image, &self.config.preprocess);
         let detections = self.detect(&prepared.image)?;
         let Some(best) = detections.first() else {
             return Err(FaceError::NoFace);
@@ -383,25 +410,102 @@ impl Engine {
         }
         let mut faces = Vec::with_capacity(chosen.len());
         for detection in chosen {
-            let Some(aligned) = self.align_detection(&prepared.image, detection)? else {
-                continue;
-            };
-            let embedding = self.embed_aligned(&aligned)?;
-            let liveness = self.liveness(&prepared.image, detection)?;
-            faces.push(Face {
-                bbox: prepared.to_original(detection.bbox),
-                score: detection.score,
-                embedding,
-                liveness,
-            });
+            if let Some(aligned) = self.align_detection(&prepared.image, detection)? {
+                faces.push((*detection, aligned));
+            }
         }
         if faces.is_empty() {
             return Err(FaceError::NoFace);
         }
-        Ok(FaceAnalysis {
+        Ok(Found {
+            prepared,
             faces,
             faces_seen: detections.len(),
         })
+    }
+
+    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>> {
+        let input = detector_input(image);
+        let (scores, boxes) = self.run_detector(&input)?;
+        Ok(decode_detections(
+            &scores,
+            &boxes,
+            image.dimensions(),
+            self.config.detect_threshold,
+            self.config.nms_iou,
+        ))
+    }
+
+    fn run_detector(&mut self, input: &Array4<f32>) -> Result<(Vec<f32>, Vec<f32>)> {
+        let outputs = self
+            .detector
+            .run(ort::inputs![TensorRef::from_array_view(input)?])?;
+        let scores = outputs["scores"].try_extract_tensor::<f32>()?.1.to_vec();
+        let boxes = outputs["boxes"].try_extract_tensor::<f32>()?.1.to_vec();
+        Ok((scores, boxes))
+    }
+
+    fn run_landmarks(&mut self, input: &Array4<f32>) -> Result<Vec<f32>> {
+        run_first_output(&mut self.landmarker, input, None)
+    }
+
+    fn landmarks(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<[Point; 5]>> {
+        let Some(crop) = landmark_crop(face, frame.dimensions()) else {
+            return Ok(None);
+        };
+        let region = sharpened_region(frame, crop.rect(), &self.config.preprocess);
+        self.landmarks_in(&region, crop)
+    }
+
+    fn landmarks_in(&mut self, region: &Region, crop: Crop) -> Result<Option<[Point; 5]>> {
+        let local = Crop {
+            x: crop.x - region.x,
+            y: crop.y - region.y,
+            ..crop
+        };
+        let output = self.run_landmarks(&landmark_input(&region.image, local))?;
+        Ok(five_points(&points_from_output(&output, crop)))
+    }
+
+    /// Aligns from `region` when it holds every pixel the warp reads, else sharpens anew.
+    fn align_in(
+        &self,
+        frame: &RgbImage,
+        region: Option<&Region>,
+        five: &[Point; 5],
+    ) -> Option<RgbImage> {
+        // the ArcFace template, scaled to the embedder's input when it is larger (VGG-Face)
+        let size = self.aligned_size;
+        let scale = size as f32 / ALIGNED_SIZE as f32;
+        let template = ARCFACE_TEMPLATE.map(|[x, y]| [x * scale, y * scale]);
+        let m = similarity_transform(five, &template)?;
+        let footprint = source_footprint(&m, size, frame.dimensions())?;
+        let fresh;
+        let region = match region {
+            Some(region) if region.covers(footprint) => region,
+            _ => {
+                fresh = sharpened_region(frame, footprint, &self.config.preprocess);
+                &fresh
+            }
+        };
+        warp_affine(&region.image, &shifted(&m, region.x, region.y), size, size)
+    }
+
+    /// Landmarks and alignment from one sharpened region: the landmark crop grown by 40% each
+    /// side, which holds the alignment's source pixels for all but strongly turned faces.
+    fn align_detection(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<RgbImage>> {
+        let Some(crop) = landmark_crop(face, frame.dimensions()) else {
+            return Ok(None);
+        };
+        let region = sharpened_region(
+            frame,
+            crop.grown(0.4, frame.dimensions()),
+            &self.config.preprocess,
+        );
+        let Some(five) = self.landmarks_in(&region, crop)? else {
+            return Ok(None);
+        };
+        Ok(self.align_in(frame, Some(&region), &five))
     }
 }
 

@@ -407,3 +407,38 @@ fn the_quantizer_writes_nothing_when_int8_falls_short_of_the_bar() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_vgg_face_pair_embedded_in_one_batch_gives_what_each_photo_gives_alone() {
+    let dir = models_dir();
+    let photos = ["img1.jpg", "img2.jpg"]
+        .map(|name| std::fs::read(shared().join("data/deepface-faces").join(name)).expect("photo"));
+    for precision in [Precision::Fp32, Precision::Int8] {
+        let mut engine = engine_of(VggOutput::Fc8, precision, dir.path());
+        assert!(engine.embeds_pairs_in_one_batch(), "VGG-Face takes a batch");
+        let alone = photos.each_ref().map(|photo| {
+            engine
+                .analyze_bytes(photo, facelift::face::Which::Best)
+                .expect("a face")
+                .faces
+                .remove(0)
+        });
+        let (first, second) = engine.analyze_pair(&photos[0], &photos[1]);
+        for (pair, alone) in [first, second].into_iter().zip(&alone) {
+            let face = &pair.expect("a face").faces[0];
+            assert_eq!(face.bbox, alone.bbox, "{precision:?}: the same face found");
+            let agreement = facelift::face::cosine(&face.embedding, &alone.embedding);
+            assert!(agreement >= 0.99999, "{precision:?}: {agreement}");
+        }
+    }
+    assert!(
+        !Engine::load(
+            &ModelSet::default_set(),
+            &repo_root().join("models"),
+            EngineConfig::default()
+        )
+        .expect("default engine")
+        .embeds_pairs_in_one_batch(),
+        "the default model's input has a fixed batch of one"
+    );
+}
