@@ -135,7 +135,8 @@ fn work(mut engine: Engine, jobs: &Mutex<Receiver<Job>>) {
 
 impl EnginePool {
     /// Analyses two photos (verify): on two engines at once when the pool has them, else on one,
-    /// which decodes the second photo while it analyses the first ([`Engine::analyze_pair`]).
+    /// which finds the second photo's face while it finds the first one's, then embeds both
+    /// ([`Engine::analyze_pair`]).
     pub fn analyze_pair_blocking(
         &self,
         a: Vec<u8>,
