@@ -250,23 +250,26 @@ impl Engine {
     }
 
     pub fn run_embedder(&mut self, input: &Array4<f32>) -> Result<Embedding> {
-        let mut embeddings = self.run_embedder_batch(&[input.view()])?;
+        let values = self.run_embedder_raw(input)?;
+        let mut embeddings = self.normalized_embeddings(values, 1)?;
         Ok(embeddings.pop().unwrap_or_default())
     }
 
     /// One L2-normalised embedding per input, in one run of the model.
     fn run_embedder_batch(&mut self, inputs: &[ArrayView4<'_, f32>]) -> Result<Vec<Embedding>> {
-        let batch = match inputs {
-            [one] => one.to_owned(),
-            _ => ndarray::concatenate(Axis(0), inputs)
-                .map_err(|e| FaceError::Model(format!("cannot batch the inputs: {e}")))?,
-        };
+        let batch = ndarray::concatenate(Axis(0), inputs)
+            .map_err(|e| FaceError::Model(format!("cannot batch the inputs: {e}")))?;
         let values = self.run_embedder_raw(&batch)?;
+        self.normalized_embeddings(values, inputs.len())
+    }
+
+    /// The model's output for `count` faces, split per face and L2-normalised.
+    fn normalized_embeddings(&self, values: Vec<f32>, count: usize) -> Result<Vec<Embedding>> {
         let size = self.models.embedder.embedding_size;
-        if values.len() != size * inputs.len() {
+        if values.len() != size * count {
             return Err(FaceError::Model(format!(
-                "the embedding model gave {} values, its manifest says {size} per face",
-                values.len() / inputs.len().max(1),
+                "the embedding model gave {} values for {count} face(s), its manifest says {size} each",
+                values.len(),
             )));
         }
         Ok(values
