@@ -28,6 +28,13 @@ pub const DEFAULT_SECOND: &str = "../shared/data/frames/webcam-720p-img13.jpg";
 /// used to be, that spinning took one of two cores from verify's first 70 ms.
 const PLAIN_SPIN: std::time::Duration = std::time::Duration::from_millis(120);
 
+fn settle_after_plain_session() {
+    let start = Instant::now();
+    while start.elapsed() < PLAIN_SPIN {
+        std::hint::spin_loop();
+    }
+}
+
 /// The photos the benchmark reads.
 pub struct Inputs<'a> {
     pub image: Option<&'a Path>,
@@ -217,20 +224,21 @@ pub fn run(
             drop(outputs);
             Ok(())
         })?;
+        // The plain session leaves a worker spinning for about 70 ms after each run (ONNX
+        // Runtime's default). Let it go idle before the next step, so that no step pays for
+        // it; busy-waiting keeps this core as awake as the steps find it.
+        settle_after_plain_session();
         let plain_fp32_forward = match plain_fp32.as_mut() {
-            Some(session) => time("plain_onnxruntime_fp32_embed", &mut || {
-                drop(session.run(ort::inputs![TensorRef::from_array_view(&embed_in)?])?);
-                Ok(())
-            })?,
+            Some(session) => {
+                let ms = time("plain_onnxruntime_fp32_embed", &mut || {
+                    drop(session.run(ort::inputs![TensorRef::from_array_view(&embed_in)?])?);
+                    Ok(())
+                })?;
+                settle_after_plain_session();
+                ms
+            }
             None => plain_forward,
         };
-        // The plain session leaves a worker spinning for about 70 ms after each run (ONNX
-        // Runtime's default). Let it go idle before the next iteration, so that no step pays
-        // for it; busy-waiting keeps this core as awake as the steps find it.
-        let settle = Instant::now();
-        while settle.elapsed() < PLAIN_SPIN {
-            std::hint::spin_loop();
-        }
         if iteration > 0 {
             ratios.push(whole / raw);
             verify_ratios.push(verify / plain_forward);
