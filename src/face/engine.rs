@@ -108,9 +108,9 @@ pub struct Engine {
     liveness: Option<Session>,
 }
 
-/// The sessions and settings that find and align faces: everything before the embedding.
+/// The sessions that find and align faces (everything before the embedding); the settings
+/// come from the engine.
 struct Finder {
-    config: EngineConfig,
     /// The side of the aligned face: 112, or the embedder's input when that is larger.
     aligned_size: u32,
     detector: Session,
@@ -136,7 +136,6 @@ impl Engine {
         };
         let finder = || -> Result<Finder> {
             Ok(Finder {
-                config: config.clone(),
                 aligned_size: models.embedder.input_size.max(ALIGNED_SIZE),
                 detector: open(&models.detector)?,
                 landmarker: open(&models.landmarks)?,
@@ -200,7 +199,7 @@ impl Engine {
 
     /// Every face in the image, best first.
     pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>> {
-        self.finder.detect(image)
+        self.finder.detect(&self.config, image)
     }
 
     pub fn run_detector(&mut self, input: &Array4<f32>) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -209,12 +208,12 @@ impl Engine {
 
     /// The five alignment points of a detected face, in frame coordinates.
     pub fn landmarks(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<[Point; 5]>> {
-        self.finder.landmarks(frame, face)
+        self.finder.landmarks(&self.config, frame, face)
     }
 
     /// The aligned (and, where configured, sharpened) face for five landmarks.
     pub fn align(&self, frame: &RgbImage, five: &[Point; 5]) -> Option<RgbImage> {
-        self.finder.align_in(frame, None, five)
+        self.finder.align_in(&self.config, frame, None, five)
     }
 
     /// DeepFace's `skip`: no detection, the whole image (decoded at full size, no
@@ -309,11 +308,12 @@ impl Engine {
         second: &[u8],
     ) -> (Result<FaceAnalysis>, Result<FaceAnalysis>) {
         let decode = self.decoder();
-        let (finder, pair_finder) = (&mut self.finder, &mut self.pair_finder);
+        let (finder, pair_finder, config) = (&mut self.finder, &mut self.pair_finder, &self.config);
         let (first, second) = std::thread::scope(|scope| {
-            let second = scope
-                .spawn(|| decode(second).and_then(|image| pair_finder.find(image, Which::Best)));
-            let first = decode(first).and_then(|image| finder.find(image, Which::Best));
+            let second = scope.spawn(|| {
+                decode(second).and_then(|image| pair_finder.find(config, image, Which::Best))
+            });
+            let first = decode(first).and_then(|image| finder.find(config, image, Which::Best));
             let second = second.join().unwrap_or_else(|_| {
                 Err(FaceError::Model(
                     "finding the face in the second photo panicked".into(),
@@ -349,12 +349,12 @@ impl Engine {
     /// feeds it: real face crops to calibrate a quantized model on.
     pub fn best_face_input(&mut self, bytes: &[u8]) -> Result<Array4<f32>> {
         let image = self.decode(bytes)?;
-        let found = self.finder.find(image, Which::Best)?;
+        let found = self.finder.find(&self.config, image, Which::Best)?;
         Ok(embedder_input(&found.faces[0].1, &self.models.embedder))
     }
 
     pub fn analyze_image(&mut self, image: RgbImage, which: Which) -> Result<FaceAnalysis> {
-        let found = self.finder.find(image, which)?;
+        let found = self.finder.find(&self.config, image, which)?;
         self.embed_found(found)
     }
 
@@ -387,13 +387,13 @@ impl Engine {
 
 impl Finder {
     /// Preprocess, detect, choose, and align: at least one face, or the reason there is none.
-    fn find(&mut self, image: RgbImage, which: Which) -> Result<Found> {
-        let prepared = preprocess(image, &self.config.preprocess);
-        let detections = self.detect(&prepared.image)?;
+    fn find(&mut self, config: &EngineConfig, image: RgbImage, which: Which) -> Result<Found> {
+        let prepared = preprocess(image, &config.preprocess);
+        let detections = self.detect(config, &prepared.image)?;
         let Some(best) = detections.first() else {
             return Err(FaceError::NoFace);
         };
-        let min = self.config.min_face as f32;
+        let min = config.min_face as f32;
         let chosen: Vec<&Detection> = match which {
             Which::Best => vec![best],
             Which::Single => {
@@ -408,12 +408,12 @@ impl Finder {
         if chosen.first().is_none_or(|d| d.height() < min) {
             return Err(FaceError::FaceTooSmall {
                 size: best.height().max(0.0).round() as u32,
-                min: self.config.min_face,
+                min: config.min_face,
             });
         }
         let mut faces = Vec::with_capacity(chosen.len());
         for detection in chosen {
-            if let Some(aligned) = self.align_detection(&prepared.image, detection)? {
+            if let Some(aligned) = self.align_detection(config, &prepared.image, detection)? {
                 faces.push((*detection, aligned));
             }
         }
@@ -427,15 +427,15 @@ impl Finder {
         })
     }
 
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>> {
+    fn detect(&mut self, config: &EngineConfig, image: &RgbImage) -> Result<Vec<Detection>> {
         let input = detector_input(image);
         let (scores, boxes) = self.run_detector(&input)?;
         Ok(decode_detections(
             &scores,
             &boxes,
             image.dimensions(),
-            self.config.detect_threshold,
-            self.config.nms_iou,
+            config.detect_threshold,
+            config.nms_iou,
         ))
     }
 
@@ -452,11 +452,16 @@ impl Finder {
         run_first_output(&mut self.landmarker, input, None)
     }
 
-    fn landmarks(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<[Point; 5]>> {
+    fn landmarks(
+        &mut self,
+        config: &EngineConfig,
+        frame: &RgbImage,
+        face: &Detection,
+    ) -> Result<Option<[Point; 5]>> {
         let Some(crop) = landmark_crop(face, frame.dimensions()) else {
             return Ok(None);
         };
-        let region = sharpened_region(frame, crop.rect(), &self.config.preprocess);
+        let region = sharpened_region(frame, crop.rect(), &config.preprocess);
         self.landmarks_in(&region, crop)
     }
 
@@ -473,6 +478,7 @@ impl Finder {
     /// Aligns from `region` when it holds every pixel the warp reads, else sharpens anew.
     fn align_in(
         &self,
+        config: &EngineConfig,
         frame: &RgbImage,
         region: Option<&Region>,
         five: &[Point; 5],
@@ -487,7 +493,7 @@ impl Finder {
         let region = match region {
             Some(region) if region.covers(footprint) => region,
             _ => {
-                fresh = sharpened_region(frame, footprint, &self.config.preprocess);
+                fresh = sharpened_region(frame, footprint, &config.preprocess);
                 &fresh
             }
         };
@@ -496,19 +502,24 @@ impl Finder {
 
     /// Landmarks and alignment from one sharpened region: the landmark crop grown by 40% each
     /// side, which holds the alignment's source pixels for all but strongly turned faces.
-    fn align_detection(&mut self, frame: &RgbImage, face: &Detection) -> Result<Option<RgbImage>> {
+    fn align_detection(
+        &mut self,
+        config: &EngineConfig,
+        frame: &RgbImage,
+        face: &Detection,
+    ) -> Result<Option<RgbImage>> {
         let Some(crop) = landmark_crop(face, frame.dimensions()) else {
             return Ok(None);
         };
         let region = sharpened_region(
             frame,
             crop.grown(0.4, frame.dimensions()),
-            &self.config.preprocess,
+            &config.preprocess,
         );
         let Some(five) = self.landmarks_in(&region, crop)? else {
             return Ok(None);
         };
-        Ok(self.align_in(frame, Some(&region), &five))
+        Ok(self.align_in(config, frame, Some(&region), &five))
     }
 }
 
