@@ -1,31 +1,13 @@
 //! The `facelift` command as a person runs it, on the shared photos.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{faces_dir, make_gallery, photo, repo_root, shared};
+use crate::helpers::{facelift_json, faces_dir, make_gallery, photo, shared};
 
 fn facelift(args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_facelift"))
-        .current_dir(repo_root())
-        .args(["--threads", "1", "--workers", "2"])
-        .args(args)
-        .env("FACELIFT_LOG", "error")
-        .output()
-        .expect("run facelift");
-    assert!(
-        output.status.success(),
-        "facelift {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "facelift {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    facelift_json(&[&["--threads", "1", "--workers", "2"], args].concat())
 }
 
 fn path(p: &Path) -> &str {

@@ -5,6 +5,28 @@ use std::sync::{Arc, OnceLock};
 use facelift::Settings;
 use facelift::face::EnginePool;
 
+/// Runs the `facelift` binary from the repository root and returns the JSON it printed; a
+/// failure or non-JSON output fails the test with facelift's own words.
+pub fn facelift_json<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_facelift"))
+        .current_dir(repo_root())
+        .args(args)
+        .env("FACELIFT_LOG", "error")
+        .output()
+        .expect("run facelift");
+    assert!(
+        output.status.success(),
+        "facelift {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "facelift {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

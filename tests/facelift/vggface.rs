@@ -2,6 +2,7 @@
 //! own numbers (`../shared/fixtures/vggface-parity/`), with the fixed-seed weights that
 //! `scripts/setup --for-tests` generates and converts into `.cache/vggface/`.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,7 +11,7 @@ use facelift::face::{Engine, EngineConfig, ModelSet, Precision, VggOutput};
 use facelift::store::Store;
 use ndarray::Array4;
 
-use crate::helpers::{make_gallery, pool, read_npy_f32, repo_root, shared};
+use crate::helpers::{facelift_json, make_gallery, pool, read_npy_f32, repo_root, shared};
 
 fn fixtures() -> PathBuf {
     shared().join("fixtures/vggface-parity")
@@ -42,6 +43,19 @@ fn models_dir() -> tempfile::TempDir {
         std::os::unix::fs::symlink(&from, dir.path().join(name)).expect("link");
     }
     dir
+}
+
+/// `facelift --model vgg-face --models-dir DIR ARGS PATHS...`, its JSON.
+fn vgg_facelift(dir: &Path, args: &[&str], paths: &[&Path]) -> serde_json::Value {
+    let mut all: Vec<&OsStr> = vec![
+        "--model".as_ref(),
+        "vgg-face".as_ref(),
+        "--models-dir".as_ref(),
+    ];
+    all.push(dir.as_os_str());
+    all.extend(args.iter().map(OsStr::new));
+    all.extend(paths.iter().map(|p| p.as_os_str()));
+    facelift_json(&all)
 }
 
 fn engine(output: VggOutput, dir: &Path) -> Engine {
@@ -229,19 +243,11 @@ fn represent_with_vgg_face_gives_deepfaces_skip_embedding() {
     let dir = models_dir();
     let photo = shared().join("data/deepface-faces/img1.jpg");
     for (output, size) in [("fc8", 2622), ("fc7", 4096)] {
-        let run = Command::new(env!("CARGO_BIN_EXE_facelift"))
-            .args(["--model", "vgg-face", "--models-dir"])
-            .arg(dir.path())
-            .args(["represent", "--output", output, "--no-detect", "--json"])
-            .arg(&photo)
-            .output()
-            .expect("run facelift");
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
+        let value = vgg_facelift(
+            dir.path(),
+            &["represent", "--output", output, "--no-detect", "--json"],
+            &[&photo],
         );
-        let value: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
         assert_eq!(value["model"], format!("vgg-face-{output}"));
         assert_eq!(
             value["box"],
@@ -312,21 +318,15 @@ fn model_inputs_are_the_crops_the_engine_embeds() {
     let dir = models_dir();
     let out = tempfile::tempdir().expect("tempdir");
     let photos = shared().join("data/deepface-faces");
-    let run = Command::new(env!("CARGO_BIN_EXE_facelift"))
-        .args(["--model", "vgg-face", "--models-dir"])
-        .arg(dir.path())
-        .args(["model-inputs", "--json", "--out"])
-        .arg(out.path())
-        .arg(photos.join("img1.jpg"))
-        .arg(repo_root().join("Cargo.toml"))
-        .output()
-        .expect("run facelift");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let value = vgg_facelift(
+        dir.path(),
+        &["model-inputs", "--json", "--out"],
+        &[
+            out.path(),
+            &photos.join("img1.jpg"),
+            &repo_root().join("Cargo.toml"),
+        ],
     );
-    let value: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
     assert_eq!(
         value["written"].as_array().map(Vec::len),
         Some(1),
