@@ -76,6 +76,7 @@ async fn measure(
         travel_per_floor: Duration::ZERO,
         heartbeat: Duration::from_secs(5),
         poll_wait_secs: 25,
+        server_certificate: None,
     })
     .await?;
     let link = server_link.unwrap_or_else(|| Link::Push {

@@ -47,6 +47,9 @@ pub struct SimConfig {
     pub heartbeat: Duration,
     /// How long one long poll asks the server to wait.
     pub poll_wait_secs: u64,
+    /// A certificate (PEM) to trust for an `https://` server besides the system's roots: the
+    /// server's self-signed one, as the firmware pins it.
+    pub server_certificate: Option<Vec<u8>>,
 }
 
 /// Faults to inject, switchable while the simulator runs.
@@ -191,10 +194,13 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         reports,
         verifier: Verifier::new(30),
     });
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(config.poll_wait_secs + 10))
-        .build()
-        .map_err(std::io::Error::other)?;
+    let mut http =
+        reqwest::Client::builder().timeout(Duration::from_secs(config.poll_wait_secs + 10));
+    if let Some(pem) = &config.server_certificate {
+        let certificate = reqwest::Certificate::from_pem(pem).map_err(std::io::Error::other)?;
+        http = http.add_root_certificate(certificate);
+    }
+    let http = http.build().map_err(std::io::Error::other)?;
     let mut tasks = Vec::new();
     let mut push_url = None;
     let mut serial = None;

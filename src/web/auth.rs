@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tower_sessions::Session;
 
-use super::client::{ClientInfo, client_info};
+use super::client::{ClientInfo, Origin, client_info};
 use super::{AppState, WebError, api::read_files};
 use crate::face::Which;
 use crate::store::AuditEntry;
@@ -93,18 +93,20 @@ impl FromRequestParts<AppState> for AdminUser {
     }
 }
 
-/// A browser always sends `Origin` on cross-site POSTs; when it is there it must name us.
+/// A browser always sends `Origin` on cross-site POSTs; when it is there it must name us:
+/// the same scheme, host and port the request was made to.
 fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), WebError> {
-    let Some(origin) = parts.headers.get("origin").and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = parts.headers.get("origin") else {
         return Ok(());
     };
     let client = client_info(parts, &state.settings.web.trusted_proxies);
-    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    if client.host.as_deref() == Some(origin_host) {
-        Ok(())
-    } else {
-        tracing::debug!(origin, host = ?client.host, "refused: cross-site request");
-        Err(WebError::CrossSite("the request came from another site"))
+    let claimed = origin.to_str().ok().and_then(Origin::parse);
+    match (claimed, client.origin()) {
+        (Some(claimed), Some(ours)) if claimed == ours => Ok(()),
+        (_, ours) => {
+            tracing::debug!(?origin, ?ours, "refused: cross-site request");
+            Err(WebError::CrossSite("the request came from another site"))
+        }
     }
 }
 

@@ -18,8 +18,59 @@ pub struct ClientInfo {
     pub address: String,
     /// whether the client's own connection is HTTPS
     pub https: bool,
-    /// the host the client asked for
+    /// the authority (host, and port when not the scheme's default) the client asked for:
+    /// HTTP/2's `:authority` (the request URI's), else HTTP/1.1's `Host`, or a trusted proxy's
+    /// `X-Forwarded-Host`
     pub host: Option<String>,
+}
+
+impl ClientInfo {
+    /// The origin the client's page was loaded from if it is ours: `https://host:port` or
+    /// `http://...`, in the form a browser writes in `Origin`.
+    pub fn origin(&self) -> Option<Origin> {
+        let scheme = if self.https { "https" } else { "http" };
+        Origin::parse(&format!("{scheme}://{}", self.host.as_deref()?))
+    }
+}
+
+/// A web origin (scheme, lower-case host, port), compared as browsers do: the scheme's
+/// default port is the same as no port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// `scheme://host[:port]`, as in an `Origin` header; None for anything else (`null`, a
+    /// path, an unknown scheme, a bad port).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (scheme, authority) = text.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        // an IPv6 literal keeps its brackets: "[::1]:8443"
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, Some(port)),
+            _ => (authority, None),
+        };
+        let port = match port {
+            Some(port) => port.parse().ok()?,
+            None => default_port,
+        };
+        Some(Self {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -34,7 +85,12 @@ pub fn client_info(parts: &Parts, trusted: &[IpNet]) -> ClientInfo {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
     let direct_tls = parts.extensions.get::<ServedOverTls>().is_some();
-    let host = header(&parts.headers, "host").map(str::to_string);
+    // HTTP/2 carries the authority in the request URI and no Host header; HTTP/1.1 the reverse
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| header(&parts.headers, "host").map(str::to_string));
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
 
     match peer {
@@ -80,7 +136,11 @@ mod tests {
     use axum::http::Request;
 
     fn parts(peer: &str, headers: &[(&str, &str)]) -> Parts {
-        let mut request = Request::builder().uri("/");
+        parts_for("/", peer, headers)
+    }
+
+    fn parts_for(uri: &str, peer: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = Request::builder().uri(uri);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -108,5 +168,58 @@ mod tests {
         assert_eq!(forged.address, "198.51.100.7");
         assert!(!forged.https);
         assert_eq!(forged.host.as_deref(), Some("127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn the_authority_comes_from_http2s_uri_or_http1s_host_header() {
+        let http2 = client_info(
+            &parts_for("https://127.0.0.1:8443/api/v1/login", "127.0.0.1", &[]),
+            &[],
+        );
+        assert_eq!(http2.host.as_deref(), Some("127.0.0.1:8443"));
+        let http1 = client_info(&parts("127.0.0.1", &[("host", "lift.local:8080")]), &[]);
+        assert_eq!(http1.host.as_deref(), Some("lift.local:8080"));
+        assert_eq!(
+            http1.origin(),
+            Origin::parse("http://LIFT.local:8080"),
+            "host names compare without case"
+        );
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port_with_default_ports() {
+        let origin = |text| Origin::parse(text).expect(text);
+        assert_eq!(
+            origin("https://lift.example.org"),
+            origin("https://lift.example.org:443")
+        );
+        assert_eq!(
+            origin("http://lift.example.org"),
+            origin("http://lift.example.org:80")
+        );
+        assert_ne!(
+            origin("https://lift.example.org"),
+            origin("http://lift.example.org")
+        );
+        assert_ne!(
+            origin("https://lift.example.org:8443"),
+            origin("https://lift.example.org")
+        );
+        assert_ne!(
+            origin("http://evil.example:8080"),
+            origin("http://lift.example.org:8080")
+        );
+        assert_eq!(origin("https://[::1]:8443"), origin("https://[::1]:8443"));
+        assert_ne!(origin("https://[::1]"), origin("https://[::1]:8443"));
+        for refused in [
+            "null",
+            "lift.example.org",
+            "ftp://lift.example.org",
+            "https://a/b",
+            "https://a:x",
+            "https://",
+        ] {
+            assert_eq!(Origin::parse(refused), None, "{refused}");
+        }
     }
 }

@@ -25,6 +25,7 @@ pub struct TestApp {
     /// the simulated lift controller, talking to the app over real HTTP or a pseudo-terminal
     pub device: Option<SimHandle>,
     pub lift: LiftService,
+    _tls_dir: Option<tempfile::TempDir>,
     _serial_line: Option<PseudoTerminal>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -64,6 +65,8 @@ pub struct AppOptions {
     pub store: Option<Arc<Store>>,
     /// none: no device registered, the lift stays offline
     pub device: Option<DeviceOptions>,
+    /// serve HTTPS directly with a self-signed certificate (HTTP/2 by ALPN, as browsers use)
+    pub tls: bool,
 }
 
 impl Default for AppOptions {
@@ -77,6 +80,7 @@ impl Default for AppOptions {
             clock: None,
             store: None,
             device: Some(DeviceOptions::new(DeviceLink::Push)),
+            tls: false,
         }
     }
 }
@@ -106,10 +110,18 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let mut settings = options.settings;
     settings.gallery = gallery_dir.path().to_path_buf();
     // bound first: the device can report to it before it serves (connections wait)
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let tls = options.tls.then(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = ["localhost".to_string(), "127.0.0.1".to_string()];
+        let files = web::self_signed(dir.path(), &names).expect("a self-signed certificate");
+        let certificate = std::fs::read(&files.cert).expect("certificate");
+        (dir, files, certificate)
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{address}");
+    let certificate = tls.as_ref().map(|(_, _, pem)| pem.clone());
 
     let (mut device_handle, mut serial_line) = (None, None);
     if let Some(device) = &options.device {
@@ -140,6 +152,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             travel_per_floor: Duration::from_millis(device.travel_ms_per_floor),
             heartbeat: Duration::from_millis(device.heartbeat_ms),
             poll_wait_secs: 25,
+            server_certificate: certificate.clone(),
         })
         .await
         .expect("device simulator");
@@ -161,15 +174,28 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     let lift = state.lift.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(web::serve(listener, state, async {
+    let stopped = async {
         let _ = stopped.await;
-    }));
+    };
+    let mut client = reqwest::Client::builder().cookie_store(true);
+    let tls_dir = match tls {
+        Some((dir, files, pem)) => {
+            tokio::spawn(async move { web::serve_tls(listener, state, &files, stopped).await });
+            client =
+                client.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"));
+            Some(dir)
+        }
+        None => {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            tokio::spawn(web::serve(listener, state, stopped));
+            None
+        }
+    };
     TestApp {
         base,
-        client: reqwest::Client::builder()
-            .cookie_store(true)
-            .build()
-            .expect("client"),
+        client: client.build().expect("client"),
+        _tls_dir: tls_dir,
         store,
         gallery: gallery_dir,
         device: device_handle,

@@ -653,3 +653,92 @@ async fn a_session_ends_at_its_absolute_limit_however_active() {
         "past the absolute limit"
     );
 }
+
+impl TestApp {
+    async fn move_from(&self, origin: &str, token: &str, floor: i32) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/lift/move", self.base))
+            .header(facelift::web::CSRF_HEADER, token)
+            .header("origin", origin)
+            .json(&json!({ "floor": floor }))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// What Chromium does on a phone: HTTPS straight to the server (self-signed), HTTP/2 by ALPN,
+/// which carries the authority in `:authority` and no `Host` header, and an `Origin` on every
+/// POST. Before the origin check read HTTP/2's authority, every such login was 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_direct_tls_with_http2_a_login_and_a_lift_move_from_our_own_page_pass() {
+    let app = spawn_app_with(AppOptions {
+        tls: true,
+        ..AppOptions::default()
+    })
+    .await;
+    app.lift_ready().await;
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("HTTPS");
+    assert_eq!(
+        health.version(),
+        reqwest::Version::HTTP_2,
+        "HTTP/2 over TLS"
+    );
+
+    let ours = app.base.clone();
+    let (status, body, cookie) = app.login_with("img4.jpg", &[("origin", &ours)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["person"], "person01");
+    assert!(cookie.is_some_and(|c| c.contains("Secure")));
+    let token = body["csrf_token"].as_str().expect("token").to_string();
+
+    let port = ours.rsplit(':').next().expect("port");
+    for other in [
+        format!("http://127.0.0.1:{port}"),
+        "https://127.0.0.1".to_string(),
+        format!("https://evil.example:{port}"),
+        "null".to_string(),
+    ] {
+        let (status, body) = app.move_from(&other, &token, 2).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("cross_site")),
+            "{other}"
+        );
+    }
+    let (status, body) = app.move_from(&ours, &token, 2).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.lift_becomes(std::time::Duration::from_secs(10), |s| {
+        s.floor == Some(2) && s.state == "idle"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_plain_http_a_page_served_over_https_is_another_site() {
+    let app = spawn_app().await;
+    app.lift_ready().await;
+    let https_twin = app.base.replace("http://", "https://");
+    let (status, body, _) = app.login_with("img4.jpg", &[("origin", &https_twin)]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("cross_site")),
+        "the scheme is part of the origin"
+    );
+    let ours = app.base.clone();
+    let (status, body, _) = app.login_with("img4.jpg", &[("origin", &ours)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["csrf_token"].as_str().expect("token").to_string();
+    let (status, _) = app.move_from(&https_twin, &token, 2).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app.move_from(&ours, &token, 2).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
