@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::config::Settings;
 use crate::face::eval::{ScoredPair, evaluate, parse_pairs, roc_points, write_roc};
 use crate::face::gallery::{self, EnrollReport, Gallery};
+use crate::face::int8::CpuFeatures;
 use crate::face::{EnginePool, FaceAnalysis, FaceError, Which, cosine};
 use crate::lift::{Device, Link, Secret, choose_device, sim, valid_device_name};
 use crate::store::Store;
@@ -135,6 +136,12 @@ pub enum Command {
     },
     /// A simulated lift controller speaking the device protocol: try the system without hardware
     DeviceSim(DeviceSimArgs),
+    /// The CPU features ONNX Runtime's int8 kernels depend on, and the int8 format
+    /// scripts/quantize-vggface picks for this CPU
+    Cpu {
+        #[arg(long)]
+        json: bool,
+    },
     /// Time every stage against raw ONNX Runtime, in one run
     Bench {
         /// default: a 1280x720 webcam frame from shared/data/frames
@@ -192,9 +199,14 @@ pub struct DeviceSimArgs {
     /// The device's secret, as `facelift device add` printed it
     #[arg(long, env = "FACELIFT_DEVICE_SECRET", hide_env_values = true)]
     secret: String,
-    /// The facelift server
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    server: String,
+    /// The facelift server's base URL (default: the configured `bind`, over https when the
+    /// configuration serves TLS)
+    #[arg(long)]
+    server: Option<String>,
+    /// A certificate (PEM) to trust for an https server (default: the server's self-signed one
+    /// in <data_dir>/tls/ when the configuration uses it)
+    #[arg(long, value_name = "FILE")]
+    server_cert: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = SimMode::Push)]
     mode: SimMode,
     /// Push: where the simulator listens for commands
@@ -265,6 +277,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Device { action, .. } => device(&settings, action),
         Command::DeviceSim(args) => device_sim(&settings, args),
+        Command::Cpu { json } => cpu(json),
     }
 }
 
@@ -888,6 +901,61 @@ fn device(settings: &Settings, action: DeviceAction) -> Result<()> {
     Ok(())
 }
 
+fn cpu(json_out: bool) -> Result<()> {
+    let features = CpuFeatures::detect();
+    let model_name = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let value = json!({
+        "cpu": model_name,
+        "features": features.names(),
+        "int8_kernels": features.int8_kernels(),
+        "int8_format": features.recommended_int8_format(),
+    });
+    if json_out {
+        return print_json(&value);
+    }
+    println!("CPU            {model_name}");
+    println!("int8 features  {}", features.names().join(" "));
+    println!(
+        "int8 kernels   {}",
+        value["int8_kernels"].as_str().unwrap_or_default()
+    );
+    println!(
+        "int8 format    {} (what scripts/quantize-vggface makes here)",
+        value["int8_format"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// The server this configuration serves, as a device on this machine reaches it: the `bind`
+/// address (loopback for an unspecified one), over https when TLS is configured.
+fn configured_server_url(settings: &Settings) -> String {
+    let scheme = if settings.tls.self_signed || settings.tls.cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let address = match settings.bind.parse::<std::net::SocketAddr>() {
+        Ok(address) if address.ip().is_unspecified() => {
+            let loopback: std::net::IpAddr = if address.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(loopback, address.port()).to_string()
+        }
+        _ => settings.bind.clone(),
+    };
+    format!("{scheme}://{address}")
+}
+
 fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -917,10 +985,26 @@ fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
                 }
             },
         };
+        let server = args
+            .server
+            .clone()
+            .unwrap_or_else(|| configured_server_url(settings));
+        let certificate_file = args.server_cert.clone().or_else(|| {
+            (settings.tls.self_signed && settings.tls.cert.is_none())
+                .then(|| settings.data_dir.join("tls/self-signed-cert.pem"))
+        });
+        let server_certificate = match certificate_file {
+            Some(path) if server.starts_with("https://") => {
+                Some(std::fs::read(&path).with_context(|| {
+                    format!("reading the server's certificate {}", path.display())
+                })?)
+            }
+            _ => None,
+        };
         let handle = sim::start(sim::SimConfig {
             device_id: args.name.clone(),
             secret: Secret::new(args.secret),
-            server: args.server.trim_end_matches('/').to_string(),
+            server: server.trim_end_matches('/').to_string(),
             link,
             lowest,
             highest,
@@ -928,6 +1012,7 @@ fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
             travel_per_floor: std::time::Duration::from_millis(args.travel_ms_per_floor),
             heartbeat: std::time::Duration::from_secs(args.heartbeat_secs.max(1)),
             poll_wait_secs: 25,
+            server_certificate,
         })
         .await?;
         let faults = &handle.faults;
@@ -944,8 +1029,8 @@ fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
             );
         } else {
             println!(
-                "device {} talking to {} (floors {lowest} to {highest})",
-                args.name, args.server
+                "device {} talking to {server} (floors {lowest} to {highest})",
+                args.name
             );
         }
         if let Some(after) = args.silent_after_secs {

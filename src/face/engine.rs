@@ -14,6 +14,7 @@ use super::align::{
 };
 use super::decode::{DecodeLimits, decode_for_size};
 use super::detect::{Detection, decode_detections, detector_input, resize_like_opencv};
+use super::int8::{CpuFeatures, check_int8_model};
 use super::landmarks::{
     Crop, Point, five_points, landmark_crop, landmark_input, points_from_output,
 };
@@ -141,6 +142,11 @@ impl Engine {
                 landmarker: open(&models.landmarks)?,
             })
         };
+        if models.embedder.int8 {
+            let path = models.embedder.model.verified_path(dir)?;
+            let report = check_int8_model(&path, &CpuFeatures::detect())?;
+            tracing::debug!(format = %report.int8_format, validated_on = ?report.validated_on, "int8 model fits this CPU");
+        }
         let embedder = open(&models.embedder.model)?;
         let embedder_batches = embedder
             .inputs()

@@ -55,6 +55,10 @@ pub struct EmbedderSpec {
     pub embedding_size: usize,
     /// cosine similarity at or above which two faces are the same person
     pub threshold: f32,
+    /// an int8 model made by `scripts/quantize-vggface`: the report beside it says which
+    /// format it is and on which CPU it was checked, and is checked against this one
+    #[serde(default)]
+    pub int8: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +118,7 @@ impl ModelSet {
                 output: None,
                 embedding_size: 512,
                 threshold: 0.50,
+                int8: false,
             },
             liveness: Some(file(
                 "fr_liveness.onnx",
@@ -154,6 +159,7 @@ impl ModelSet {
                 embedding_size: size,
                 // DeepFace's cosine distance threshold for VGG-Face is 0.68
                 threshold: 1.0 - 0.68,
+                int8: precision == Precision::Int8,
             },
             ..default
         }

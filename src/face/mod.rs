@@ -9,6 +9,7 @@ pub mod detect;
 pub mod engine;
 pub mod eval;
 pub mod gallery;
+pub mod int8;
 pub mod landmarks;
 pub mod manifest;
 pub mod pool;

@@ -11,7 +11,11 @@ use facelift::face::{Engine, EngineConfig, ModelSet, Precision, VggOutput};
 use facelift::store::Store;
 use ndarray::Array4;
 
-use crate::helpers::{facelift_json, make_gallery, pool, read_npy_f32, repo_root, shared};
+use facelift::face::int8::{CpuFeatures, Int8Format, Int8Kernels, Int8Report, check_int8_model};
+
+use crate::helpers::{
+    facelift_json, int8_model_or_skip, make_gallery, pool, read_npy_f32, repo_root, shared,
+};
 
 fn fixtures() -> PathBuf {
     shared().join("fixtures/vggface-parity")
@@ -34,13 +38,17 @@ fn models_dir() -> tempfile::TempDir {
         ),
         (cache.join("vgg-face.onnx"), "vgg-face.onnx"),
         (cache.join("vgg-face.onnx.data"), "vgg-face.onnx.data"),
+        // the int8 model and its report, when setup made them on this CPU
         (cache.join("vgg-face-int8.onnx"), "vgg-face-int8.onnx"),
         (
             cache.join("vgg-face-int8.onnx.data"),
             "vgg-face-int8.onnx.data",
         ),
+        (cache.join("vgg-face-int8.json"), "vgg-face-int8.json"),
     ] {
-        std::os::unix::fs::symlink(&from, dir.path().join(name)).expect("link");
+        if from.is_file() {
+            std::os::unix::fs::symlink(&from, dir.path().join(name)).expect("link");
+        }
     }
     dir
 }
@@ -223,6 +231,12 @@ fn switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models() {
     assert_eq!((again.embedded, again.from_cache), (0, 2));
 
     // the int8 variant is a model of its own: re-embedded, cached apart
+    if !int8_model_or_skip(
+        "switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models",
+        "switching to int8",
+    ) {
+        return;
+    }
     settings.model_precision = Some("int8".into());
     let int8 = facelift::open_engine_pool(&settings).expect("the int8 VGG-Face pool");
     let (int8_gallery, report) = build(people.path(), &int8, &store, &|| {}).expect("int8");
@@ -271,6 +285,12 @@ fn represent_with_vgg_face_gives_deepfaces_skip_embedding() {
 
 #[test]
 fn the_int8_vgg_face_agrees_with_fp32_on_the_fixture_photos_and_on_detected_faces() {
+    if !int8_model_or_skip(
+        "the_int8_vgg_face_agrees_with_fp32_on_the_fixture_photos_and_on_detected_faces",
+        "the whole test",
+    ) {
+        return;
+    }
     let dir = models_dir();
     let photos: Vec<Vec<u8>> = ["img1.jpg", "img2.jpg", "img4.jpg"]
         .iter()
@@ -396,7 +416,18 @@ fn the_quantizer_writes_nothing_when_int8_falls_short_of_the_bar() {
     ];
     let refused = quantize(&six, "0.9999999");
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "falling short is its own exit status, which setup treats as a skipped speed-up: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    let cpu = CpuFeatures::detect();
+    let format = serde_json::to_value(cpu.recommended_int8_format()).expect("format");
+    assert!(
+        stdout.contains(&format!("format {}", format.as_str().expect("name"))),
+        "the format is this CPU's: {stdout}"
+    );
     assert!(
         stderr.contains("nothing written, keep precision fp32"),
         "{stderr}"
@@ -413,7 +444,14 @@ fn a_vgg_face_pair_embedded_in_one_batch_gives_what_each_photo_gives_alone() {
     let dir = models_dir();
     let photos = ["img1.jpg", "img2.jpg"]
         .map(|name| std::fs::read(shared().join("data/deepface-faces").join(name)).expect("photo"));
-    for precision in [Precision::Fp32, Precision::Int8] {
+    let mut precisions = vec![Precision::Fp32];
+    if int8_model_or_skip(
+        "a_vgg_face_pair_embedded_in_one_batch_gives_what_each_photo_gives_alone",
+        "the int8 pair",
+    ) {
+        precisions.push(Precision::Int8);
+    }
+    for precision in precisions {
         let mut engine = engine_of(VggOutput::Fc8, precision, dir.path());
         assert!(engine.embeds_pairs_in_one_batch(), "VGG-Face takes a batch");
         let alone = photos.each_ref().map(|photo| {
@@ -440,5 +478,90 @@ fn a_vgg_face_pair_embedded_in_one_batch_gives_what_each_photo_gives_alone() {
         .expect("default engine")
         .embeds_pairs_in_one_batch(),
         "the default model's input has a fixed batch of one"
+    );
+}
+
+/// The two kinds of CPU machines of this kind have: Intel with AVX512-VNNI, AMD EPYC with AVX2.
+fn cpu_kinds() -> [(&'static str, CpuFeatures); 2] {
+    let intel = CpuFeatures {
+        x86_64: true,
+        avx2: true,
+        avx512bw: true,
+        avx512vnni: true,
+        avxvnni: true,
+    };
+    let amd = CpuFeatures {
+        x86_64: true,
+        avx2: true,
+        ..CpuFeatures::default()
+    };
+    [("Intel with VNNI", intel), ("AMD EPYC, AVX2 only", amd)]
+}
+
+#[test]
+fn the_int8_model_records_the_cpu_it_was_checked_on_and_runs_only_where_that_holds() {
+    if !int8_model_or_skip(
+        "the_int8_model_records_the_cpu_it_was_checked_on_and_runs_only_where_that_holds",
+        "the whole test",
+    ) {
+        return;
+    }
+    let model = repo_root().join(".cache/vggface/vgg-face-int8.onnx");
+    let report = Int8Report::read(&model.with_extension("json")).expect("report");
+    let here = CpuFeatures::detect();
+    assert_eq!(
+        report.int8_format,
+        here.recommended_int8_format(),
+        "this CPU's format"
+    );
+    let validated = report.validated_on.as_ref().expect("validated_on");
+    assert_eq!(validated.int8_kernels, here.int8_kernels());
+    assert_eq!(validated.features, here.names());
+    check_int8_model(&model, &here).expect("runs where it was checked");
+    for (kind, cpu) in cpu_kinds() {
+        let verdict = check_int8_model(&model, &cpu);
+        let expected_to_run = report.int8_format == Int8Format::U8u8
+            || cpu.int8_kernels() != Int8Kernels::SaturatingU8s8
+            || validated.int8_kernels == Int8Kernels::SaturatingU8s8;
+        assert_eq!(verdict.is_ok(), expected_to_run, "{kind}: {verdict:?}");
+        if let Err(refusal) = verdict {
+            assert!(
+                refusal
+                    .to_string()
+                    .contains("Run scripts/quantize-vggface on this machine"),
+                "{refusal}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_int8_model_without_its_report_is_refused_with_how_to_make_one() {
+    if !int8_model_or_skip(
+        "an_int8_model_without_its_report_is_refused_with_how_to_make_one",
+        "the whole test",
+    ) {
+        return;
+    }
+    let cache = repo_root().join(".cache/vggface");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["vgg-face-int8.onnx", "vgg-face-int8.onnx.data"] {
+        std::os::unix::fs::symlink(cache.join(name), dir.path().join(name)).expect("link");
+    }
+    for name in ["fr_detect.onnx", "fr_landmark.onnx"] {
+        std::os::unix::fs::symlink(repo_root().join("models").join(name), dir.path().join(name))
+            .expect("link");
+    }
+    let refused = Engine::load(
+        &ModelSet::vgg_face(VggOutput::Fc8, Precision::Int8),
+        dir.path(),
+        EngineConfig::default(),
+    )
+    .err()
+    .expect("refused without its report");
+    let message = refused.to_string();
+    assert!(
+        message.contains("vgg-face-int8.json") && message.contains("scripts/quantize-vggface"),
+        "{message}"
     );
 }
