@@ -3,7 +3,9 @@
 //
 //   node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized
 //
-// Exits 0 when the page behaved as a person would expect, 1 with a reason otherwise.
+// Exits 0 when the page behaved as a person would expect, 1 with a reason otherwise. Over
+// https:// (the server's self-signed certificate, accepted as a phone's user accepts it once)
+// it also checks that the page came over HTTP/2, as browsers speak it over TLS.
 import { chromium } from 'playwright-core';
 
 const [base, camera, shots, expected] = process.argv.slice(2);
@@ -12,6 +14,7 @@ if (!base || !camera || !shots || !['recognized', 'not_recognized'].includes(exp
   process.exit(2);
 }
 
+const https = base.startsWith('https://');
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: [
@@ -20,12 +23,16 @@ const browser = await chromium.launch({
     `--use-file-for-fake-video-capture=${camera}`,
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--no-first-run',
+    ...(https ? ['--ignore-certificate-errors'] : []),
   ],
 });
-const page = await browser.newPage({ viewport: { width: 800, height: 900 } });
+const page = await browser.newPage({ viewport: { width: 800, height: 900 }, ignoreHTTPSErrors: https });
 const text = (selector) => page.locator(selector).innerText();
 try {
   await page.goto(`${base}/`);
+  const protocol = await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
+  if (https && protocol !== 'h2') throw new Error(`the page came over ${protocol}, not HTTP/2`);
+  console.log(`login page over ${protocol}`);
   await page.waitForSelector('#login:not([disabled])', { timeout: 30_000 });
   await page.click('#login');
 

@@ -132,3 +132,34 @@ async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
         assert!(shots.join(shot).is_file(), "{shot} kept");
     }
 }
+
+/// The seed's main way in: a phone's browser on the same Wi-Fi, HTTPS straight to the server
+/// with its self-signed certificate, so HTTP/2 (the script checks the protocol). Before the
+/// origin check read HTTP/2's authority, this login was refused as cross-site every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_face_logs_in_over_direct_https_with_http2_and_drives_the_lift() {
+    let shots: PathBuf = repo_root().join("test-artifacts/browser/https");
+    std::fs::create_dir_all(&shots).expect("artifacts folder");
+    let cameras = tempfile::tempdir().expect("tempdir");
+    let enrolled = cameras.path().join("person01.y4m");
+    y4m_from_photo("img4.jpg", &enrolled);
+
+    let mut device = DeviceOptions::new(DeviceLink::Push);
+    device.travel_ms_per_floor = 800;
+    let app = spawn_app_with(AppOptions {
+        device: Some(device),
+        tls: true,
+        ..AppOptions::default()
+    })
+    .await;
+    app.lift_ready().await;
+    assert!(app.base.starts_with("https://"), "{}", app.base);
+
+    let (b, e, s) = (app.base.clone(), enrolled.clone(), shots.clone());
+    tokio::task::spawn_blocking(move || run_browser(&b, &e, &s, "recognized"))
+        .await
+        .expect("browser run");
+    let log = app.store.recent_audit("login", 1).expect("audit");
+    assert_eq!(log[0].person.as_deref(), Some("person01"));
+    assert!(shots.join("lift-floor-2.png").is_file(), "screenshot kept");
+}
