@@ -565,3 +565,91 @@ fn an_int8_model_without_its_report_is_refused_with_how_to_make_one() {
         "{message}"
     );
 }
+
+/// `facelift ARGS` on an emulated AMD EPYC (Rome: AVX2, no AVX-512, no VNNI) under qemu-user,
+/// whose CPUID is the one ONNX Runtime and facelift read: the other kind of machine, on any.
+fn on_emulated_epyc(args: &[&OsStr]) -> std::process::Output {
+    Command::new("qemu-x86_64")
+        .args(["-cpu", "EPYC-Rome"])
+        .arg(env!("CARGO_BIN_EXE_facelift"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("FACELIFT_LOG", "error")
+        .output()
+        .expect("qemu-x86_64 runs (scripts/setup --for-tests installs Debian's qemu-user)")
+}
+
+#[test]
+fn on_an_emulated_avx2_cpu_facelift_picks_u8u8_and_runs_only_an_int8_model_checked_for_it() {
+    let cpu = on_emulated_epyc(&["cpu".as_ref(), "--json".as_ref()]);
+    let value: serde_json::Value = serde_json::from_slice(&cpu.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&cpu.stderr));
+    });
+    assert_eq!(value["features"], serde_json::json!(["avx2"]), "{value}");
+    assert_eq!(value["int8_kernels"], "saturating-u8s8");
+    assert_eq!(value["int8_format"], "u8u8");
+
+    if !int8_model_or_skip(
+        "on_an_emulated_avx2_cpu_facelift_picks_u8u8_and_runs_only_an_int8_model_checked_for_it",
+        "running the int8 model on the emulated CPU",
+    ) {
+        return;
+    }
+    let dir = models_dir();
+    let photo = shared().join("data/deepface-faces/img1.jpg");
+    let args: Vec<&OsStr> = [
+        "--model",
+        "vgg-face",
+        "--precision",
+        "int8",
+        "--threads",
+        "2",
+        "--models-dir",
+    ]
+    .iter()
+    .map(OsStr::new)
+    .chain([dir.path().as_os_str()])
+    .chain(["represent", "--no-detect", "--json"].map(OsStr::new))
+    .chain([photo.as_os_str()])
+    .collect();
+    let emulated = on_emulated_epyc(&args);
+    let report =
+        Int8Report::read(&repo_root().join(".cache/vggface/vgg-face-int8.json")).expect("report");
+    let checked_with = report.validated_on.as_ref().map(|v| v.int8_kernels);
+    if report.int8_format.saturates_without_vnni()
+        && checked_with != Some(Int8Kernels::SaturatingU8s8)
+    {
+        // made on a VNNI machine: refused there, before any pixel is embedded
+        let stderr = String::from_utf8_lossy(&emulated.stderr);
+        assert!(!emulated.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("u8s8 kernels saturate")
+                && stderr.contains("Run scripts/quantize-vggface on this machine"),
+            "{stderr}"
+        );
+    } else {
+        // made for such a CPU: it runs there and agrees with fp32 (on this machine) as checked
+        assert!(
+            emulated.status.success(),
+            "{}",
+            String::from_utf8_lossy(&emulated.stderr)
+        );
+        let embedding = |value: &serde_json::Value| -> Vec<f32> {
+            value["embedding"]
+                .as_array()
+                .expect("embedding")
+                .iter()
+                .map(|v| v.as_f64().expect("number") as f32)
+                .collect()
+        };
+        let int8: serde_json::Value = serde_json::from_slice(&emulated.stdout).expect("json");
+        let fp32 = vgg_facelift(
+            dir.path(),
+            &["represent", "--no-detect", "--json"],
+            &[&photo],
+        );
+        let agreement = facelift::face::cosine(&embedding(&int8), &embedding(&fp32));
+        println!("int8 on the emulated EPYC against fp32: {agreement:.5}");
+        assert!(agreement >= 0.999, "{agreement}");
+    }
+}
