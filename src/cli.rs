@@ -134,6 +134,17 @@ pub enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Enrolled people: add one from photos (the first person, the first administrator), list
+    /// them, remove one
+    Person {
+        #[command(subcommand)]
+        action: PersonAction,
+        /// Enrolled people, one folder each (default: the configured gallery)
+        #[arg(long, global = true)]
+        gallery: Option<PathBuf>,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// A simulated lift controller speaking the device protocol: try the system without hardware
     DeviceSim(DeviceSimArgs),
     /// The CPU features ONNX Runtime's int8 kernels depend on, and the int8 format
@@ -182,6 +193,29 @@ pub enum DeviceAction {
     Remove {
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonAction {
+    /// Enrol a person from photos: each must show exactly one usable face, is copied into the
+    /// person's folder and embedded at once (photos of an already enrolled person add to theirs)
+    Add {
+        /// The name shown at login and used in `web.admins`: 1 to 64 letters, digits, - or _
+        name: String,
+        photos: Vec<PathBuf>,
+        /// Also make them an administrator (they may then enrol others from /admin)
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The enrolled people, their number of photos, and who is an administrator
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a person: their folder of photos and their administrator mark
+    Remove { name: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -276,6 +310,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         ),
         Command::Device { action, .. } => device(&settings, action),
+        Command::Person { action, .. } => person(&settings, action),
         Command::DeviceSim(args) => device_sim(&settings, args),
         Command::Cpu { json } => cpu(json),
     }
@@ -322,6 +357,12 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
             set("data_dir", path(data_dir));
         }
         Command::Device { data_dir, .. } => set("data_dir", path(data_dir)),
+        Command::Person {
+            gallery, data_dir, ..
+        } => {
+            set("gallery", path(gallery));
+            set("data_dir", path(data_dir));
+        }
         Command::Represent { output, .. } => set("model_output", output.as_ref().map(|o| json!(o))),
         _ => {}
     }
@@ -799,6 +840,13 @@ fn serve(settings: Settings) -> Result<()> {
             from_cache = report.from_cache,
             "gallery ready"
         );
+        if report.people == 0 {
+            tracing::warn!(
+                gallery = %settings.gallery.display(),
+                "no one is enrolled: every login is \"not recognised\" until someone is; \
+                 add the first person with `facelift person add NAME PHOTO... --admin`"
+            );
+        }
         let tls = tls_files(&settings)?;
         let listener = std::net::TcpListener::bind(&settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
@@ -898,6 +946,172 @@ fn device(settings: &Settings, action: DeviceAction) -> Result<()> {
             println!("Removed {name}; restart the server.");
         }
     }
+    Ok(())
+}
+
+fn person(settings: &Settings, action: PersonAction) -> Result<()> {
+    let store = open_store(settings)?;
+    match action {
+        PersonAction::Add {
+            name,
+            photos,
+            admin,
+            json,
+        } => person_add(settings, &store, &name, &photos, admin, json),
+        PersonAction::List { json } => {
+            let people = if settings.gallery.exists() {
+                gallery::scan(&settings.gallery).with_context(|| {
+                    format!("reading the gallery {}", settings.gallery.display())
+                })?
+            } else {
+                BTreeMap::new()
+            };
+            let stored_admins = store.admins()?;
+            let is_admin = |name: &str| {
+                settings.web.admins.iter().any(|a| a == name)
+                    || stored_admins.iter().any(|a| a == name)
+            };
+            if json {
+                let rows: Vec<Value> = people
+                    .iter()
+                    .map(|(name, photos)| json!({"name": name, "photos": photos.len(), "admin": is_admin(name)}))
+                    .collect();
+                return print_json(&json!(rows));
+            }
+            if people.is_empty() {
+                println!(
+                    "No one is enrolled in {}: add someone with `facelift person add NAME PHOTO... --admin`.",
+                    settings.gallery.display()
+                );
+            }
+            for (name, photos) in &people {
+                let role = if is_admin(name) {
+                    "  administrator"
+                } else {
+                    ""
+                };
+                println!("{name:<24} {} photos{role}", photos.len());
+            }
+            Ok(())
+        }
+        PersonAction::Remove { name } => {
+            if !gallery::valid_person_name(&name) {
+                bail!("a name is 1 to 64 letters, digits, '-' or '_'");
+            }
+            let folder = settings.gallery.join(&name);
+            let had_photos = folder.is_dir();
+            if had_photos {
+                std::fs::remove_dir_all(&folder)
+                    .with_context(|| format!("removing {}", folder.display()))?;
+            }
+            let was_admin = store.is_admin(&name)?;
+            store.set_admin(&name, false)?;
+            if !had_photos && !was_admin {
+                bail!(
+                    "no one called {name} is enrolled in {}",
+                    settings.gallery.display()
+                );
+            }
+            println!("Removed {name}; restart the server for it to forget them.");
+            if settings.web.admins.contains(&name) {
+                println!("{name} is still listed in web.admins in the configuration.");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `facelift person add`: every photo checked for exactly one usable face before anything is
+/// written; the photos that pass are saved and embedded into the cache, so that the server
+/// starts with them at once.
+fn person_add(
+    settings: &Settings,
+    store: &Store,
+    name: &str,
+    photos: &[PathBuf],
+    admin: bool,
+    json_out: bool,
+) -> Result<()> {
+    if !gallery::valid_person_name(name) {
+        bail!(
+            "a name is 1 to 64 letters, digits, '-' or '_' (it names their folder in the gallery)"
+        );
+    }
+    let already = gallery::scan(&settings.gallery)
+        .map(|people| people.get(name).map_or(0, Vec::len))
+        .unwrap_or(0);
+    if photos.is_empty() && !(admin && already > 0) {
+        bail!("give at least one photo of {name} (3 to 5, in different light, are better)");
+    }
+    let (mut added, mut skipped) = (Vec::new(), Vec::new());
+    if !photos.is_empty() {
+        let pool = open_pool(settings)?;
+        let cache_key = pool.cache_key();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for path in photos {
+            let checked = std::fs::read(path)
+                .with_context(|| format!("reading {}", path.display()))
+                .and_then(|bytes| {
+                    let copy = bytes.clone();
+                    let analysis = pool
+                        .run_blocking(move |engine| engine.analyze_bytes(&copy, Which::Single))??;
+                    Ok((bytes, analysis))
+                });
+            match checked {
+                Ok((bytes, analysis)) => {
+                    let embedding = &analysis.faces[0].embedding;
+                    let saved = gallery::save_photo(
+                        &settings.gallery,
+                        name,
+                        &bytes,
+                        now,
+                        (store, &cache_key, embedding),
+                    )
+                    .with_context(|| format!("saving {} in the gallery", path.display()))?;
+                    added.push(saved);
+                }
+                Err(why) => skipped.push((path.clone(), format!("{why:#}"))),
+            }
+        }
+        if added.is_empty() {
+            for (path, why) in &skipped {
+                eprintln!("{}: {why}", path.display());
+            }
+            bail!("no photo of {name} showed exactly one usable face; nothing was enrolled");
+        }
+    }
+    if admin {
+        store.set_admin(name, true)?;
+    }
+    if json_out {
+        return print_json(&json!({
+            "person": name,
+            "added": added,
+            "photos": already + added.len(),
+            "admin": admin || settings.web.admins.iter().any(|a| a == name) || store.is_admin(name)?,
+            "skipped": skipped.iter().map(|(p, why)| json!({"photo": p, "why": why})).collect::<Vec<_>>(),
+        }));
+    }
+    for (path, why) in &skipped {
+        println!("skipped {}: {why}", path.display());
+    }
+    println!(
+        "Enrolled {name}: {} photo(s) added, {} in all, in {}.",
+        added.len(),
+        already + added.len(),
+        settings.gallery.join(name).display()
+    );
+    if admin {
+        println!(
+            "{name} is an administrator: they may open /admin and enrol others from the camera."
+        );
+    }
+    println!(
+        "A running server picks the new photos up when restarted (scripts/run); \
+         enrolments made on /admin count at once."
+    );
     Ok(())
 }
 
@@ -1043,4 +1257,26 @@ fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
         drop(pseudo_terminal);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulator_finds_the_server_the_configuration_serves() {
+        let mut settings = Settings {
+            bind: "0.0.0.0:9090".into(),
+            ..Settings::default()
+        };
+        assert_eq!(configured_server_url(&settings), "http://127.0.0.1:9090");
+        settings.bind = "192.168.1.20:8443".into();
+        settings.tls.self_signed = true;
+        assert_eq!(
+            configured_server_url(&settings),
+            "https://192.168.1.20:8443"
+        );
+        settings.bind = "[::]:8443".into();
+        assert_eq!(configured_server_url(&settings), "https://[::1]:8443");
+    }
 }

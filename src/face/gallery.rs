@@ -144,6 +144,33 @@ pub fn valid_person_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Saves an enrolment photo (already checked for one usable face) in the person's folder under
+/// `gallery`, as `<now>-<hash>.<ext>`, and caches its embedding under `cache_key`; the photo is
+/// written then renamed, so a crash never leaves half a photo in the gallery. Returns its path.
+pub fn save_photo(
+    gallery: &Path,
+    person: &str,
+    photo: &[u8],
+    now: i64,
+    cache: (&dyn EmbeddingCache, &str, &Embedding),
+) -> std::io::Result<PathBuf> {
+    let extension = match image::guess_format(photo) {
+        Ok(image::ImageFormat::Png) => "png",
+        Ok(image::ImageFormat::WebP) => "webp",
+        _ => "jpg",
+    };
+    let sha256 = hex::encode(Sha256::digest(photo));
+    let folder = gallery.join(person);
+    let path = folder.join(format!("{now}-{}.{extension}", &sha256[..8]));
+    std::fs::create_dir_all(&folder)?;
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, photo)?;
+    std::fs::rename(&partial, &path)?;
+    let (store, cache_key, embedding) = cache;
+    store.put(cache_key, &sha256, embedding);
+    Ok(path)
+}
+
 /// A file with a photo's extension (.jpg, .png, ...).
 pub fn is_photo(path: &Path) -> bool {
     path.is_file()

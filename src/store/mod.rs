@@ -60,6 +60,11 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // the key became the model id plus the preprocessing and pipeline revision
     "ALTER TABLE embeddings RENAME COLUMN model_id TO cache_key;",
+    // administrators named by `facelift person add --admin`, besides the configured ones
+    "CREATE TABLE admins (
+        person     TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    ) WITHOUT ROWID;",
 ];
 
 /// A registered lift controller as stored: `link` is "push", "pull" or "serial"; `address` is
@@ -258,6 +263,36 @@ impl Store {
             .map(|n| n > 0)
     }
 
+    /// Makes `person` an administrator (`admin`) or not.
+    pub fn set_admin(&self, person: &str, admin: bool) -> Result<(), StoreError> {
+        let sql = if admin {
+            "INSERT OR IGNORE INTO admins (person) VALUES (?1)"
+        } else {
+            "DELETE FROM admins WHERE person = ?1"
+        };
+        self.with(|c| c.execute(sql, params![person])).map(|_| ())
+    }
+
+    pub fn is_admin(&self, person: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT 1 FROM admins WHERE person = ?1",
+                params![person],
+                |_| Ok(()),
+            )
+            .optional()
+        })
+        .map(|found| found.is_some())
+    }
+
+    pub fn admins(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT person FROM admins ORDER BY person")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect()
+        })
+    }
+
     /// The session's data and expiry (unix seconds), unless it has expired.
     pub(crate) fn session_load(
         &self,
@@ -383,5 +418,17 @@ mod tests {
             store.cached_embedding("m1", "abc").expect("get"),
             Some(vec![0.5, -2.0])
         );
+    }
+
+    #[test]
+    fn administrators_are_added_and_removed() {
+        let store = Store::open_in_memory().expect("store");
+        assert!(!store.is_admin("alice").expect("read"));
+        store.set_admin("alice", true).expect("add");
+        store.set_admin("alice", true).expect("twice is once");
+        assert!(store.is_admin("alice").expect("read"));
+        assert_eq!(store.admins().expect("list"), ["alice"]);
+        store.set_admin("alice", false).expect("remove");
+        assert!(store.admins().expect("list").is_empty());
     }
 }

@@ -8,11 +8,10 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::auth::AdminUser;
 use super::{AppState, WebError, api::read_files};
-use crate::face::gallery::{EmbeddingCache, Template, valid_person_name};
+use crate::face::gallery::{Template, save_photo, valid_person_name};
 use crate::face::{FaceError, Which};
 
 fn checked_name(name: &str) -> Result<&str, WebError> {
@@ -43,31 +42,22 @@ pub async fn add_photo(
         .await??;
     let face = analysis.faces.into_iter().next().ok_or(FaceError::NoFace)?;
 
-    let extension = match image::guess_format(&photo) {
-        Ok(image::ImageFormat::Png) => "png",
-        Ok(image::ImageFormat::WebP) => "webp",
-        _ => "jpg",
-    };
-    let folder = state.settings.gallery.join(&name);
-    let file = folder.join(format!(
-        "{}-{}.{extension}",
-        state.clock.now(),
-        &hex::encode(Sha256::digest(&photo))[..8]
-    ));
-    let (path, store, cache_key, embedding) = (
-        file.clone(),
+    let (gallery, store, cache_key, embedding, now) = (
+        state.settings.gallery.clone(),
         state.store.clone(),
         state.pool.cache_key(),
         face.embedding.clone(),
+        state.clock.now(),
     );
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::create_dir_all(&folder)?;
-        // write then rename, so a crash never leaves half a photo in the gallery
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, &photo)?;
-        std::fs::rename(&partial, &path)?;
-        store.put(&cache_key, &hex::encode(Sha256::digest(&photo)), &embedding);
-        Ok(())
+    let person = name.clone();
+    let file = tokio::task::spawn_blocking(move || {
+        save_photo(
+            &gallery,
+            &person,
+            &photo,
+            now,
+            (&*store, &cache_key, &embedding),
+        )
     })
     .await
     .map_err(|e| WebError::Internal(e.to_string()))?

@@ -262,8 +262,15 @@ pub async fn login(
     state.limiter.success(&client.address);
     // a new id at login, so a session id planted before login is worth nothing after it
     session.cycle_id().await?;
+    let admin = state.settings.web.admins.contains(&person) || {
+        let (store, name) = (state.store.clone(), person.clone());
+        tokio::task::spawn_blocking(move || store.is_admin(&name))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?
+            .map_err(|e| WebError::Internal(format!("reading the administrators: {e}")))?
+    };
     let user = SessionUser {
-        admin: state.settings.web.admins.contains(&person),
+        admin,
         person: person.clone(),
         login_at: now,
         last_seen: now,

@@ -89,10 +89,21 @@ fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     response
 }
 
-async fn login_page(user: Result<CurrentUser, WebError>) -> Response {
+async fn login_page(
+    user: Result<CurrentUser, WebError>,
+    State(state): State<AppState>,
+) -> Response {
     match user {
         Ok(_) => Redirect::to("/lift").into_response(),
-        Err(_) => render("login.html", context! {}),
+        Err(_) => {
+            let nobody_enrolled = state
+                .gallery
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .people
+                .is_empty();
+            render("login.html", context! { nobody_enrolled })
+        }
     }
 }
 

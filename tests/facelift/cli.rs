@@ -213,3 +213,82 @@ fn bench_reports_every_stage_next_to_raw_onnx_runtime() {
     assert_eq!(report["size"], serde_json::json!([1280, 720]));
     assert!(report["overhead_ratio"].as_f64().is_some_and(|r| r > 0.0));
 }
+
+/// The newcomer's path: the first person, an administrator, from photos on the command line.
+#[test]
+fn person_add_enrols_the_first_admin_from_photos_and_keeps_only_single_face_photos() {
+    let (gallery, data) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let places = [
+        "--gallery",
+        path(gallery.path()),
+        "--data-dir",
+        path(data.path()),
+    ];
+    let empty = facelift(&[&["person", "list", "--json"], &places[..]].concat());
+    assert_eq!(empty, serde_json::json!([]), "no one enrolled at first");
+
+    let (one, two, couple) = (photo("img1.jpg"), photo("img2.jpg"), photo("couple.jpg"));
+    let not_a_photo = crate::helpers::repo_root().join("Cargo.toml");
+    let added = facelift(
+        &[
+            &["person", "add", "alice", path(&one), path(&two)],
+            &[path(&couple), path(&not_a_photo), "--admin", "--json"][..],
+            &places[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(added["photos"], 2, "{added}");
+    assert_eq!(added["admin"], true);
+    let why: Vec<&str> = added["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| s["why"].as_str().expect("why"))
+        .collect();
+    assert!(why[0].contains("2 faces found"), "{why:?}");
+    assert!(why[1].contains("not an image"), "{why:?}");
+    let saved = std::fs::read_dir(gallery.path().join("alice"))
+        .expect("alice's folder")
+        .count();
+    assert_eq!(saved, 2, "only the single-face photos are kept");
+
+    // embedded at once: the server starts from the cache
+    let enroll = facelift(
+        &[
+            "enroll",
+            path(gallery.path()),
+            "--data-dir",
+            path(data.path()),
+            "--json",
+        ][..],
+    );
+    assert_eq!(
+        (enroll["embedded"].as_u64(), enroll["from_cache"].as_u64()),
+        (Some(0), Some(2)),
+        "{enroll}"
+    );
+    let store = facelift::store::Store::open(data.path()).expect("store");
+    assert!(store.is_admin("alice").expect("admins"));
+    let listed = facelift(&[&["person", "list", "--json"], &places[..]].concat());
+    assert_eq!(
+        listed,
+        serde_json::json!([{"name": "alice", "photos": 2, "admin": true}])
+    );
+
+    // a photo with no single face enrols no one
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_facelift"))
+        .current_dir(crate::helpers::repo_root())
+        .args([&["person", "add", "bob", path(&couple)], &places[..]].concat())
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("nothing was enrolled"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!gallery.path().join("bob").exists());
+}

@@ -742,3 +742,26 @@ async fn on_plain_http_a_page_served_over_https_is_another_site() {
     let (status, body) = app.move_from(&ours, &token, 2).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
+
+/// `facelift person add NAME --admin` marks the administrator in the database: their next
+/// login is an administrator's, with no change to the configuration.
+#[tokio::test]
+async fn an_administrator_marked_in_the_database_gets_the_admin_page() {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    store.set_admin("person01", true).expect("admin");
+    let app = spawn_app_with(AppOptions {
+        store: Some(Arc::clone(&store)),
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, body, _) = app.login("img4.jpg").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["admin"], true, "{body}");
+    let page = app
+        .client
+        .get(format!("{}/admin", app.base))
+        .send()
+        .await
+        .expect("admin page");
+    assert_eq!(page.status(), StatusCode::OK);
+}
