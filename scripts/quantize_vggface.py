@@ -41,7 +41,7 @@ MIN_HELD_OUT = 2
 
 
 class Refused(Exception):
-    pass
+    exit_status = 1
 
 
 class FallsShort(Refused):
@@ -265,7 +265,7 @@ def main():
         run(args)
     except Refused as e:
         print(f"quantize-vggface: {e}", file=sys.stderr)
-        return getattr(e, "exit_status", 1)
+        return e.exit_status
     return 0
 
 

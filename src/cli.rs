@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::face::eval::{ScoredPair, evaluate, parse_pairs, roc_points, write_roc};
 use crate::face::gallery::{self, EnrollReport, Gallery};
@@ -379,6 +380,20 @@ fn analyze_file(pool: &EnginePool, path: &Path, which: Which) -> Result<FaceAnal
         .with_context(|| path.display().to_string())
 }
 
+/// Photos left out, with why, as the JSON of `model-inputs` and `person add` lists them.
+fn skipped_json(skipped: &[(PathBuf, String)]) -> Vec<Value> {
+    skipped
+        .iter()
+        .map(|(photo, why)| json!({"photo": photo, "why": why}))
+        .collect()
+}
+
+fn print_skipped(skipped: &[(PathBuf, String)]) {
+    for (photo, why) in skipped {
+        println!("skipped {}: {why}", photo.display());
+    }
+}
+
 fn print_json(value: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -595,12 +610,10 @@ fn model_inputs(
         return print_json(&json!({
             "model": pool.models().id,
             "written": written,
-            "skipped": skipped.iter().map(|(p, why)| json!({"photo": p, "why": why})).collect::<Vec<_>>(),
+            "skipped": skipped_json(&skipped),
         }));
     }
-    for (photo, why) in &skipped {
-        println!("skipped {}: {why}", photo.display());
-    }
+    print_skipped(&skipped);
     println!(
         "wrote {} face inputs for {} to {} ({} photos skipped)",
         written.len(),
@@ -793,6 +806,9 @@ fn eval(
     Ok(())
 }
 
+/// Where under `data_dir` the self-signed certificate is kept.
+const TLS_DIR: &str = "tls";
+
 /// The certificate to serve HTTPS with, if the settings ask for HTTPS.
 fn tls_files(settings: &Settings) -> Result<Option<web::TlsFiles>> {
     let tls = &settings.tls;
@@ -811,7 +827,7 @@ fn tls_files(settings: &Settings) -> Result<Option<web::TlsFiles>> {
             }
             names.extend(tls.names.iter().cloned());
             names.dedup();
-            let files = web::self_signed(&settings.data_dir.join("tls"), &names)
+            let files = web::self_signed(&settings.data_dir.join(TLS_DIR), &names)
                 .context("making the self-signed certificate")?;
             Ok(Some(files))
         }
@@ -966,15 +982,17 @@ fn person(settings: &Settings, action: PersonAction) -> Result<()> {
             } else {
                 BTreeMap::new()
             };
-            let stored_admins = store.admins()?;
-            let is_admin = |name: &str| {
-                settings.web.admins.iter().any(|a| a == name)
-                    || stored_admins.iter().any(|a| a == name)
-            };
+            let rows = people
+                .iter()
+                .map(|(name, photos)| {
+                    let admin = web::is_administrator(settings, &store, name)?;
+                    Ok((name, photos.len(), admin))
+                })
+                .collect::<Result<Vec<_>>>()?;
             if json {
-                let rows: Vec<Value> = people
+                let rows: Vec<Value> = rows
                     .iter()
-                    .map(|(name, photos)| json!({"name": name, "photos": photos.len(), "admin": is_admin(name)}))
+                    .map(|(name, photos, admin)| json!({"name": name, "photos": photos, "admin": admin}))
                     .collect();
                 return print_json(&json!(rows));
             }
@@ -984,13 +1002,9 @@ fn person(settings: &Settings, action: PersonAction) -> Result<()> {
                     settings.gallery.display()
                 );
             }
-            for (name, photos) in &people {
-                let role = if is_admin(name) {
-                    "  administrator"
-                } else {
-                    ""
-                };
-                println!("{name:<24} {} photos{role}", photos.len());
+            for (name, photos, admin) in rows {
+                let role = if admin { "  administrator" } else { "" };
+                println!("{name:<24} {photos} photos{role}");
             }
             Ok(())
         }
@@ -1047,17 +1061,16 @@ fn person_add(
     if !photos.is_empty() {
         let pool = open_pool(settings)?;
         let cache_key = pool.cache_key();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = SystemClock.now();
         for path in photos {
             let checked = std::fs::read(path)
                 .with_context(|| format!("reading {}", path.display()))
                 .and_then(|bytes| {
-                    let copy = bytes.clone();
-                    let analysis = pool
-                        .run_blocking(move |engine| engine.analyze_bytes(&copy, Which::Single))??;
-                    Ok((bytes, analysis))
+                    let checked = pool.run_blocking(move |engine| {
+                        let analysis = engine.analyze_bytes(&bytes, Which::Single);
+                        analysis.map(|analysis| (bytes, analysis))
+                    })??;
+                    Ok(checked)
                 });
             match checked {
                 Ok((bytes, analysis)) => {
@@ -1090,13 +1103,11 @@ fn person_add(
             "person": name,
             "added": added,
             "photos": already + added.len(),
-            "admin": admin || settings.web.admins.iter().any(|a| a == name) || store.is_admin(name)?,
-            "skipped": skipped.iter().map(|(p, why)| json!({"photo": p, "why": why})).collect::<Vec<_>>(),
+            "admin": web::is_administrator(settings, store, name)?,
+            "skipped": skipped_json(&skipped),
         }));
     }
-    for (path, why) in &skipped {
-        println!("skipped {}: {why}", path.display());
-    }
+    print_skipped(&skipped);
     println!(
         "Enrolled {name}: {} photo(s) added, {} in all, in {}.",
         added.len(),
@@ -1126,24 +1137,20 @@ fn cpu(json_out: bool) -> Result<()> {
                 .map(|(_, name)| name.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let value = json!({
-        "cpu": model_name,
-        "features": features.names(),
-        "int8_kernels": features.int8_kernels(),
-        "int8_format": features.recommended_int8_format(),
-    });
     if json_out {
-        return print_json(&value);
+        return print_json(&json!({
+            "cpu": model_name,
+            "features": features.names(),
+            "int8_kernels": features.int8_kernels(),
+            "int8_format": features.recommended_int8_format(),
+        }));
     }
     println!("CPU            {model_name}");
     println!("int8 features  {}", features.names().join(" "));
-    println!(
-        "int8 kernels   {}",
-        value["int8_kernels"].as_str().unwrap_or_default()
-    );
+    println!("int8 kernels   {}", features.int8_kernels());
     println!(
         "int8 format    {} (what scripts/quantize-vggface makes here)",
-        value["int8_format"].as_str().unwrap_or_default()
+        features.recommended_int8_format()
     );
     Ok(())
 }
@@ -1205,7 +1212,7 @@ fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
             .unwrap_or_else(|| configured_server_url(settings));
         let certificate_file = args.server_cert.clone().or_else(|| {
             (settings.tls.self_signed && settings.tls.cert.is_none())
-                .then(|| settings.data_dir.join("tls/self-signed-cert.pem"))
+                .then(|| web::self_signed_files(&settings.data_dir.join(TLS_DIR)).cert)
         });
         let server_certificate = match certificate_file {
             Some(path) if server.starts_with("https://") => {

@@ -25,13 +25,23 @@ pub enum Int8Format {
     U8u8,
 }
 
+/// Shown by the name the reports and `facelift cpu --json` use (serde's).
+fn write_serde_name(value: &impl Serialize, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => f.write_str(&name),
+        _ => Err(std::fmt::Error),
+    }
+}
+
 impl std::fmt::Display for Int8Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::U8s8 => "u8s8",
-            Self::U8s8ReduceRange => "u8s8-reduce-range",
-            Self::U8u8 => "u8u8",
-        })
+        write_serde_name(self, f)
+    }
+}
+
+impl std::fmt::Display for Int8Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_serde_name(self, f)
     }
 }
 
@@ -67,6 +77,24 @@ pub struct CpuFeatures {
 }
 
 impl CpuFeatures {
+    /// An Intel Xeon with AVX512-VNNI, as some machines of this project's kind have.
+    pub const XEON_VNNI: Self = Self {
+        x86_64: true,
+        avx2: true,
+        avx512bw: true,
+        avx512vnni: true,
+        avxvnni: true,
+    };
+
+    /// An AMD EPYC (Rome) with AVX2 and no AVX-512 or VNNI, as the others have.
+    pub const EPYC_AVX2: Self = Self {
+        x86_64: true,
+        avx2: true,
+        avx512bw: false,
+        avx512vnni: false,
+        avxvnni: false,
+    };
+
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
@@ -183,10 +211,9 @@ impl Int8Report {
              (measured on such a CPU: agreement 0.9966, under the 0.999 bar). Run \
              scripts/quantize-vggface on this machine (it picks u8u8 here), or use precision fp32",
             self.int8_format,
-            if cpu.names().is_empty() {
-                "none of avx2 avx512bw avx512_vnni avx_vnni".to_string()
-            } else {
-                cpu.names().join(" ")
+            match cpu.names() {
+                names if names.is_empty() => "none of avx2 avx512bw avx512_vnni avx_vnni".into(),
+                names => names.join(" "),
             },
         ))
     }
@@ -204,24 +231,12 @@ pub fn check_int8_model(model: &Path, cpu: &CpuFeatures) -> Result<Int8Report> {
 mod tests {
     use super::*;
 
-    /// Intel Xeon (Sapphire Rapids) as on some machines of this kind
     fn intel_vnni() -> CpuFeatures {
-        CpuFeatures {
-            x86_64: true,
-            avx2: true,
-            avx512bw: true,
-            avx512vnni: true,
-            avxvnni: true,
-        }
+        CpuFeatures::XEON_VNNI
     }
 
-    /// AMD EPYC (Rome) as on others: AVX2, no AVX-512, no VNNI
     fn amd_avx2() -> CpuFeatures {
-        CpuFeatures {
-            x86_64: true,
-            avx2: true,
-            ..CpuFeatures::default()
-        }
+        CpuFeatures::EPYC_AVX2
     }
 
     fn report(format: Int8Format, kernels: Option<Int8Kernels>) -> Int8Report {
@@ -263,6 +278,8 @@ mod tests {
             "not x86: no saturation"
         );
         assert_eq!(amd_avx2().names(), ["avx2"]);
+        assert_eq!(Int8Format::U8s8ReduceRange.to_string(), "u8s8-reduce-range");
+        assert_eq!(Int8Kernels::SaturatingU8s8.to_string(), "saturating-u8s8");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the failed-login limiter, and the cross-site checks.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{FromRequestParts, Multipart, State};
 use axum::http::Method;
@@ -14,8 +14,9 @@ use tower_sessions::Session;
 
 use super::client::{ClientInfo, Origin, client_info};
 use super::{AppState, WebError, api::read_files};
+use crate::config::Settings;
 use crate::face::Which;
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, Store, StoreError};
 
 const USER_KEY: &str = "user";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -205,6 +206,16 @@ async fn audit(state: &AppState, entry: AuditEntry) {
     }
 }
 
+/// Whether `person` is an administrator: listed in `web.admins`, or marked in the database by
+/// `facelift person add --admin`.
+pub fn is_administrator(
+    settings: &Settings,
+    store: &Store,
+    person: &str,
+) -> Result<bool, StoreError> {
+    Ok(settings.web.admins.iter().any(|a| a == person) || store.is_admin(person)?)
+}
+
 /// `POST /api/v1/login`, multipart field `frame`.
 pub async fn login(
     State(state): State<AppState>,
@@ -262,13 +273,14 @@ pub async fn login(
     state.limiter.success(&client.address);
     // a new id at login, so a session id planted before login is worth nothing after it
     session.cycle_id().await?;
-    let admin = state.settings.web.admins.contains(&person) || {
-        let (store, name) = (state.store.clone(), person.clone());
-        tokio::task::spawn_blocking(move || store.is_admin(&name))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
-            .map_err(|e| WebError::Internal(format!("reading the administrators: {e}")))?
-    };
+    let (settings, store, name) = (
+        Arc::clone(&state.settings),
+        Arc::clone(&state.store),
+        person.clone(),
+    );
+    let admin = tokio::task::spawn_blocking(move || is_administrator(&settings, &store, &name))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))??;
     let user = SessionUser {
         admin,
         person: person.clone(),

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use ipnet::IpNet;
 
 /// Marks requests that arrived over TLS on our own listener.
@@ -44,30 +44,27 @@ pub struct Origin {
 
 impl Origin {
     /// `scheme://host[:port]`, as in an `Origin` header; None for anything else (`null`, a
-    /// path, an unknown scheme, a bad port).
+    /// path, user info, an unknown scheme, a bad port).
     pub fn parse(text: &str) -> Option<Self> {
-        let (scheme, authority) = text.split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
+        let uri: Uri = text.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
         let default_port = match scheme.as_str() {
             "http" => 80,
             "https" => 443,
             _ => return None,
         };
-        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
             return None;
         }
-        // an IPv6 literal keeps its brackets: "[::1]:8443"
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !port.contains(']') => (host, Some(port)),
-            _ => (authority, None),
-        };
-        let port = match port {
-            Some(port) => port.parse().ok()?,
-            None => default_port,
+        let authority = uri.authority()?;
+        // what follows the host: nothing, or ":port" (user info, "a@b", is no origin's)
+        let port = match authority.as_str().strip_prefix(authority.host())? {
+            "" => default_port,
+            rest => rest.strip_prefix(':')?.parse().ok()?,
         };
         Some(Self {
             scheme,
-            host: host.to_ascii_lowercase(),
+            host: authority.host().to_ascii_lowercase(),
             port,
         })
     }
@@ -218,6 +215,7 @@ mod tests {
             "https://a/b",
             "https://a:x",
             "https://",
+            "https://user@a",
         ] {
             assert_eq!(Origin::parse(refused), None, "{refused}");
         }

@@ -25,10 +25,10 @@ use tokio::net::TcpListener;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-pub use auth::{AdminUser, CSRF_HEADER, CurrentUser, LoginLimiter};
+pub use auth::{AdminUser, CSRF_HEADER, CurrentUser, LoginLimiter, is_administrator};
 pub use client::{ClientInfo, ServedOverTls};
 pub use error::WebError;
-pub use tls::{TlsFiles, self_signed, serve_tls};
+pub use tls::{TlsFiles, self_signed, self_signed_files, serve_tls};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;

@@ -18,13 +18,18 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// The self-signed certificate in `dir` (`self-signed-cert.pem`, `self-signed-key.pem`), made
-/// for `names` (host names and IP addresses) if it is not there yet.
-pub fn self_signed(dir: &Path, names: &[String]) -> std::io::Result<TlsFiles> {
-    let files = TlsFiles {
+/// Where the self-signed certificate and key are kept in `dir`.
+pub fn self_signed_files(dir: &Path) -> TlsFiles {
+    TlsFiles {
         cert: dir.join("self-signed-cert.pem"),
         key: dir.join("self-signed-key.pem"),
-    };
+    }
+}
+
+/// The self-signed certificate in `dir` (`self_signed_files`), made for `names` (host names and
+/// IP addresses) if it is not there yet.
+pub fn self_signed(dir: &Path, names: &[String]) -> std::io::Result<TlsFiles> {
+    let files = self_signed_files(dir);
     if files.cert.is_file() && files.key.is_file() {
         return Ok(files);
     }

@@ -401,68 +401,26 @@ async fn over_direct_tls_the_cookie_is_secure_and_the_self_signed_certificate_is
         "made once, then kept"
     );
 
-    let gallery_dir = crate::helpers::make_gallery(&[("person01", &["img1.jpg", "img2.jpg"])]);
-    let store = Arc::new(Store::open_in_memory().expect("store"));
-    let build_store = Arc::clone(&store);
-    let gallery = tokio::task::spawn_blocking(move || {
-        facelift::face::gallery::build(
-            gallery_dir.path(),
-            crate::helpers::pool(),
-            &*build_store,
-            &|| {},
-        )
-        .expect("gallery")
-        .0
+    let app = spawn_app_with(AppOptions {
+        device: None,
+        tls: true,
+        ..AppOptions::default()
     })
-    .await
-    .expect("join");
-    let state = facelift::web::AppState::new(
-        AppOptions::default().settings,
-        Arc::clone(crate::helpers::pool()),
-        gallery,
-        store,
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!(
-        "https://localhost:{}",
-        listener.local_addr().expect("addr").port()
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        facelift::web::serve_tls(listener, state, &files, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&first_cert).expect("pem"))
-        .cookie_store(true)
-        .build()
-        .expect("client");
-    let health = client
-        .get(format!("{base}/healthz"))
+    .await;
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.base))
         .send()
         .await
         .expect("HTTPS with our certificate");
     assert_eq!(health.status(), StatusCode::OK);
-    let form = Form::new().part("frame", Part::bytes(read_photo("img4.jpg")));
-    let response = client
-        .post(format!("{base}/api/v1/login"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(response.status(), StatusCode::OK);
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
+    let (status, _, cookie) = app.login("img4.jpg").await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = cookie.expect("a session cookie");
     assert!(
         cookie.contains("Secure") && cookie.contains("HttpOnly"),
         "{cookie}"
     );
-    drop(stop);
 }
 
 #[tokio::test]
