@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use facelift::app::{App, Parts};
 use facelift::lift::serial::PseudoTerminal;
 use facelift::lift::sim::{self, SimConfig, SimLink};
 use facelift::lift::{Device, LiftStatus, Link, Secret};
 use facelift::store::Store;
-use facelift::web::{self, AppState};
 
 const MOVES: usize = 200;
 
@@ -40,10 +40,12 @@ async fn measure(
     name: &str,
     pool: &Arc<facelift::face::EnginePool>,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut settings = facelift::Settings::load(None, &[])?;
+    let mut settings = facelift::Settings::load(None)?;
     settings.lift.offline_after_ms = 60_000;
+    let no_one = tempfile::tempdir()?;
+    settings.gallery = no_one.path().to_path_buf();
     let store = Arc::new(Store::open_in_memory()?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let base = format!("http://{}", listener.local_addr()?);
     let secret = Secret::generate();
     let mut serial_line = None;
@@ -90,10 +92,14 @@ async fn measure(
         }
         .to_row(),
     )?;
-    let gallery = facelift::face::Gallery::default();
-    let state = AppState::new(settings, Arc::clone(pool), gallery, store);
-    let lift = state.lift.clone();
-    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    let parts = Parts {
+        pool: Some(Arc::clone(pool)),
+        store: Some(store),
+        ..Parts::default()
+    };
+    let app = App::build(settings, parts).await?;
+    let lift = app.state.lift.clone();
+    tokio::spawn(app.serve(listener, std::future::pending()));
     let mut changes = lift.subscribe();
     wait_for(&mut changes, |s| s.state == "idle").await?;
 
@@ -125,7 +131,7 @@ async fn measure(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = facelift::Settings::load(None, &[])?;
+    let settings = facelift::Settings::load(None)?;
     let pool = Arc::new(facelift::open_engine_pool(&settings)?);
     let mut results = Vec::new();
     for link in ["push", "pull", "serial"] {

@@ -7,10 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use facelift::app::{App, Parts};
 use facelift::face::Which;
-use facelift::face::gallery::build;
 use facelift::store::Store;
-use facelift::web::{self, AppState};
 
 const LOGINS: usize = 100;
 
@@ -39,24 +38,20 @@ async fn main() -> anyhow::Result<()> {
     }
     let frame = std::fs::read(shared.join("frames/webcam-720p-img4.jpg"))?;
 
-    let settings = facelift::Settings::load(None, &[])?;
+    let mut settings = facelift::Settings::load(None)?;
+    settings.gallery = gallery_dir.path().to_path_buf();
     let pool = Arc::new(facelift::open_engine_pool(&settings)?);
-    let store = Arc::new(Store::open_in_memory()?);
-    let (gallery_pool, gallery_store, dir) = (
-        Arc::clone(&pool),
-        Arc::clone(&store),
-        gallery_dir.path().to_path_buf(),
-    );
-    let gallery =
-        tokio::task::spawn_blocking(move || build(&dir, &gallery_pool, &*gallery_store, &|| {}))
-            .await??
-            .0;
+    let parts = Parts {
+        pool: Some(Arc::clone(&pool)),
+        store: Some(Arc::new(Store::open_in_memory()?)),
+        ..Parts::default()
+    };
+    let app = App::build(settings, parts).await?;
     let threshold = pool.threshold();
-    let probe_gallery = gallery.clone();
-    let state = AppState::new(settings, Arc::clone(&pool), gallery, store);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let probe_gallery = app.state.gallery()?.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    tokio::spawn(app.serve(listener, std::future::pending()));
 
     let client = reqwest::Client::builder().cookie_store(true).build()?;
     let mut http = Vec::with_capacity(LOGINS);

@@ -2,7 +2,7 @@
 //! Runtime, in one run) on the default 1280x720 frame. Needs `scripts/setup` first.
 
 fn main() -> anyhow::Result<()> {
-    let settings = facelift::Settings::load(None, &[])?;
+    let settings = facelift::Settings::load(None)?;
     let inputs = facelift::bench::Inputs {
         image: None,
         second: None,

@@ -88,9 +88,9 @@ pub fn run(
     let second =
         std::fs::read(second_path).with_context(|| format!("reading {}", second_path.display()))?;
     let models = ModelSet::by_name(
-        &settings.model,
-        settings.model_output.as_deref(),
-        settings.model_precision.as_deref(),
+        settings.model,
+        settings.model_output,
+        settings.model_precision,
     )?;
     let mut engine = Engine::load(&models, &settings.models_dir, settings.engine.clone())
         .context("starting the face engine")?;
@@ -132,8 +132,7 @@ pub fn run(
     let mut plain =
         open_plain_session(&models.embedder.model.verified_path(&settings.models_dir)?)?;
     // for int8 VGG-Face, also the fp32 model it was made from: the speed-up is against that
-    let full_precision =
-        ModelSet::by_name(&settings.model, settings.model_output.as_deref(), None)?;
+    let full_precision = ModelSet::by_name(settings.model, settings.model_output, None)?;
     let mut plain_fp32 = if full_precision.embedder.model != models.embedder.model {
         let path = full_precision
             .embedder

@@ -9,15 +9,18 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+use crate::app::App;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::face::eval::{ScoredPair, evaluate, parse_pairs, roc_points, write_roc};
 use crate::face::gallery::{self, EnrollReport, Gallery};
 use crate::face::int8::CpuFeatures;
-use crate::face::{EnginePool, FaceAnalysis, FaceError, Which, cosine};
-use crate::lift::{Device, Link, Secret, choose_device, sim, valid_device_name};
+use crate::face::{
+    EnginePool, FaceAnalysis, FaceError, ModelName, Precision, VggOutput, Which, cosine,
+};
+use crate::lift::{Device, Link, Secret, sim, valid_device_name};
 use crate::store::Store;
-use crate::web::{self, AppState};
+use crate::web;
 
 #[derive(Debug, Parser)]
 #[command(name = "facelift", version, about = "Log in to a lift with your face")]
@@ -30,10 +33,10 @@ pub struct Cli {
     pub models_dir: Option<PathBuf>,
     /// Model set to use
     #[arg(long, global = true, value_name = "NAME")]
-    pub model: Option<String>,
+    pub model: Option<ModelName>,
     /// VGG-Face's weights: fp32 (as converted) or int8 (made by scripts/quantize-vggface)
     #[arg(long, global = true, value_name = "PRECISION")]
-    pub precision: Option<String>,
+    pub precision: Option<Precision>,
     /// ONNX Runtime threads per engine
     #[arg(long, global = true)]
     pub threads: Option<usize>,
@@ -70,7 +73,7 @@ pub enum Command {
         image: PathBuf,
         /// VGG-Face's layer: fc8 (2622-d) or fc7 (4096-d)
         #[arg(long, value_name = "LAYER")]
-        output: Option<String>,
+        output: Option<VggOutput>,
         /// DeepFace's `skip`: no detection, the whole image resized and padded
         #[arg(long)]
         no_detect: bool,
@@ -317,20 +320,27 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Flags become the last configuration layer.
+/// Flags become the last configuration layer, over the file and the environment.
 fn load_settings(cli: &Cli) -> Result<Settings> {
-    let mut overrides: Vec<(&str, Value)> = Vec::new();
-    let mut set = |key: &'static str, value: Option<Value>| {
-        if let Some(value) = value {
-            overrides.push((key, value));
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    let set = |field: &mut PathBuf, flag: &Option<PathBuf>| {
+        if let Some(value) = flag {
+            field.clone_from(value);
         }
     };
-    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p));
-    set("models_dir", path(&cli.models_dir));
-    set("model", cli.model.as_ref().map(|m| json!(m)));
-    set("model_precision", cli.precision.as_ref().map(|p| json!(p)));
-    set("engine.threads", cli.threads.map(|t| json!(t)));
-    set("workers", cli.workers.map(|w| json!(w)));
+    set(&mut settings.models_dir, &cli.models_dir);
+    if let Some(model) = cli.model {
+        settings.model = model;
+    }
+    if let Some(precision) = cli.precision {
+        settings.model_precision = Some(precision);
+    }
+    if let Some(threads) = cli.threads {
+        settings.engine.threads = threads;
+    }
+    if let Some(workers) = cli.workers {
+        settings.workers = workers;
+    }
     match &cli.command {
         Command::Serve {
             bind,
@@ -340,34 +350,40 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
             tls_key,
             tls_self_signed,
         } => {
-            set("bind", bind.as_ref().map(|b| json!(b)));
-            set("gallery", path(gallery));
-            set("data_dir", path(data_dir));
-            set("tls.cert", path(tls_cert));
-            set("tls.key", path(tls_key));
-            set("tls.self_signed", tls_self_signed.then_some(json!(true)));
+            if let Some(bind) = bind {
+                settings.bind.clone_from(bind);
+            }
+            set(&mut settings.gallery, gallery);
+            set(&mut settings.data_dir, data_dir);
+            if tls_cert.is_some() {
+                settings.tls.cert.clone_from(tls_cert);
+            }
+            if tls_key.is_some() {
+                settings.tls.key.clone_from(tls_key);
+            }
+            settings.tls.self_signed |= tls_self_signed;
         }
         Command::Identify {
             gallery, data_dir, ..
-        } => {
-            set("gallery", path(gallery));
-            set("data_dir", path(data_dir));
         }
-        Command::Enroll { dir, data_dir, .. } => {
-            set("gallery", path(dir));
-            set("data_dir", path(data_dir));
-        }
-        Command::Device { data_dir, .. } => set("data_dir", path(data_dir)),
-        Command::Person {
+        | Command::Person {
             gallery, data_dir, ..
         } => {
-            set("gallery", path(gallery));
-            set("data_dir", path(data_dir));
+            set(&mut settings.gallery, gallery);
+            set(&mut settings.data_dir, data_dir);
         }
-        Command::Represent { output, .. } => set("model_output", output.as_ref().map(|o| json!(o))),
+        Command::Enroll { dir, data_dir, .. } => {
+            set(&mut settings.gallery, dir);
+            set(&mut settings.data_dir, data_dir);
+        }
+        Command::Device { data_dir, .. } => set(&mut settings.data_dir, data_dir),
+        Command::Represent {
+            output: Some(output),
+            ..
+        } => settings.model_output = Some(*output),
         _ => {}
     }
-    Ok(Settings::load(cli.config.as_deref(), &overrides)?)
+    Ok(settings)
 }
 
 fn open_pool(settings: &Settings) -> Result<EnginePool> {
@@ -443,18 +459,12 @@ fn verify(settings: &Settings, a: &Path, b: &Path, json_out: bool) -> Result<()>
     Ok(())
 }
 
-/// Builds the configured gallery through the SQLite cache, with a progress bar on a terminal.
 fn open_store(settings: &Settings) -> Result<Store> {
-    Store::open(&settings.data_dir)
-        .with_context(|| format!("opening the database in {}", settings.data_dir.display()))
+    Ok(crate::app::open_store(settings)?)
 }
 
-fn load_gallery(
-    settings: &Settings,
-    pool: &EnginePool,
-    store: &Store,
-    quiet: bool,
-) -> Result<(Gallery, EnrollReport)> {
+/// A bar for embedding the configured gallery (hidden when `quiet`).
+fn gallery_progress_bar(settings: &Settings, quiet: bool) -> Result<ProgressBar> {
     let total: usize = gallery::scan(&settings.gallery)
         .with_context(|| format!("reading the gallery {}", settings.gallery.display()))?
         .values()
@@ -468,11 +478,22 @@ fn load_gallery(
     // after a switch of model every photo is embedded again, which takes a while with VGG-Face
     let template = format!(
         "embedding the gallery with {} {{bar:30}} {{pos}}/{{len}} photos {{elapsed}}",
-        pool.models().id
+        settings.model
     );
     bar.set_style(
         ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    Ok(bar)
+}
+
+/// Builds the configured gallery through the SQLite cache, with a progress bar on a terminal.
+fn load_gallery(
+    settings: &Settings,
+    pool: &EnginePool,
+    store: &Store,
+    quiet: bool,
+) -> Result<(Gallery, EnrollReport)> {
+    let bar = gallery_progress_bar(settings, quiet)?;
     let result = gallery::build(&settings.gallery, pool, store, &|| bar.inc(1));
     bar.finish_and_clear();
     let (gallery, report) = result?;
@@ -736,7 +757,7 @@ fn eval(
         |engine, (name, path)| {
             let analysis = std::fs::read(&path)
                 .map_err(|source| FaceError::Io {
-                    path: path.display().to_string(),
+                    path: path.to_path_buf(),
                     source,
                 })
                 .and_then(|bytes| engine.analyze_bytes(&bytes, Which::Best));
@@ -806,49 +827,22 @@ fn eval(
     Ok(())
 }
 
-/// Where under `data_dir` the self-signed certificate is kept.
-const TLS_DIR: &str = "tls";
-
-/// The certificate to serve HTTPS with, if the settings ask for HTTPS.
-fn tls_files(settings: &Settings) -> Result<Option<web::TlsFiles>> {
-    let tls = &settings.tls;
-    match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key)) => Ok(Some(web::TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        })),
-        (Some(_), None) | (None, Some(_)) => bail!("--tls-cert and --tls-key go together"),
-        (None, None) if tls.self_signed => {
-            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-            if let Ok(address) = settings.bind.parse::<std::net::SocketAddr>()
-                && !address.ip().is_unspecified()
-            {
-                names.push(address.ip().to_string());
-            }
-            names.extend(tls.names.iter().cloned());
-            names.dedup();
-            let files = web::self_signed(&settings.data_dir.join(TLS_DIR), &names)
-                .context("making the self-signed certificate")?;
-            Ok(Some(files))
-        }
-        (None, None) => Ok(None),
-    }
-}
-
 fn serve(settings: Settings) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let pool = open_pool(&settings)?;
-        let store = Arc::new(open_store(&settings)?);
-        match choose_device(&store.devices()?, settings.lift.device.as_deref())? {
-            Some(device) => {
-                tracing::info!(device = %device.name, link = ?device.link, "lift controller")
-            }
-            None => tracing::warn!(
-                "no lift controller registered: the lift stays offline (see `facelift device add`)"
-            ),
-        }
-        let (gallery, report) = load_gallery(&settings, &pool, &store, false)?;
+        let listener = std::net::TcpListener::bind(&settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let address = listener.local_addr()?;
+        let bar = gallery_progress_bar(&settings, false)?;
+        let progress = bar.clone();
+        let parts = crate::app::Parts {
+            on_photo: Some(Arc::new(move || progress.inc(1))),
+            ..crate::app::Parts::default()
+        };
+        let app = App::build(settings, parts).await;
+        bar.finish_and_clear();
+        let app = app?;
+        let report = &app.gallery;
         tracing::info!(
             people = report.people,
             photos = report.photos,
@@ -856,30 +850,9 @@ fn serve(settings: Settings) -> Result<()> {
             from_cache = report.from_cache,
             "gallery ready"
         );
-        if report.people == 0 {
-            tracing::warn!(
-                gallery = %settings.gallery.display(),
-                "no one is enrolled: every login is \"not recognised\" until someone is; \
-                 add the first person with `facelift person add NAME PHOTO... --admin`"
-            );
-        }
-        let tls = tls_files(&settings)?;
-        let listener = std::net::TcpListener::bind(&settings.bind)
-            .with_context(|| format!("binding {}", settings.bind))?;
-        let address = listener.local_addr()?;
-        let state = AppState::new(settings, Arc::new(pool), gallery, store);
-        match tls {
-            Some(files) => {
-                tracing::info!("listening on https://{address}");
-                web::serve_tls(listener, state, &files, web::shutdown_signal()).await?;
-            }
-            None => {
-                tracing::info!("listening on http://{address}");
-                listener.set_nonblocking(true)?;
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                web::serve(listener, state, web::shutdown_signal()).await?;
-            }
-        }
+        let scheme = if app.tls.is_some() { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{address}");
+        app.serve(listener, web::shutdown_signal()).await?;
         Ok(())
     })
 }
@@ -1210,10 +1183,10 @@ fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
             .server
             .clone()
             .unwrap_or_else(|| configured_server_url(settings));
-        let certificate_file = args.server_cert.clone().or_else(|| {
-            (settings.tls.self_signed && settings.tls.cert.is_none())
-                .then(|| web::self_signed_files(&settings.data_dir.join(TLS_DIR)).cert)
-        });
+        let certificate_file = args
+            .server_cert
+            .clone()
+            .or_else(|| web::self_signed_certificate(settings));
         let server_certificate = match certificate_file {
             Some(path) if server.starts_with("https://") => {
                 Some(std::fs::read(&path).with_context(|| {

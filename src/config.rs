@@ -11,10 +11,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::face::EngineConfig;
+use crate::face::{EngineConfig, ModelName, Precision, VggOutput};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address the server listens on.
     pub bind: String,
@@ -25,11 +25,11 @@ pub struct Settings {
     /// Where `scripts/setup` put the model files.
     pub models_dir: PathBuf,
     /// The model set: "default", or "vgg-face" (converted by scripts/convert-vggface).
-    pub model: String,
+    pub model: ModelName,
     /// VGG-Face's output layer: "fc8" (2622-d, the default) or "fc7" (4096-d).
-    pub model_output: Option<String>,
+    pub model_output: Option<VggOutput>,
     /// VGG-Face's weights: "fp32" (the default) or "int8" (made by scripts/quantize-vggface).
-    pub model_precision: Option<String>,
+    pub model_precision: Option<Precision>,
     /// Engines (each with its own ONNX Runtime sessions) working in parallel.
     pub workers: usize,
     /// Images that may wait for an engine before new ones get "busy".
@@ -44,7 +44,7 @@ pub struct Settings {
 
 /// HTTPS served directly (without a tunnel in front).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     /// PEM certificate chain and private key.
     pub cert: Option<PathBuf>,
@@ -57,7 +57,7 @@ pub struct TlsSettings {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WebSettings {
     /// A session ends after this long without a request.
     pub session_inactivity_secs: u64,
@@ -73,6 +73,8 @@ pub struct WebSettings {
     /// The first wait; it doubles with each further failure, up to the cap.
     pub login_wait_secs: u64,
     pub login_wait_max_secs: u64,
+    /// On Ctrl-C or SIGTERM, requests in flight get this long to finish.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for WebSettings {
@@ -85,12 +87,13 @@ impl Default for WebSettings {
             login_failures_before_wait: 5,
             login_wait_secs: 30,
             login_wait_max_secs: 15 * 60,
+            shutdown_grace_secs: 5,
         }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LiftSettings {
     pub lowest_floor: i32,
     pub highest_floor: i32,
@@ -133,7 +136,7 @@ impl Default for Settings {
             gallery: "enrolled_faces".into(),
             data_dir: "data".into(),
             models_dir: "models".into(),
-            model: "default".into(),
+            model: ModelName::Default,
             model_output: None,
             model_precision: None,
             workers: 1,
@@ -155,13 +158,15 @@ pub enum ConfigError {
     MissingFile(String),
 }
 
+/// `FACELIFT_*` variables that are not settings: the configuration file's name, the log
+/// filter, the simulator's secret, and the scripts' own.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "DEVICE_SECRET", "SHARED", "SKIP_BUILD"];
+
 impl Settings {
-    /// Loads defaults, the file, the environment, then applies `overrides` (dotted keys such as
-    /// `engine.threads`, from command-line flags).
-    pub fn load(
-        file: Option<&Path>,
-        overrides: &[(&str, serde_json::Value)],
-    ) -> Result<Self, ConfigError> {
+    /// Loads defaults, the file, then the environment. A key that is not a setting, in the
+    /// file or in a `FACELIFT_*` variable, is an error that names it: a typo must not pass
+    /// silently. Command-line flags are applied to the result by the caller.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         let file = file
             .map(Path::to_path_buf)
@@ -173,14 +178,7 @@ impl Settings {
             Some(path) => figment = figment.merge(Toml::file(path)),
             None => figment = figment.merge(Toml::file("facelift.toml")),
         }
-        figment = figment.merge(
-            Env::prefixed("FACELIFT_")
-                .ignore(&["CONFIG", "LOG"])
-                .split("__"),
-        );
-        for (key, value) in overrides {
-            figment = figment.merge(Serialized::default(key, value));
-        }
+        figment = figment.merge(Env::prefixed("FACELIFT_").ignore(NOT_SETTINGS).split("__"));
         figment
             .extract()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
@@ -192,26 +190,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_then_flags_override_the_defaults() {
+    fn the_file_overrides_the_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("facelift.toml");
         std::fs::write(
             &file,
-            "bind = \"0.0.0.0:9000\"\n[engine]\nthreads = 1\n[engine.preprocess]\nmirror = true\n",
+            "bind = \"0.0.0.0:9000\"\nmodel = \"vgg-face\"\n[engine]\nthreads = 1\n\
+             [engine.preprocess]\nmirror = true\n",
         )
         .expect("write");
-        let settings = Settings::load(
-            Some(&file),
-            &[
-                ("engine.threads", serde_json::json!(3)),
-                ("gallery", serde_json::json!("people")),
-            ],
-        )
-        .expect("load");
+        let settings = Settings::load(Some(&file)).expect("load");
         assert_eq!(settings.bind, "0.0.0.0:9000");
-        assert_eq!(settings.engine.threads, 3, "a flag beats the file");
+        assert_eq!(settings.model, ModelName::VggFace);
+        assert_eq!(settings.engine.threads, 1);
         assert!(settings.engine.preprocess.mirror);
-        assert_eq!(settings.gallery, PathBuf::from("people"));
         assert_eq!(
             settings.data_dir,
             PathBuf::from("data"),
@@ -220,10 +212,26 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_key_or_value_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (text, named) in [
+            ("bnd = \"0.0.0.0:9000\"\n", "bnd"),
+            ("[lift]\nhighest_flor = 9\n", "highest_flor"),
+            ("[engine.preprocess]\nmirorr = true\n", "mirorr"),
+            ("model_precision = \"fp16\"\n", "fp16"),
+        ] {
+            let file = dir.path().join("facelift.toml");
+            std::fs::write(&file, text).expect("write");
+            let error = Settings::load(Some(&file)).expect_err(text).to_string();
+            assert!(error.contains(named), "{text:?} gave {error:?}");
+        }
+    }
+
+    #[test]
     fn a_missing_file_is_an_error() {
         let missing = Path::new("/nonexistent/facelift.toml");
         assert!(matches!(
-            Settings::load(Some(missing), &[]),
+            Settings::load(Some(missing)),
             Err(ConfigError::MissingFile(_))
         ));
     }

@@ -42,14 +42,9 @@ pub fn resize_like_opencv(image: &RgbImage, width: u32, height: u32) -> RgbImage
 pub fn detector_input(image: &RgbImage) -> Array4<f32> {
     let small = resize_like_opencv(image, INPUT_WIDTH, INPUT_HEIGHT);
     let (w, h) = (INPUT_WIDTH as usize, INPUT_HEIGHT as usize);
-    let plane = w * h;
-    let mut data = vec![0f32; 3 * plane];
-    for (i, pixel) in small.pixels().enumerate() {
-        for c in 0..3 {
-            data[c * plane + i] = (f32::from(pixel[c]) - 127.0) / 128.0;
-        }
-    }
-    Array4::from_shape_vec((1, 3, h, w), data).unwrap_or_else(|_| Array4::zeros((1, 3, h, w)))
+    Array4::from_shape_fn((1, 3, h, w), |(_, c, y, x)| {
+        (f32::from(small.get_pixel(x as u32, y as u32)[c]) - 127.0) / 128.0
+    })
 }
 
 /// Turns raw outputs (`scores` [N, 2], `boxes` [N, 4]) into faces, best first.

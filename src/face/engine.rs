@@ -25,7 +25,7 @@ use super::runtime::open_session;
 use super::{Embedding, FaceError, Result, l2_normalize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     pub preprocess: Preprocess,
     pub max_pixels: u64,
@@ -256,35 +256,35 @@ impl Engine {
 
     pub fn run_embedder(&mut self, input: &Array4<f32>) -> Result<Embedding> {
         let values = self.run_embedder_raw(input)?;
-        let mut embeddings = self.normalized_embeddings(values, 1)?;
-        Ok(embeddings.pop().unwrap_or_default())
+        let [embedding] = self.normalized_embeddings::<1>(values)?;
+        Ok(embedding)
     }
 
     /// One L2-normalised embedding per input, in one run of the model.
-    fn run_embedder_batch(&mut self, inputs: &[ArrayView4<'_, f32>]) -> Result<Vec<Embedding>> {
-        let batch = ndarray::concatenate(Axis(0), inputs)
-            .map_err(|e| FaceError::Model(format!("cannot batch the inputs: {e}")))?;
+    fn run_embedder_batch<const N: usize>(
+        &mut self,
+        inputs: &[ArrayView4<'_, f32>; N],
+    ) -> Result<[Embedding; N]> {
+        let batch = ndarray::concatenate(Axis(0), inputs)?;
         let values = self.run_embedder_raw(&batch)?;
-        self.normalized_embeddings(values, inputs.len())
+        self.normalized_embeddings(values)
     }
 
-    /// The model's output for `count` faces, split per face and L2-normalised.
-    fn normalized_embeddings(&self, values: Vec<f32>, count: usize) -> Result<Vec<Embedding>> {
+    /// The model's output for `N` faces, split per face and L2-normalised.
+    fn normalized_embeddings<const N: usize>(&self, values: Vec<f32>) -> Result<[Embedding; N]> {
         let size = self.models.embedder.embedding_size;
-        if values.len() != size * count {
-            return Err(FaceError::Model(format!(
-                "the embedding model gave {} values for {count} face(s), its manifest says {size} each",
-                values.len(),
-            )));
+        if values.len() != size * N {
+            return Err(FaceError::EmbeddingSize {
+                values: values.len(),
+                faces: N,
+                size,
+            });
         }
-        Ok(values
-            .chunks_exact(size)
-            .map(|chunk| {
-                let mut embedding = chunk.to_vec();
-                l2_normalize(&mut embedding);
-                embedding
-            })
-            .collect())
+        Ok(std::array::from_fn(|face| {
+            let mut embedding = values[face * size..(face + 1) * size].to_vec();
+            l2_normalize(&mut embedding);
+            embedding
+        }))
     }
 
     /// Probability that the face is live; None when liveness is off.
@@ -320,11 +320,9 @@ impl Engine {
                 decode(second).and_then(|image| pair_finder.find(config, image, Which::Best))
             });
             let first = decode(first).and_then(|image| finder.find(config, image, Which::Best));
-            let second = second.join().unwrap_or_else(|_| {
-                Err(FaceError::Model(
-                    "finding the face in the second photo panicked".into(),
-                ))
-            });
+            let second = second
+                .join()
+                .unwrap_or_else(|_| Err(FaceError::EnginePanicked));
             (first, second)
         });
         match (first, second) {
@@ -332,14 +330,10 @@ impl Engine {
                 let inputs = [&first, &second]
                     .map(|found| embedder_input(&found.faces[0].1, &self.models.embedder));
                 match self.run_embedder_batch(&[inputs[0].view(), inputs[1].view()]) {
-                    Ok(mut embeddings) => {
-                        let second_embedding = embeddings.pop().unwrap_or_default();
-                        let first_embedding = embeddings.pop().unwrap_or_default();
-                        (
-                            self.finish(first, vec![first_embedding]),
-                            self.finish(second, vec![second_embedding]),
-                        )
-                    }
+                    Ok([first_embedding, second_embedding]) => (
+                        self.finish(first, vec![first_embedding]),
+                        self.finish(second, vec![second_embedding]),
+                    ),
                     // a batch that fails takes the first photo's result; the second is tried alone
                     Err(e) => (Err(e), self.embed_found(second)),
                 }
@@ -538,7 +532,7 @@ fn run_first_output(
     let value = match output {
         Some(name) => outputs
             .get(name)
-            .ok_or_else(|| FaceError::Model(format!("the model has no output {name:?}")))?,
+            .ok_or_else(|| FaceError::NoSuchOutput(name.to_string()))?,
         None => &outputs[0],
     };
     Ok(value.try_extract_tensor::<f32>()?.1.to_vec())
@@ -548,26 +542,18 @@ fn run_first_output(
 pub fn embedder_input(aligned: &RgbImage, spec: &EmbedderSpec) -> Array4<f32> {
     let fitted = fit_square(aligned, spec.input_size, spec.fit);
     let n = spec.input_size as usize;
-    let plane = n * n;
-    let mut data = vec![0f32; 3 * plane];
-    for (i, pixel) in fitted.pixels().enumerate() {
-        for c in 0..3 {
-            let source = match spec.channels {
-                ChannelOrder::Rgb => c,
-                ChannelOrder::Bgr => 2 - c,
-            };
-            let value = (f32::from(pixel[source]) - spec.mean) / spec.std;
-            match spec.layout {
-                Layout::Nchw => data[c * plane + i] = value,
-                Layout::Nhwc => data[3 * i + c] = value,
-            }
-        }
-    }
-    let shape = match spec.layout {
-        Layout::Nchw => (1, 3, n, n),
-        Layout::Nhwc => (1, n, n, 3),
+    let value = |x: usize, y: usize, c: usize| {
+        let source = match spec.channels {
+            ChannelOrder::Rgb => c,
+            ChannelOrder::Bgr => 2 - c,
+        };
+        let pixel = fitted.get_pixel(x as u32, y as u32);
+        (f32::from(pixel[source]) - spec.mean) / spec.std
     };
-    Array4::from_shape_vec(shape, data).unwrap_or_else(|_| Array4::zeros(shape))
+    match spec.layout {
+        Layout::Nchw => Array4::from_shape_fn((1, 3, n, n), |(_, c, y, x)| value(x, y, c)),
+        Layout::Nhwc => Array4::from_shape_fn((1, n, n, 3), |(_, y, x, c)| value(x, y, c)),
+    }
 }
 
 /// Brings an image to `size` x `size`, stretched or aspect-kept and zero-padded.

@@ -183,7 +183,7 @@ pub fn is_photo(path: &Path) -> bool {
 /// The photos of every person under `dir`, sorted, one folder per person.
 pub fn scan(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
     let io = |e: std::io::Error| FaceError::Io {
-        path: dir.display().to_string(),
+        path: dir.to_path_buf(),
         source: e,
     };
     let mut people = BTreeMap::new();
@@ -227,7 +227,7 @@ pub fn build(
         for path in photos {
             report.photos += 1;
             let bytes = std::fs::read(path).map_err(|e| FaceError::Io {
-                path: path.display().to_string(),
+                path: path.to_path_buf(),
                 source: e,
             })?;
             let hash = hex::encode(Sha256::digest(&bytes));

@@ -172,7 +172,7 @@ fn first_quantizers_format() -> Int8Format {
 impl Int8Report {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            FaceError::Model(format!(
+            FaceError::Int8(format!(
                 "cannot read the int8 model's report {}: {e}; it is written beside the model by \
                  scripts/quantize-vggface, which checks the model's agreement with fp32: run it \
                  again on this machine",
@@ -180,7 +180,7 @@ impl Int8Report {
             ))
         })?;
         serde_json::from_str(&text).map_err(|e| {
-            FaceError::Model(format!(
+            FaceError::Int8(format!(
                 "the int8 model's report {} does not parse ({e}): run scripts/quantize-vggface \
                  again on this machine",
                 path.display()
@@ -223,7 +223,7 @@ impl Int8Report {
 /// and checked against this CPU.
 pub fn check_int8_model(model: &Path, cpu: &CpuFeatures) -> Result<Int8Report> {
     let report = Int8Report::read(&model.with_extension("json"))?;
-    report.check_cpu(cpu).map_err(FaceError::Model)?;
+    report.check_cpu(cpu).map_err(FaceError::Int8)?;
     Ok(report)
 }
 

@@ -61,18 +61,68 @@ pub struct EmbedderSpec {
     pub int8: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The model sets facelift knows, by their name in the configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelName {
+    /// The set that ships (`ModelSet::default_set`).
+    #[default]
+    Default,
+    /// VGG-Face as DeepFace runs it, converted from the user's weights.
+    VggFace,
+}
+
+/// VGG-Face's output layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VggOutput {
+    /// 2622-d, the design's descriptor
+    #[default]
     Fc8,
+    /// 4096-d, what current DeepFace uses
     Fc7,
 }
 
 /// How VGG-Face's weights are stored: as converted, or quantized to int8 by
 /// `scripts/quantize-vggface` (which writes the file only when it agrees with fp32).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
+    #[default]
     Fp32,
     Int8,
+}
+
+/// The names above as the command line and the configuration write them.
+macro_rules! serde_named {
+    ($($kind:ty: $($variant:ident = $name:literal),+;)+) => {$(
+        impl std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self { $(Self::$variant => $name),+ })
+            }
+        }
+
+        impl std::str::FromStr for $kind {
+            type Err = String;
+
+            fn from_str(text: &str) -> std::result::Result<Self, String> {
+                match text {
+                    $($name => Ok(Self::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {other:?}; known: {}",
+                        stringify!($kind),
+                        [$($name),+].join(", ")
+                    )),
+                }
+            }
+        }
+    )+};
+}
+
+serde_named! {
+    ModelName: Default = "default", VggFace = "vgg-face";
+    VggOutput: Fc8 = "fc8", Fc7 = "fc7";
+    Precision: Fp32 = "fp32", Int8 = "int8";
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -165,40 +215,27 @@ impl ModelSet {
         }
     }
 
-    /// Looks a model set up by the name used in the configuration; `output` picks VGG-Face's
-    /// layer ("fc8", the default, or "fc7") and `precision` its weights ("fp32", the default,
-    /// or "int8").
-    pub fn by_name(name: &str, output: Option<&str>, precision: Option<&str>) -> Result<Self> {
-        let vgg_precision = match precision {
-            None | Some("fp32") => Precision::Fp32,
-            Some("int8") => Precision::Int8,
-            Some(other) => {
-                return Err(FaceError::Model(format!(
-                    "unknown model precision {other:?}; VGG-Face has fp32 and int8"
-                )));
-            }
-        };
-        let vgg_output = match output {
-            None | Some("fc8") => VggOutput::Fc8,
-            Some("fc7") => VggOutput::Fc7,
-            Some(other) => {
-                return Err(FaceError::Model(format!(
-                    "unknown model output {other:?}; VGG-Face has fc8 and fc7"
-                )));
-            }
-        };
-        match (name, output, precision) {
-            ("default", None, None) => Ok(Self::default_set()),
-            ("default", Some(_), _) => Err(FaceError::Model(
-                "the default model has one output; fc8/fc7 are VGG-Face's".into(),
+    /// The model set the configuration names; `output` and `precision` are VGG-Face's
+    /// (fc8 and fp32 unless given), and refused for the default set, which has one of each.
+    pub fn by_name(
+        name: ModelName,
+        output: Option<VggOutput>,
+        precision: Option<Precision>,
+    ) -> Result<Self> {
+        match name {
+            ModelName::Default if output.is_some() => Err(FaceError::NotForThisModel {
+                model: name,
+                option: "an output layer (fc8/fc7)",
+            }),
+            ModelName::Default if precision.is_some() => Err(FaceError::NotForThisModel {
+                model: name,
+                option: "a precision (fp32/int8)",
+            }),
+            ModelName::Default => Ok(Self::default_set()),
+            ModelName::VggFace => Ok(Self::vgg_face(
+                output.unwrap_or_default(),
+                precision.unwrap_or_default(),
             )),
-            ("default", _, Some(_)) => Err(FaceError::Model(
-                "the default model comes in one precision; fp32/int8 are VGG-Face's".into(),
-            )),
-            ("vgg-face", _, _) => Ok(Self::vgg_face(vgg_output, vgg_precision)),
-            (other, _, _) => Err(FaceError::Model(format!(
-                "unknown model set {other:?}; known: default, vgg-face"
-            ))),
         }
     }
 }
@@ -209,27 +246,32 @@ impl ModelFile {
         let path = dir.join(&self.file);
         let Some(expected) = &self.sha256 else {
             if !path.is_file() {
-                return Err(FaceError::Model(format!(
-                    "{} is missing; VGG-Face is converted from your own copy of DeepFace's \
-                     weights by scripts/convert-vggface, and its int8 variant made from that \
-                     by scripts/quantize-vggface",
-                    path.display()
-                )));
+                return Err(FaceError::ModelMissing {
+                    path,
+                    how_to_make: "VGG-Face is converted from your own copy of DeepFace's \
+                                  weights by scripts/convert-vggface, and its int8 variant made \
+                                  from that by scripts/quantize-vggface",
+                });
             }
             return Ok(path);
         };
-        let bytes = std::fs::read(&path).map_err(|e| {
-            FaceError::Model(format!(
-                "cannot read {}: {e}; run scripts/setup to fetch the models",
-                path.display()
-            ))
-        })?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        if digest != *expected {
-            return Err(FaceError::Model(format!(
-                "{} has sha256 {digest}, expected {expected}; run scripts/setup to fetch it again",
-                path.display(),
-            )));
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FaceError::ModelMissing {
+                    path,
+                    how_to_make: "run scripts/setup to fetch the models",
+                });
+            }
+            Err(source) => return Err(FaceError::Io { path, source }),
+        };
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != *expected {
+            return Err(FaceError::ModelChecksum {
+                path,
+                found,
+                expected: expected.clone(),
+            });
         }
         Ok(path)
     }
@@ -241,8 +283,13 @@ mod tests {
 
     #[test]
     fn int8_vgg_face_is_its_own_model_and_says_how_to_make_it() {
-        let fp32 = ModelSet::by_name("vgg-face", None, None).expect("fp32");
-        let int8 = ModelSet::by_name("vgg-face", Some("fc7"), Some("int8")).expect("int8");
+        let fp32 = ModelSet::by_name(ModelName::VggFace, None, None).expect("fp32");
+        let int8 = ModelSet::by_name(
+            ModelName::VggFace,
+            Some(VggOutput::Fc7),
+            Some(Precision::Int8),
+        )
+        .expect("int8");
         assert_eq!(fp32.id, "vgg-face-fc8");
         assert_eq!(int8.id, "vgg-face-int8-fc7");
         assert_eq!(int8.embedder.model.file, "vgg-face-int8.onnx");
@@ -251,15 +298,20 @@ mod tests {
         let empty = tempfile::tempdir().expect("tempdir");
         let missing = int8.embedder.model.verified_path(empty.path());
         assert!(
-            matches!(&missing, Err(FaceError::Model(m)) if m.contains("scripts/quantize-vggface")),
+            matches!(&missing, Err(e @ FaceError::ModelMissing { .. })
+                if e.to_string().contains("scripts/quantize-vggface")),
             "{missing:?}"
         );
-        for (name, precision) in [("default", "int8"), ("vgg-face", "fp16")] {
-            let refused = ModelSet::by_name(name, None, Some(precision));
-            assert!(
-                matches!(&refused, Err(FaceError::Model(m)) if m.contains("fp32")),
-                "{name} {precision}: {refused:?}"
-            );
-        }
+        let refused = ModelSet::by_name(ModelName::Default, None, Some(Precision::Int8));
+        assert!(
+            matches!(&refused, Err(FaceError::NotForThisModel { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            "fp16".parse::<Precision>(),
+            Err("unknown Precision \"fp16\"; known: fp32, int8".into())
+        );
+        assert_eq!("vgg-face".parse::<ModelName>(), Ok(ModelName::VggFace));
+        assert_eq!(ModelName::VggFace.to_string(), "vgg-face");
     }
 }

@@ -20,9 +20,12 @@ pub mod runtime;
 pub use decode::DecodeLimits;
 pub use engine::{Engine, EngineConfig, Face, FaceAnalysis, Which};
 pub use gallery::{Gallery, MatchResult};
-pub use manifest::{ModelSet, Precision, VggOutput};
+pub use manifest::{ModelName, ModelSet, Precision, VggOutput};
+
 pub use pool::EnginePool;
 pub use preprocess::Preprocess;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Everything that can go wrong between an uploaded image and an embedding.
 #[derive(Debug, thiserror::Error)]
@@ -43,13 +46,66 @@ pub enum FaceError {
     SeveralFaces { count: usize },
     #[error("the face engine is busy, try again in a moment")]
     Busy,
-    #[error("model file problem: {0}")]
-    Model(String),
+    #[error("the {model} model set has no choice of {option}")]
+    NotForThisModel {
+        model: ModelName,
+        option: &'static str,
+    },
+    #[error("{} is missing; {how_to_make}", path.display())]
+    ModelMissing {
+        path: PathBuf,
+        how_to_make: &'static str,
+    },
+    #[error(
+        "{} has sha256 {found}, expected {expected}; run scripts/setup to fetch it again",
+        path.display()
+    )]
+    ModelChecksum {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("the model has no output {0:?}")]
+    NoSuchOutput(String),
+    #[error(
+        "the embedding model gave {values} values for {faces} face(s), its manifest says {size} each"
+    )]
+    EmbeddingSize {
+        values: usize,
+        faces: usize,
+        size: usize,
+    },
+    #[error("cannot batch the faces: {0}")]
+    Batch(#[from] ndarray::ShapeError),
+    #[error("the int8 model cannot be used here: {0}")]
+    Int8(String),
+    #[error(
+        "ONNX Runtime not found: run scripts/setup (it puts {} in {}/), or set ORT_DYLIB_PATH \
+         to a libonnxruntime.so 1.31",
+        runtime::ORT_LIBRARY,
+        runtime::ORT_PROJECT_DIR
+    )]
+    RuntimeNotFound,
+    #[error("ORT_DYLIB_PATH points at {}, which does not exist", .0.display())]
+    RuntimePathMissing(PathBuf),
+    #[error("loading ONNX Runtime from {}: {source}", path.display())]
+    RuntimeLoad {
+        path: PathBuf,
+        source: ort::LoadDynamicError,
+    },
+    #[error("ONNX Runtime could not be loaded: {0}")]
+    RuntimeUnavailable(#[source] Arc<FaceError>),
     #[error("ONNX Runtime: {0}")]
     Runtime(#[from] ort::Error),
-    #[error("reading {path}: {source}")]
+    #[error("cannot start a face engine thread: {0}")]
+    EngineThread(#[source] std::io::Error),
+    #[error("the face engine stopped while handling this image")]
+    EngineStopped,
+    #[error("the face engine failed on this image (it panicked; see the log)")]
+    EnginePanicked,
+    #[error("reading {}: {source}", path.display())]
     Io {
-        path: String,
+        path: PathBuf,
         source: std::io::Error,
     },
 }

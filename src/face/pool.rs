@@ -47,7 +47,7 @@ impl EnginePool {
             thread::Builder::new()
                 .name(format!("face-engine-{index}"))
                 .spawn(move || work(engine, &receiver))
-                .map_err(|e| FaceError::Model(format!("cannot start an engine thread: {e}")))?;
+                .map_err(FaceError::EngineThread)?;
         }
         Ok(Self {
             sender,
@@ -116,7 +116,7 @@ impl EnginePool {
 }
 
 fn stopped() -> FaceError {
-    FaceError::Model("the face engine stopped while handling this image".into())
+    FaceError::EngineStopped
 }
 
 fn work(mut engine: Engine, jobs: &Mutex<Receiver<Job>>) {

@@ -8,7 +8,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Preprocess {
     /// Images whose longer side exceeds this are scaled down to it (0 keeps the size).
     pub max_side: u32,

@@ -1,7 +1,7 @@
 //! Loading ONNX Runtime (dynamically, from the library PyPI's wheel carries) and opening sessions.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
@@ -12,7 +12,7 @@ pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
 /// Where `scripts/setup` puts the library, relative to the project root.
 pub const ORT_PROJECT_DIR: &str = ".deps/onnxruntime";
 
-static RUNTIME: OnceLock<std::result::Result<ort::environment::Environment, String>> =
+static RUNTIME: OnceLock<std::result::Result<ort::environment::Environment, Arc<FaceError>>> =
     OnceLock::new();
 
 /// `ORT_DYLIB_PATH` if set, else the project's `.deps/onnxruntime/` (looked up from the working
@@ -23,10 +23,7 @@ pub fn find_library() -> Result<PathBuf> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(FaceError::Model(format!(
-                "ORT_DYLIB_PATH points at {}, which does not exist",
-                path.display()
-            )))
+            Err(FaceError::RuntimePathMissing(path))
         };
     }
     let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
@@ -37,27 +34,27 @@ pub fn find_library() -> Result<PathBuf> {
         .iter()
         .map(|root| root.join(ORT_PROJECT_DIR).join(ORT_LIBRARY))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            FaceError::Model(format!(
-                "ONNX Runtime not found: run scripts/setup (it puts {ORT_LIBRARY} in \
-                 {ORT_PROJECT_DIR}/), or set ORT_DYLIB_PATH to a libonnxruntime.so 1.31"
-            ))
-        })
+        .ok_or(FaceError::RuntimeNotFound)
 }
 
 /// Loads the library and creates the process-wide environment, once.
 pub fn environment() -> Result<&'static ort::environment::Environment> {
     let runtime = RUNTIME.get_or_init(|| {
-        let path = find_library().map_err(|e| e.to_string())?;
-        ort::init_from(&path)
-            .map_err(|e| format!("loading {}: {e}", path.display()))?
+        let path = find_library().map_err(Arc::new)?;
+        let builder = ort::init_from(&path).map_err(|source| {
+            Arc::new(FaceError::RuntimeLoad {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        builder
             .with_name("facelift")
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(|e| Arc::new(FaceError::Runtime(e)))
     });
     runtime
         .as_ref()
-        .map_err(|message| FaceError::Model(message.clone()))
+        .map_err(|cause| FaceError::RuntimeUnavailable(Arc::clone(cause)))
 }
 
 /// Opens a session with ONNX Runtime's own defaults, as a plain user of it would: the

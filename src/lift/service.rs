@@ -2,7 +2,7 @@
 //! timeouts, the audit trail, and a watch channel the panel listens to.
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
@@ -13,19 +13,13 @@ use super::protocol::{
 };
 use super::serial::LinePump;
 use super::{Accepted, Device, Floors, LiftError, LiftMachine, LiftStatus, Link, Timeouts};
+use crate::clock::Clock;
 use crate::config::LiftSettings;
 use crate::store::{AuditEntry, Store};
 
 const TICK: Duration = Duration::from_millis(100);
 /// The longest a device may long-poll for a command.
 pub const MAX_POLL: Duration = Duration::from_secs(30);
-
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// The lift as the web layer drives it. Cloning shares it.
 #[derive(Clone)]
@@ -39,6 +33,7 @@ struct Inner {
     device: Option<Device>,
     verifier: Verifier,
     store: Arc<Store>,
+    clock: Arc<dyn Clock>,
     push: reqwest::Client,
     /// Pull: the command waiting for the device's next poll.
     pending: Mutex<Option<MoveCommand>>,
@@ -49,7 +44,12 @@ struct Inner {
 impl LiftService {
     /// Starts the lift driven by `device` (none: the lift stays offline). Spawns its ticker
     /// and link tasks, so it must be called inside a tokio runtime.
-    pub fn start(settings: &LiftSettings, device: Option<Device>, store: Arc<Store>) -> Self {
+    pub fn start(
+        settings: &LiftSettings,
+        device: Option<Device>,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let floors = Floors {
             lowest: settings.lowest_floor,
             highest: settings.highest_floor.max(settings.lowest_floor),
@@ -71,6 +71,7 @@ impl LiftService {
             device,
             verifier: Verifier::new(settings.signature_window_secs),
             store,
+            clock,
             push,
             pending: Mutex::new(None),
             command_queued: Notify::new(),
@@ -204,7 +205,7 @@ impl LiftService {
             &device.secret,
             &message,
             presented,
-            unix_now(),
+            self.inner.clock.now(),
         )?;
         Ok(device)
     }
@@ -257,7 +258,7 @@ impl LiftService {
             path,
             request_nonce,
             body,
-            unix_now(),
+            self.inner.clock.now(),
         ))
     }
 
@@ -399,7 +400,7 @@ impl Inner {
         detail: String,
     ) {
         let entry = AuditEntry {
-            at: unix_now(),
+            at: self.clock.now(),
             kind: kind.to_string(),
             client: client.to_string(),
             person: person.map(str::to_string),
@@ -462,7 +463,7 @@ async fn push_once(inner: &Inner, base_url: &str, command: &MoveCommand) -> Push
     };
     let path = "/lift/move";
     let body = serde_json::to_vec(command).unwrap_or_default();
-    let signed = protocol::sign_request(&device.secret, "POST", path, &body, unix_now());
+    let signed = protocol::sign_request(&device.secret, "POST", path, &body, inner.clock.now());
     let url = format!("{}{path}", base_url.trim_end_matches('/'));
     let response = inner
         .push
@@ -497,7 +498,7 @@ async fn push_once(inner: &Inner, base_url: &str, command: &MoveCommand) -> Push
         &signed_answer,
         &signed.nonce,
         &presented,
-        unix_now(),
+        inner.clock.now(),
     ) {
         return if status == 401 {
             PushOutcome::Rejected(

@@ -22,7 +22,7 @@ use super::protocol::{
     Secret, SerialLine, StatusReport, TIMESTAMP_HEADER, Verifier,
 };
 use super::serial::LinePump;
-use super::service::unix_now;
+use crate::clock::{Clock, SystemClock};
 
 /// How the simulator reaches the server.
 pub enum SimLink {
@@ -271,7 +271,7 @@ async fn report(
     mut changes: mpsc::UnboundedReceiver<()>,
     heartbeat: Duration,
 ) {
-    let mut seq = u64::try_from(unix_now()).unwrap_or(0) * 1000;
+    let mut seq = u64::try_from(SystemClock.now()).unwrap_or(0) * 1000;
     let mut beat = tokio::time::interval(heartbeat);
     // a report the server did not take is tried again after a second, not a whole heartbeat
     let mut retry: Option<tokio::time::Instant> = None;
@@ -348,7 +348,7 @@ fn signed(
     path: &str,
     body: &[u8],
 ) -> reqwest::RequestBuilder {
-    let signature = protocol::sign_request(&device.secret, method, path, body, unix_now());
+    let signature = protocol::sign_request(&device.secret, method, path, body, SystemClock.now());
     request
         .header(DEVICE_HEADER, &device.id)
         .header(TIMESTAMP_HEADER, signature.timestamp.to_string())
@@ -364,7 +364,8 @@ async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: Str
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let signature = protocol::sign_request(&device.secret, "GET", &path, b"", unix_now());
+        let signature =
+            protocol::sign_request(&device.secret, "GET", &path, b"", SystemClock.now());
         let result = client
             .get(format!("{server}{path}"))
             .header(DEVICE_HEADER, &device.id)
@@ -398,7 +399,7 @@ async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: Str
             &answer,
             &signature.nonce,
             &presented,
-            unix_now(),
+            SystemClock.now(),
         );
         match (
             status,
@@ -430,10 +431,13 @@ async fn serve_move(
         path,
         body: &body,
     };
-    let verified =
-        device
-            .verifier
-            .verify_request("server", &device.secret, &message, &presented, unix_now());
+    let verified = device.verifier.verify_request(
+        "server",
+        &device.secret,
+        &message,
+        &presented,
+        SystemClock.now(),
+    );
     let (status, text) = match verified {
         Err(e) => (
             StatusCode::UNAUTHORIZED,
@@ -464,7 +468,7 @@ async fn serve_move(
         path,
         &nonce,
         text.as_bytes(),
-        unix_now(),
+        SystemClock.now(),
     );
     let mut response = (status, [("content-type", "application/json")], text).into_response();
     signature.insert_into(response.headers_mut());

@@ -59,15 +59,14 @@ pub async fn add_photo(
             (&*store, &cache_key, &embedding),
         )
     })
-    .await
-    .map_err(|e| WebError::Internal(e.to_string()))?
-    .map_err(|e| WebError::Internal(format!("saving the photo: {e}")))?;
+    .await?
+    .map_err(|source| WebError::Files {
+        what: "saving the photo",
+        source,
+    })?;
 
     let templates = {
-        let mut gallery = state
-            .gallery
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut gallery = state.gallery_mut()?;
         gallery.add_template(
             &name,
             Template {
@@ -95,17 +94,15 @@ pub async fn remove_person(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, WebError> {
     let name = checked_name(&name)?.to_string();
-    let removed = state
-        .gallery
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove_person(&name);
+    let removed = state.gallery_mut()?.remove_person(&name);
     let folder = state.settings.gallery.join(&name);
     if folder.is_dir() {
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(folder))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
-            .map_err(|e| WebError::Internal(format!("removing the photos: {e}")))?;
+            .await?
+            .map_err(|source| WebError::Files {
+                what: "removing the photos",
+                source,
+            })?;
     } else if !removed {
         return Err(WebError::BadRequest(format!(
             "nobody called {name} is enrolled"
@@ -123,9 +120,7 @@ pub async fn thumbnail(
 ) -> Result<Response, WebError> {
     let name = checked_name(&name)?.to_string();
     let file = state
-        .gallery
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .gallery()?
         .people
         .iter()
         .find(|p| p.name == name)
@@ -136,7 +131,7 @@ pub async fn thumbnail(
     };
     let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, FaceError> {
         let bytes = std::fs::read(&file).map_err(|source| FaceError::Io {
-            path: file.display().to_string(),
+            path: file.to_path_buf(),
             source,
         })?;
         let image = crate::face::decode::decode_for_size(&bytes, limits, 192)?;
@@ -148,7 +143,6 @@ pub async fn thumbnail(
             .map_err(|e| FaceError::Corrupt(e.to_string()))?;
         Ok(out.into_inner())
     })
-    .await
-    .map_err(|e| WebError::Internal(e.to_string()))??;
+    .await??;
     Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
 }

@@ -19,31 +19,27 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/verify", post(verify))
 }
 
-async fn health(State(state): State<AppState>) -> Json<Value> {
-    let (people, templates) = state
-        .gallery
-        .read()
-        .map(|g| (g.people.len(), g.template_count()))
-        .unwrap_or_default();
-    Json(json!({
+async fn health(State(state): State<AppState>) -> Result<Json<Value>, WebError> {
+    let (people, templates) = {
+        let gallery = state.gallery()?;
+        (gallery.people.len(), gallery.template_count())
+    };
+    Ok(Json(json!({
         "status": "ok",
         "model": state.pool.models().id,
         "people": people,
         "templates": templates,
-    }))
+    })))
 }
 
-async fn people(_admin: AdminUser, State(state): State<AppState>) -> Json<Value> {
-    let gallery = state
-        .gallery
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+async fn people(_admin: AdminUser, State(state): State<AppState>) -> Result<Json<Value>, WebError> {
+    let gallery = state.gallery()?;
     let people: Vec<Value> = gallery
         .people
         .iter()
         .map(|p| json!({ "name": p.name, "templates": p.templates.len() }))
         .collect();
-    Json(json!({ "people": people }))
+    Ok(Json(json!({ "people": people })))
 }
 
 #[derive(Serialize)]
@@ -68,10 +64,7 @@ async fn identify(
         .run(move |engine| engine.analyze_bytes(&frame, Which::All))
         .await??;
     let threshold = state.pool.threshold();
-    let gallery = state
-        .gallery
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let gallery = state.gallery()?;
     let faces: Vec<IdentifiedFace> = analysis
         .faces
         .iter()

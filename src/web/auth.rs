@@ -49,7 +49,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         let session: Session = parts
             .extract()
             .await
-            .map_err(|(_, why)| WebError::Internal(format!("no session layer: {why}")))?;
+            .map_err(|_| WebError::NoSessionLayer)?;
         let Some(mut user) = session.get::<SessionUser>(USER_KEY).await? else {
             tracing::debug!("refused: no logged-in person in the session");
             return Err(WebError::NotLoggedIn);
@@ -260,9 +260,7 @@ pub async fn login(
         return Err(crate::face::FaceError::NoFace.into());
     };
     let result = state
-        .gallery
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .gallery()?
         .best_match(&face.embedding, state.pool.threshold());
     let similarity = result.similarity();
     let Some(person) = result.person else {
@@ -278,9 +276,8 @@ pub async fn login(
         Arc::clone(&state.store),
         person.clone(),
     );
-    let admin = tokio::task::spawn_blocking(move || is_administrator(&settings, &store, &name))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))??;
+    let admin =
+        tokio::task::spawn_blocking(move || is_administrator(&settings, &store, &name)).await??;
     let user = SessionUser {
         admin,
         person: person.clone(),

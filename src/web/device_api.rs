@@ -78,10 +78,7 @@ pub async fn commands(
     let (_, nonce) = authenticate(&state, &method, &uri, &headers, b"")?;
     let wait = Duration::from_secs(wait.wait.unwrap_or(25));
     let (status, body) = match state.lift.next_command(wait).await {
-        Some(command) => (
-            StatusCode::OK,
-            serde_json::to_vec(&command).map_err(|e| WebError::Internal(e.to_string()))?,
-        ),
+        Some(command) => (StatusCode::OK, serde_json::to_vec(&command)?),
         None => (StatusCode::NO_CONTENT, Vec::new()),
     };
     let path = uri.0.path_and_query().map_or("/", |p| p.as_str());

@@ -31,8 +31,23 @@ pub enum WebError {
     NotAdmin,
     #[error("request refused: {0}")]
     CrossSite(&'static str),
-    #[error("internal: {0}")]
-    Internal(String),
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("session: {0}")]
+    Session(#[from] tower_sessions::session::Error),
+    #[error("the session layer is missing from the router")]
+    NoSessionLayer,
+    #[error("a background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the gallery is unusable: a thread panicked while changing it")]
+    GalleryPoisoned,
+    #[error("encoding the answer: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{what}: {source}")]
+    Files {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 impl WebError {
@@ -50,7 +65,22 @@ impl WebError {
                 F::FaceTooSmall { .. } => (S::UNPROCESSABLE_ENTITY, "face_too_small", message),
                 F::SeveralFaces { .. } => (S::UNPROCESSABLE_ENTITY, "several_faces", message),
                 F::Busy => (S::SERVICE_UNAVAILABLE, "busy", message),
-                F::Model(_) | F::Runtime(_) | F::Io { .. } => internal(),
+                F::NotForThisModel { .. }
+                | F::ModelMissing { .. }
+                | F::ModelChecksum { .. }
+                | F::NoSuchOutput(_)
+                | F::EmbeddingSize { .. }
+                | F::Batch(_)
+                | F::Int8(_)
+                | F::RuntimeNotFound
+                | F::RuntimePathMissing(_)
+                | F::RuntimeLoad { .. }
+                | F::RuntimeUnavailable(_)
+                | F::Runtime(_)
+                | F::EngineThread(_)
+                | F::EngineStopped
+                | F::EnginePanicked
+                | F::Io { .. } => internal(),
             },
             WebError::Lift(error) => match error {
                 LiftError::Busy => (S::CONFLICT, "busy", message),
@@ -82,7 +112,13 @@ impl WebError {
             }
             WebError::NotAdmin => (S::FORBIDDEN, "not_admin", message),
             WebError::CrossSite(_) => (S::FORBIDDEN, "cross_site", message),
-            WebError::Internal(_) => internal(),
+            WebError::Store(_)
+            | WebError::Session(_)
+            | WebError::NoSessionLayer
+            | WebError::Task(_)
+            | WebError::GalleryPoisoned
+            | WebError::Encode(_)
+            | WebError::Files { .. } => internal(),
         }
     }
 }
@@ -93,18 +129,6 @@ fn internal() -> (StatusCode, &'static str, String) {
         "internal",
         "something went wrong on the server; it has been logged".into(),
     )
-}
-
-impl From<tower_sessions::session::Error> for WebError {
-    fn from(error: tower_sessions::session::Error) -> Self {
-        WebError::Internal(format!("session: {error}"))
-    }
-}
-
-impl From<crate::store::StoreError> for WebError {
-    fn from(error: crate::store::StoreError) -> Self {
-        WebError::Internal(error.to_string())
-    }
 }
 
 impl IntoResponse for WebError {

@@ -1,7 +1,5 @@
 //! The lift for logged-in people: status, moves, and the live stream the panel listens to.
 
-use std::convert::Infallible;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -53,17 +51,15 @@ pub async fn request_move(
 pub async fn events(
     _user: CurrentUser,
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Sse<impl Stream<Item = Result<Event, axum::Error>>> {
     let changes = state.lift.subscribe();
     let stream = futures_util::stream::unfold((changes, true), |(mut changes, first)| async move {
         if !first {
             changes.changed().await.ok()?;
         }
         let status = changes.borrow_and_update().clone();
-        let event = Event::default()
-            .event("lift")
-            .data(serde_json::to_string(&status).unwrap_or_default());
-        Some((Ok(event), (changes, false)))
+        let event = Event::default().event("lift").json_data(&status);
+        Some((event, (changes, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -1,4 +1,4 @@
-//! HTTP: the router, the state it shares, and serving with graceful shutdown.
+//! HTTP: the router and the state it shares; serving it is in `serve`.
 
 mod admin;
 mod api;
@@ -8,11 +8,10 @@ mod device_api;
 mod error;
 mod lift_api;
 mod pages;
+mod serve;
 mod tls;
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -21,19 +20,21 @@ use axum::http::header::SET_COOKIE;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub use auth::{AdminUser, CSRF_HEADER, CurrentUser, LoginLimiter, is_administrator};
 pub use client::{ClientInfo, ServedOverTls};
 pub use error::WebError;
-pub use tls::{TlsFiles, self_signed, self_signed_files, serve_tls};
+pub use serve::{serve, shutdown_signal, spawn_session_cleaner};
+pub use tls::{
+    TlsError, TlsFiles, self_signed, self_signed_certificate, self_signed_files, tls_files,
+};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::face::{EnginePool, Gallery};
-use crate::lift::{LiftService, choose_device};
+use crate::lift::LiftService;
 use crate::store::{SqliteSessionStore, Store};
 
 pub const SESSION_COOKIE: &str = "facelift_session";
@@ -52,11 +53,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state over parts already started (`App::build` starts them).
     pub fn new(
         settings: Settings,
         pool: Arc<EnginePool>,
         gallery: Gallery,
         store: Arc<Store>,
+        lift: LiftService,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let web = &settings.web;
         let limiter = LoginLimiter::new(
@@ -64,34 +68,28 @@ impl AppState {
             web.login_wait_secs,
             web.login_wait_max_secs,
         );
-        // `serve` checks the choice first and refuses to start on a bad one
-        let device = store
-            .devices()
-            .map_err(|e| e.to_string())
-            .and_then(|rows| {
-                choose_device(&rows, settings.lift.device.as_deref()).map_err(|e| e.to_string())
-            })
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "no lift device: the lift stays offline");
-                None
-            });
-        let lift = LiftService::start(&settings.lift, device, Arc::clone(&store));
         Self {
             pool,
             gallery: Arc::new(RwLock::new(gallery)),
             store,
             lift,
-            clock: Arc::new(SystemClock),
+            clock,
             limiter: Arc::new(limiter),
             max_body_bytes: settings.max_body_bytes,
             settings: Arc::new(settings),
         }
     }
+}
 
-    /// The same state reading time from `clock` (tests move it by hand).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
+impl AppState {
+    /// The enrolled people, to read.
+    pub fn gallery(&self) -> Result<RwLockReadGuard<'_, Gallery>, WebError> {
+        self.gallery.read().map_err(|_| WebError::GalleryPoisoned)
+    }
+
+    /// The enrolled people, to change.
+    pub fn gallery_mut(&self) -> Result<RwLockWriteGuard<'_, Gallery>, WebError> {
+        self.gallery.write().map_err(|_| WebError::GalleryPoisoned)
     }
 }
 
@@ -164,61 +162,4 @@ async fn secure_cookies(State(state): State<AppState>, request: Request, next: N
         }
     }
     response
-}
-
-/// Serves until `shutdown` completes, then finishes the requests in flight. Expired sessions
-/// are deleted in the background meanwhile.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let cleaner = spawn_session_cleaner(&state);
-    let app = build_router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    cleaner.abort();
-    result
-}
-
-/// Deletes expired sessions every minute, until aborted.
-fn spawn_session_cleaner(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let store = Arc::clone(&state.store);
-    let clock = Arc::clone(&state.clock);
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            every.tick().await;
-            let (store, now) = (Arc::clone(&store), clock.now());
-            match tokio::task::spawn_blocking(move || store.delete_expired_sessions(now)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::debug!(deleted = n, "expired sessions deleted"),
-                _ => tracing::warn!("could not delete expired sessions"),
-            }
-        }
-    })
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -95,15 +95,13 @@ async fn login_page(
 ) -> Response {
     match user {
         Ok(_) => Redirect::to("/lift").into_response(),
-        Err(_) => {
-            let nobody_enrolled = state
-                .gallery
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .people
-                .is_empty();
-            render("login.html", context! { nobody_enrolled })
-        }
+        Err(_) => match state.gallery() {
+            Ok(gallery) => {
+                let nobody_enrolled = gallery.people.is_empty();
+                render("login.html", context! { nobody_enrolled })
+            }
+            Err(error) => error.into_response(),
+        },
     }
 }
 
@@ -134,20 +132,21 @@ async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppS
         }
         Err(_) => return Redirect::to("/").into_response(),
     };
-    let people: Vec<minijinja::Value> = state
-        .gallery
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .people
-        .iter()
-        .map(|p| context! { name => p.name, templates => p.templates.len() })
-        .collect();
+    let people: Vec<minijinja::Value> = match state.gallery() {
+        Ok(gallery) => gallery
+            .people
+            .iter()
+            .map(|p| context! { name => p.name, templates => p.templates.len() })
+            .collect(),
+        Err(error) => return error.into_response(),
+    };
     let store = state.store.clone();
-    let attempts = tokio::task::spawn_blocking(move || store.recent_audit("login", 50))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let attempts = match tokio::task::spawn_blocking(move || store.recent_audit("login", 50)).await
+    {
+        Ok(Ok(attempts)) => attempts,
+        Ok(Err(error)) => return WebError::from(error).into_response(),
+        Err(error) => return WebError::from(error).into_response(),
+    };
     let attempts: Vec<minijinja::Value> = attempts
         .iter()
         .map(|a| {

@@ -1,16 +1,9 @@
 //! HTTPS directly, for a phone on the same Wi-Fi: a certificate and key given by the building,
 //! or a self-signed one made once and kept, so a phone that accepted it once keeps trusting it.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use axum::Extension;
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
-
-use super::{AppState, ServedOverTls, build_router, spawn_session_cleaner};
+use crate::config::Settings;
 
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
@@ -60,31 +53,51 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-/// Serves HTTPS on `listener` until `shutdown` completes.
-pub async fn serve_tls(
-    listener: std::net::TcpListener,
-    state: AppState,
-    files: &TlsFiles,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // ring is the one crypto provider built in; installing it twice is harmless
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = RustlsConfig::from_pem_file(&files.cert, &files.key).await?;
-    listener.set_nonblocking(true)?;
-    let handle = Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    let cleaner = spawn_session_cleaner(&state);
-    let app = build_router(state)
-        .layer(Extension(ServedOverTls))
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum_server::from_tcp_rustls(listener, config)?
-        .handle(handle)
-        .serve(app)
-        .await;
-    cleaner.abort();
-    result
+/// Where under `data_dir` the self-signed certificate is kept.
+pub const SELF_SIGNED_DIR: &str = "tls";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("a TLS certificate and its key go together: give both tls.cert and tls.key")]
+    HalfPair,
+    #[error("making the self-signed certificate in {}: {source}", .dir.display())]
+    SelfSigned {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The certificate to serve HTTPS with, if the settings ask for HTTPS: the building's, or the
+/// self-signed one (made on first use for localhost, the bind address and `tls.names`).
+pub fn tls_files(settings: &Settings) -> Result<Option<TlsFiles>, TlsError> {
+    let tls = &settings.tls;
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (Some(_), None) | (None, Some(_)) => Err(TlsError::HalfPair),
+        (None, None) if tls.self_signed => {
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            if let Ok(address) = settings.bind.parse::<std::net::SocketAddr>()
+                && !address.ip().is_unspecified()
+            {
+                names.push(address.ip().to_string());
+            }
+            names.extend(tls.names.iter().cloned());
+            names.dedup();
+            let dir = settings.data_dir.join(SELF_SIGNED_DIR);
+            self_signed(&dir, &names)
+                .map(Some)
+                .map_err(|source| TlsError::SelfSigned { dir, source })
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The self-signed certificate the settings serve, if they serve one: what a device on this
+/// machine should trust.
+pub fn self_signed_certificate(settings: &Settings) -> Option<PathBuf> {
+    (settings.tls.self_signed && settings.tls.cert.is_none())
+        .then(|| self_signed_files(&settings.data_dir.join(SELF_SIGNED_DIR)).cert)
 }

@@ -292,3 +292,50 @@ fn person_add_enrols_the_first_admin_from_photos_and_keeps_only_single_face_phot
     );
     assert!(!gallery.path().join("bob").exists());
 }
+
+/// A typo in the configuration must not pass silently: `serve` refuses to start and names the
+/// key, whether it is in the file or in a `FACELIFT_*` variable.
+#[test]
+fn serve_refuses_a_configuration_with_an_unknown_key_and_names_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("facelift.toml");
+    std::fs::write(
+        &config,
+        "bind = \"127.0.0.1:0\"\n[lift]\nhighest_flor = 9\n",
+    )
+    .expect("write");
+    // answers whether it started serving (still running after a minute) and what it said
+    let run = |config: &Path, env: &[(&str, &str)]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_facelift"))
+            .current_dir(dir.path())
+            .args(["--config", path(config), "serve"])
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run facelift");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let exited = loop {
+            match child.try_wait().expect("wait") {
+                Some(_) => break true,
+                None if std::time::Instant::now() > deadline => break false,
+                None => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        };
+        if !exited {
+            child.kill().expect("kill");
+        }
+        let output = child.wait_with_output().expect("output");
+        (
+            !exited,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (started, stderr) = run(&config, &[]);
+    assert!(!started, "serve started with an unknown key");
+    assert!(stderr.contains("highest_flor"), "{stderr}");
+
+    std::fs::write(&config, "bind = \"127.0.0.1:0\"\n").expect("write");
+    let (started, stderr) = run(&config, &[("FACELIFT_WEB__SESION_INACTIVITY_SECS", "60")]);
+    assert!(!started, "serve started with an unknown variable");
+    assert!(stderr.contains("sesion_inactivity_secs"), "{stderr}");
+}

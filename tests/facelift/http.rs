@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use facelift::face::gallery::build;
+use facelift::app::{App, Parts};
 use facelift::lift::serial::PseudoTerminal;
 use facelift::lift::sim::{self, SimConfig, SimHandle, SimLink};
 use facelift::lift::{Device, LiftService, LiftStatus, Link, Secret};
 use facelift::store::{AuditEntry, Store};
-use facelift::web::{self, AppState};
+use facelift::web;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -25,9 +25,10 @@ pub struct TestApp {
     /// the simulated lift controller, talking to the app over real HTTP or a pseudo-terminal
     pub device: Option<SimHandle>,
     pub lift: LiftService,
-    _tls_dir: Option<tempfile::TempDir>,
+    _data_dir: tempfile::TempDir,
     _serial_line: Option<PseudoTerminal>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,30 +99,20 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let store = options
         .store
         .unwrap_or_else(|| Arc::new(Store::open_in_memory().expect("store")));
-    let build_store = Arc::clone(&store);
-    let dir = gallery_dir.path().to_path_buf();
-    let gallery = tokio::task::spawn_blocking(move || {
-        build(&dir, pool(), &*build_store, &|| {})
-            .expect("gallery")
-            .0
-    })
-    .await
-    .expect("join");
+    let data_dir = tempfile::tempdir().expect("tempdir");
     let mut settings = options.settings;
     settings.gallery = gallery_dir.path().to_path_buf();
+    settings.data_dir = data_dir.path().to_path_buf();
+    settings.tls.self_signed = options.tls;
     // bound first: the device can report to it before it serves (connections wait)
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("addr");
-    let tls = options.tls.then(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let names = ["localhost".to_string(), "127.0.0.1".to_string()];
-        let files = web::self_signed(dir.path(), &names).expect("a self-signed certificate");
-        let certificate = std::fs::read(&files.cert).expect("certificate");
-        (dir, files, certificate)
-    });
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    // made before the device starts, which trusts it; the app finds it made
+    let certificate = web::tls_files(&settings)
+        .expect("a self-signed certificate")
+        .map(|files| std::fs::read(files.cert).expect("certificate"));
+    let scheme = if options.tls { "https" } else { "http" };
     let base = format!("{scheme}://{address}");
-    let certificate = tls.as_ref().map(|(_, _, pem)| pem.clone());
 
     let (mut device_handle, mut serial_line) = (None, None);
     if let Some(device) = &options.device {
@@ -168,44 +159,47 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         store.put_device(&row).expect("register the device");
         device_handle = Some(handle);
     }
-    let mut state = AppState::new(settings, Arc::clone(pool()), gallery, Arc::clone(&store));
-    if let Some(clock) = options.clock {
-        state = state.with_clock(clock);
-    }
-    let lift = state.lift.clone();
+    let parts = Parts {
+        pool: Some(Arc::clone(pool())),
+        store: Some(Arc::clone(&store)),
+        clock: options.clock,
+        on_photo: None,
+    };
+    let app = App::build(settings, parts).await.expect("the app");
+    let lift = app.state.lift.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopped = async {
         let _ = stopped.await;
     };
+    let server = tokio::spawn(app.serve(listener, stopped));
     let mut client = reqwest::Client::builder().cookie_store(true);
-    let tls_dir = match tls {
-        Some((dir, files, pem)) => {
-            tokio::spawn(async move { web::serve_tls(listener, state, &files, stopped).await });
-            client =
-                client.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"));
-            Some(dir)
-        }
-        None => {
-            listener.set_nonblocking(true).expect("nonblocking");
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            tokio::spawn(web::serve(listener, state, stopped));
-            None
-        }
-    };
+    if let Some(pem) = &certificate {
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("pem"));
+    }
     TestApp {
         base,
         client: client.build().expect("client"),
-        _tls_dir: tls_dir,
+        _data_dir: data_dir,
         store,
         gallery: gallery_dir,
         device: device_handle,
         lift,
         _serial_line: serial_line,
-        _stop: stop,
+        stop,
+        server,
     }
 }
 
 impl TestApp {
+    /// Asks the server to stop, as Ctrl-C does; answers whether it stopped within `within`.
+    pub async fn shut_down(self, within: Duration) -> bool {
+        let _ = self.stop.send(());
+        matches!(
+            tokio::time::timeout(within, self.server).await,
+            Ok(Ok(Ok(())))
+        )
+    }
+
     /// Waits (at most `within`) for a lift status that `wanted` accepts, and answers it.
     pub async fn lift_becomes(
         &self,

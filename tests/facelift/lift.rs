@@ -450,3 +450,24 @@ async fn a_lift_that_stops_short_or_reports_late_is_judged_on_its_reports() {
         "{fault:?}"
     );
 }
+
+/// Ctrl-C with a panel open: the event stream never ends by itself, and used to hold the plain
+/// HTTP server forever. Now requests get the grace period, then the server stops.
+#[tokio::test]
+async fn a_stop_does_not_wait_forever_for_an_open_event_stream() {
+    let app = app_with(None, |options| options.settings.web.shutdown_grace_secs = 1).await;
+    let _token = log_in(&app).await;
+    let mut events = app
+        .client
+        .get(format!("{}/api/v1/lift/events", app.base))
+        .send()
+        .await
+        .expect("the event stream");
+    assert_eq!(events.status(), StatusCode::OK);
+    let first = events.chunk().await.expect("an event").expect("a chunk");
+    assert!(String::from_utf8_lossy(&first).contains("event: lift"));
+    assert!(
+        app.shut_down(SOON).await,
+        "the server was still serving {SOON:?} after the stop, with a 1 s grace"
+    );
+}

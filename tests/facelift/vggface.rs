@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use facelift::face::gallery::build;
-use facelift::face::{Engine, EngineConfig, ModelSet, Precision, VggOutput};
+use facelift::face::{Engine, EngineConfig, ModelName, ModelSet, Precision, VggOutput};
 use facelift::store::Store;
 use ndarray::Array4;
 
@@ -205,7 +205,7 @@ fn switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models() {
 
     let mut settings = crate::helpers::settings();
     settings.models_dir = dir.path().to_path_buf();
-    settings.model = "vgg-face".into();
+    settings.model = ModelName::VggFace;
     settings.engine.liveness = false;
     let vgg = facelift::open_engine_pool(&settings).expect("the VGG-Face pool");
     let (vgg_gallery, report) = build(people.path(), &vgg, &store, &|| {}).expect("vgg-face");
@@ -237,7 +237,7 @@ fn switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models() {
     ) {
         return;
     }
-    settings.model_precision = Some("int8".into());
+    settings.model_precision = Some(Precision::Int8);
     let int8 = facelift::open_engine_pool(&settings).expect("the int8 VGG-Face pool");
     let (int8_gallery, report) = build(people.path(), &int8, &store, &|| {}).expect("int8");
     assert_eq!((report.embedded, report.from_cache), (2, 0));

@@ -1,0 +1,184 @@
+//! The application assembled from `Settings`: the one place that opens the engines and the
+//! database, loads the gallery, chooses the lift's device and starts the lift. `facelift serve`,
+//! the tests and the benchmarks all build it here, and serve it with [`App::serve`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::face::gallery::{self, EnrollReport};
+use crate::face::{EnginePool, FaceError, ModelSet};
+use crate::lift::{LiftError, LiftService, choose_device};
+use crate::store::{Store, StoreError};
+use crate::web::{self, AppState, TlsFiles};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("starting the face engine: {0}")]
+    Engine(#[source] FaceError),
+    #[error("opening the database in {}: {source}", .dir.display())]
+    Store {
+        dir: std::path::PathBuf,
+        source: StoreError,
+    },
+    #[error("reading the devices: {0}")]
+    Devices(#[source] StoreError),
+    #[error("the lift's device: {0}")]
+    Device(#[from] LiftError),
+    #[error("loading the gallery {}: {source}", .dir.display())]
+    Gallery {
+        dir: std::path::PathBuf,
+        source: FaceError,
+    },
+    #[error("the gallery loader stopped: {0}")]
+    GalleryTask(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Tls(#[from] web::TlsError),
+}
+
+/// What a caller may bring instead of having it opened from the settings: tests share one
+/// engine pool and use an in-memory database and a clock they move.
+#[derive(Default)]
+pub struct Parts {
+    pub pool: Option<Arc<EnginePool>>,
+    pub store: Option<Arc<Store>>,
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Called after each gallery photo is embedded (a progress bar).
+    pub on_photo: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// The built application: its state, its routes, how it is served, and its background work
+/// (stopped when the app is dropped).
+pub struct App {
+    pub state: AppState,
+    pub tls: Option<TlsFiles>,
+    /// What loading the gallery found.
+    pub gallery: EnrollReport,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Opens the engines the settings ask for.
+pub fn open_engine_pool(settings: &Settings) -> Result<EnginePool, FaceError> {
+    let models = ModelSet::by_name(
+        settings.model,
+        settings.model_output,
+        settings.model_precision,
+    )?;
+    EnginePool::start(
+        &models,
+        &settings.models_dir,
+        settings.engine.clone(),
+        settings.workers,
+        settings.queue,
+    )
+}
+
+/// Opens the database in the settings' `data_dir`.
+pub fn open_store(settings: &Settings) -> Result<Store, AppError> {
+    Store::open(&settings.data_dir).map_err(|source| AppError::Store {
+        dir: settings.data_dir.clone(),
+        source,
+    })
+}
+
+impl App {
+    /// Builds the app from `settings`, opening what `parts` does not bring. Refuses to start on
+    /// a device choice that cannot work (a named device not registered, several and none named).
+    pub async fn build(settings: Settings, parts: Parts) -> Result<Self, AppError> {
+        let pool = match parts.pool {
+            Some(pool) => pool,
+            None => Arc::new(open_engine_pool(&settings).map_err(AppError::Engine)?),
+        };
+        let store = match parts.store {
+            Some(store) => store,
+            None => Arc::new(open_store(&settings)?),
+        };
+        let clock = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let device = choose_device(
+            &store.devices().map_err(AppError::Devices)?,
+            settings.lift.device.as_deref(),
+        )?;
+        match &device {
+            Some(device) => {
+                tracing::info!(device = %device.name, link = ?device.link, "lift controller");
+            }
+            None => tracing::warn!(
+                "no lift controller registered: the lift stays offline (see `facelift device add`)"
+            ),
+        }
+        let tls = web::tls_files(&settings)?;
+
+        let (dir, gallery_pool, gallery_store) = (
+            settings.gallery.clone(),
+            Arc::clone(&pool),
+            Arc::clone(&store),
+        );
+        let on_photo = parts.on_photo;
+        let (gallery, report) = tokio::task::spawn_blocking(move || {
+            let progress = || {
+                if let Some(on_photo) = &on_photo {
+                    on_photo();
+                }
+            };
+            gallery::build(&dir, &gallery_pool, &*gallery_store, &progress)
+        })
+        .await?
+        .map_err(|source| AppError::Gallery {
+            dir: settings.gallery.clone(),
+            source,
+        })?;
+        for (path, reason) in &report.skipped {
+            tracing::warn!("skipped {}: {reason}", path.display());
+        }
+        if report.people == 0 {
+            tracing::warn!(
+                gallery = %settings.gallery.display(),
+                "no one is enrolled: every login is \"not recognised\" until someone is; \
+                 add the first person with `facelift person add NAME PHOTO... --admin`"
+            );
+        }
+
+        let lift = LiftService::start(
+            &settings.lift,
+            device,
+            Arc::clone(&store),
+            Arc::clone(&clock),
+        );
+        let state = AppState::new(settings, pool, gallery, store, lift, clock);
+        let background = vec![web::spawn_session_cleaner(&state)];
+        Ok(Self {
+            state,
+            tls,
+            gallery: report,
+            background,
+        })
+    }
+
+    /// All the routes, with the state.
+    pub fn router(&self) -> Router {
+        web::build_router(self.state.clone())
+    }
+
+    /// Serves on `listener` (HTTPS when the settings ask for it) until `shutdown` completes,
+    /// then lets the requests in flight finish, for at most the configured grace period.
+    pub async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = std::time::Duration::from_secs(self.state.settings.web.shutdown_grace_secs);
+        web::serve(listener, self.router(), self.tls.as_ref(), grace, shutdown).await
+    }
+}
