@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use facelift::app::{App, Parts};
+use facelift::device_sim::{self as sim, SimConfig, SimLink};
 use facelift::lift::serial::PseudoTerminal;
-use facelift::lift::sim::{self, SimConfig, SimLink};
 use facelift::lift::{Device, LiftStatus, Link, Secret};
 use facelift::store::Store;
 

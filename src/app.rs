@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::face::gallery::{self, EnrollReport};
 use crate::face::{EnginePool, FaceError, ModelSet};
-use crate::lift::{LiftError, LiftService, choose_device};
+use crate::lift::{LiftError, LiftService, LinkError, choose_device};
 use crate::store::{Store, StoreError};
 use crate::web::{self, AppState, TlsFiles};
 
@@ -29,6 +29,8 @@ pub enum AppError {
     Devices(#[source] StoreError),
     #[error("the lift's device: {0}")]
     Device(#[from] LiftError),
+    #[error("the lift's link: {0}")]
+    Link(#[from] LinkError),
     #[error("loading the gallery {}: {source}", .dir.display())]
     Gallery {
         dir: std::path::PathBuf,
@@ -155,7 +157,7 @@ impl App {
             device,
             Arc::clone(&store),
             Arc::clone(&clock),
-        );
+        )?;
         let state = AppState::new(settings, pool, gallery, store, lift, clock);
         let background = vec![web::spawn_session_cleaner(&state)];
         Ok(Self {

@@ -12,13 +12,14 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::device_sim as sim;
 use crate::face::eval::{ScoredPair, evaluate, parse_pairs, roc_points, write_roc};
 use crate::face::gallery::{self, EnrollReport, Gallery};
 use crate::face::int8::CpuFeatures;
 use crate::face::{
     EnginePool, FaceAnalysis, FaceError, ModelName, Precision, VggOutput, Which, cosine,
 };
-use crate::lift::{Device, Link, Secret, sim, valid_device_name};
+use crate::lift::{Device, Link, Secret, valid_device_name};
 use crate::store::Store;
 use crate::web;
 
@@ -958,7 +959,8 @@ fn person(settings: &Settings, action: PersonAction) -> Result<()> {
             let rows = people
                 .iter()
                 .map(|(name, photos)| {
-                    let admin = web::is_administrator(settings, &store, name)?;
+                    let admin =
+                        crate::access::is_administrator(&settings.web.admins, &store, name)?;
                     Ok((name, photos.len(), admin))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -1076,7 +1078,7 @@ fn person_add(
             "person": name,
             "added": added,
             "photos": already + added.len(),
-            "admin": web::is_administrator(settings, store, name)?,
+            "admin": crate::access::is_administrator(&settings.web.admins, store, name)?,
             "skipped": skipped_json(&skipped),
         }));
     }

@@ -3,11 +3,13 @@
 //! `face` is the recognition engine, `store` the SQLite storage, `web` the HTTP layer over them,
 //! `cli` the command line. Dependencies point one way: `web` and `cli` use the others.
 
+pub mod access;
 pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod device_sim;
 pub mod face;
 pub mod lift;
 pub mod store;

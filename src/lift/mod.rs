@@ -1,12 +1,12 @@
-//! The lift: the state the server keeps ([`machine`]), the signed device protocol
-//! ([`protocol`]), the links that carry it (push over HTTP, pull by long poll, USB serial), and
-//! a simulated controller that speaks it ([`sim`]).
+//! The lift: the state the server keeps ([`machine`], pure), the signed device protocol
+//! ([`protocol`]), the links that carry it ([`link`]: push over HTTP, pull by long poll, USB
+//! serial over [`serial`]), and the service that ties them to a clock and the audit log.
 
+pub mod link;
 pub mod machine;
 pub mod protocol;
 pub mod serial;
 mod service;
-pub mod sim;
 
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ pub use machine::{Accepted, Floors, LiftMachine, LiftState, Timeouts};
 pub use protocol::{DeviceState, MoveCommand, ProtocolError, Secret, StatusReport};
 pub use service::LiftService;
 
-use crate::store::DeviceRow;
+use crate::store::{DeviceRow, LinkKind};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LiftError {
@@ -69,17 +69,14 @@ impl Device {
             name: row.name.clone(),
             reason: reason.to_string(),
         };
-        let link = match (row.link.as_str(), &row.address) {
-            ("push", Some(url)) => Link::Push { url: url.clone() },
-            ("pull", _) => Link::Pull,
-            ("serial", Some(path)) => Link::Serial {
+        let link = match (row.link, &row.address) {
+            (LinkKind::Push, Some(url)) => Link::Push { url: url.clone() },
+            (LinkKind::Pull, _) => Link::Pull,
+            (LinkKind::Serial, Some(path)) => Link::Serial {
                 path: PathBuf::from(path),
             },
-            _ => {
-                return Err(bad(
-                    "its link must be push with a URL, pull, or serial with a port",
-                ));
-            }
+            (LinkKind::Push, None) => return Err(bad("a push link needs the device's URL")),
+            (LinkKind::Serial, None) => return Err(bad("a serial link needs its port")),
         };
         Ok(Self {
             name: row.name.clone(),
@@ -90,14 +87,14 @@ impl Device {
 
     pub fn to_row(&self) -> DeviceRow {
         let (link, address) = match &self.link {
-            Link::Push { url } => ("push", Some(url.clone())),
-            Link::Pull => ("pull", None),
-            Link::Serial { path } => ("serial", Some(path.display().to_string())),
+            Link::Push { url } => (LinkKind::Push, Some(url.clone())),
+            Link::Pull => (LinkKind::Pull, None),
+            Link::Serial { path } => (LinkKind::Serial, Some(path.display().to_string())),
         };
         DeviceRow {
             name: self.name.clone(),
             secret: self.secret.expose().to_string(),
-            link: link.to_string(),
+            link,
             address,
         }
     }
@@ -146,11 +143,33 @@ pub struct FloorInfo {
     pub name: String,
 }
 
+/// The lift's state as the panel names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    Idle,
+    Moving,
+    Fault,
+    Offline,
+}
+
+impl PartialEq<&str> for Condition {
+    fn eq(&self, other: &&str) -> bool {
+        serde_json::to_value(self).is_ok_and(|name| name == *other)
+    }
+}
+
+/// Opening the link to a device.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot make the HTTP client that pushes commands: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
 /// What the panel shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LiftStatus {
-    /// "idle", "moving", "fault" or "offline"
-    pub state: &'static str,
+    pub state: Condition,
     /// The floor the lift is at or passing, when known.
     pub floor: Option<i32>,
     pub floor_name: Option<String>,
@@ -167,18 +186,18 @@ impl LiftStatus {
     pub fn of(machine: &LiftMachine) -> Self {
         let floors = machine.floors();
         let (state, floor, target, request_id, fault) = match machine.state() {
-            LiftState::Idle { floor } => ("idle", Some(*floor), None, None, None),
+            LiftState::Idle { floor } => (Condition::Idle, Some(*floor), None, None, None),
             LiftState::Moving { to, request_id, .. } => (
-                "moving",
+                Condition::Moving,
                 machine.position(),
                 Some(*to),
                 Some(request_id.clone()),
                 None,
             ),
             LiftState::Fault { reason, floor, .. } => {
-                ("fault", *floor, None, None, Some(reason.clone()))
+                (Condition::Fault, *floor, None, None, Some(reason.clone()))
             }
-            LiftState::Offline => ("offline", None, None, None, None),
+            LiftState::Offline => (Condition::Offline, None, None, None, None),
         };
         Self {
             state,
@@ -187,7 +206,7 @@ impl LiftStatus {
             target,
             request_id,
             fault,
-            online: state != "offline",
+            online: state != Condition::Offline,
             floors: (floors.lowest..=floors.highest)
                 .map(|number| FloorInfo {
                     number,

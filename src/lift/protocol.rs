@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
-use axum::http::{HeaderMap, HeaderValue};
 use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 

@@ -65,15 +65,35 @@ const MIGRATIONS: &[&str] = &[
         person     TEXT PRIMARY KEY,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
     ) WITHOUT ROWID;",
+    // audit outcomes became a fixed set of names; what varied moved to the detail
+    "UPDATE audit SET outcome = 'fault_cleared' WHERE outcome = 'fault cleared';
+    UPDATE audit SET outcome = 'command_fetched' WHERE outcome = 'command fetched';
+    UPDATE audit SET outcome = 'duplicate' WHERE outcome LIKE 'duplicate%';
+    UPDATE audit SET detail = COALESCE(detail || ', ', '') || substr(outcome, 17),
+                     outcome = 'device_refused' WHERE outcome LIKE 'device refused: %';
+    UPDATE audit SET detail = COALESCE(detail || ', ', '') || substr(outcome, 10),
+                     outcome = 'refused' WHERE outcome LIKE 'refused: %';
+    UPDATE audit SET detail = 'status ' || substr(outcome, 10) || COALESCE(', ' || detail, ''),
+                     outcome = 'answered' WHERE outcome LIKE 'answered %';",
 ];
 
-/// A registered lift controller as stored: `link` is "push", "pull" or "serial"; `address` is
-/// the push URL or the serial port.
+/// How a device is reached, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// the server POSTs commands to the device's URL
+    Push,
+    /// the device long-polls the server
+    Pull,
+    /// a USB serial line
+    Serial,
+}
+
+/// A registered lift controller as stored: `address` is the push URL or the serial port.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeviceRow {
     pub name: String,
     pub secret: String,
-    pub link: String,
+    pub link: LinkKind,
     pub address: Option<String>,
 }
 
@@ -172,19 +192,117 @@ impl Store {
     }
 }
 
+/// The fixed names of stored values: written as these words, read back by them.
+macro_rules! stored_names {
+    ($($kind:ty: $($variant:ident = $name:literal),+;)+) => {$(
+        impl $kind {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+        }
+
+        impl std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $kind {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $kind {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $kind {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                match value.as_str()? {
+                    $($name => Ok(Self::$variant),)+
+                    other => Err(rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} {other:?}", stringify!($kind)).into(),
+                    )),
+                }
+            }
+        }
+    )+};
+}
+
+/// What an audit line is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditKind {
+    /// a face login attempt
+    Login,
+    /// the lift: moves asked for, arrivals, faults
+    Lift,
+    /// messages to and from the lift's device
+    Device,
+}
+
+/// How it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Recognized,
+    NotRecognized,
+    RateLimited,
+    NoFace,
+    FaceTooSmall,
+    BadImage,
+    /// the face engine's queue was full
+    Busy,
+    /// the server failed (the log says why)
+    Failed,
+    /// a move accepted and sent
+    Accepted,
+    /// a repeated request id: answered again, not sent again
+    Duplicate,
+    /// a move refused (the detail says why)
+    Refused,
+    FaultCleared,
+    /// the device answered a command with a refusal
+    DeviceRefused,
+    Arrived,
+    Fault,
+    Offline,
+    Online,
+    Recovered,
+    /// a device's status report
+    Report,
+    /// a device fetched its command by long poll
+    CommandFetched,
+    /// a device answered a pushed command (the detail has the status)
+    Answered,
+}
+
+stored_names! {
+    AuditKind: Login = "login", Lift = "lift", Device = "device";
+    AuditOutcome: Recognized = "recognized", NotRecognized = "not_recognized",
+        RateLimited = "rate_limited", NoFace = "no_face", FaceTooSmall = "face_too_small",
+        BadImage = "bad_image", Busy = "busy", Failed = "failed", Accepted = "accepted",
+        Duplicate = "duplicate", Refused = "refused", FaultCleared = "fault_cleared",
+        DeviceRefused = "device_refused", Arrived = "arrived", Fault = "fault",
+        Offline = "offline", Online = "online", Recovered = "recovered", Report = "report",
+        CommandFetched = "command_fetched", Answered = "answered";
+    LinkKind: Push = "push", Pull = "pull", Serial = "serial";
+}
+
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct AuditEntry {
     /// Unix time, seconds
     pub at: i64,
-    /// "login", later "lift" and "device"
-    pub kind: String,
+    pub kind: AuditKind,
     /// who or what asked: a client address, a device id
     pub client: String,
     pub person: Option<String>,
     pub similarity: Option<f32>,
-    /// "recognized", "not_recognized", "no_face", "rate_limited", ...
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub detail: Option<String>,
 }
 
@@ -209,7 +327,11 @@ impl Store {
     }
 
     /// The newest `limit` entries of one kind, newest first.
-    pub fn recent_audit(&self, kind: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    pub fn recent_audit(
+        &self,
+        kind: AuditKind,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         self.with(|c| {
             let mut statement = c.prepare(
                 "SELECT at, kind, client, person, similarity, outcome, detail FROM audit
@@ -370,6 +492,69 @@ fn decode_vector(bytes: &[u8]) -> Embedding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outcomes written as free text before migration 6 read back as names, the rest in the detail.
+    #[test]
+    fn old_audit_outcomes_are_carried_over_to_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let connection = Connection::open(dir.path().join("facelift.db")).expect("db");
+            for migration in &MIGRATIONS[..5] {
+                connection.execute_batch(migration).expect("migration");
+            }
+            connection
+                .pragma_update(None, "user_version", 5)
+                .expect("version");
+            for (kind, outcome, detail) in [
+                (
+                    "lift",
+                    "refused: the lift is already moving",
+                    Some("move to floor 2"),
+                ),
+                ("lift", "duplicate: not sent again", None),
+                ("lift", "device refused: busy", Some("request r1")),
+                (
+                    "device",
+                    "answered 202",
+                    Some("move to floor 2, request r1"),
+                ),
+                ("lift", "fault cleared", None),
+            ] {
+                connection
+                    .execute(
+                        "INSERT INTO audit (at, kind, client, outcome, detail)
+                         VALUES (1, ?1, 'x', ?2, ?3)",
+                        params![kind, outcome, detail],
+                    )
+                    .expect("insert");
+            }
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let lift: Vec<(AuditOutcome, Option<String>)> = store
+            .recent_audit(AuditKind::Lift, 10)
+            .expect("lift entries")
+            .into_iter()
+            .map(|e| (e.outcome, e.detail))
+            .collect();
+        assert_eq!(
+            lift,
+            [
+                (AuditOutcome::FaultCleared, None),
+                (AuditOutcome::DeviceRefused, Some("request r1, busy".into())),
+                (AuditOutcome::Duplicate, None),
+                (
+                    AuditOutcome::Refused,
+                    Some("move to floor 2, the lift is already moving".into())
+                ),
+            ]
+        );
+        let device = store.recent_audit(AuditKind::Device, 1).expect("device");
+        assert_eq!(device[0].outcome, AuditOutcome::Answered);
+        assert_eq!(
+            device[0].detail.as_deref(),
+            Some("status 202, move to floor 2, request r1")
+        );
+    }
 
     #[test]
     fn embeddings_round_trip_per_model_and_survive_reopening() {

@@ -3,16 +3,25 @@
 
 use std::io::Cursor;
 
-use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::auth::AdminUser;
-use super::{AppState, WebError, api::read_files};
+use super::extract::AdminUser;
+use super::upload::read_files;
+use super::{AppState, WebError};
 use crate::face::gallery::{Template, save_photo, valid_person_name};
 use crate::face::{FaceError, Which};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/people/{name}", delete(remove_person))
+        .route("/api/v1/admin/people/{name}/photos", post(add_photo))
+        .route("/api/v1/admin/people/{name}/thumbnail", get(thumbnail))
+}
 
 fn checked_name(name: &str) -> Result<&str, WebError> {
     if valid_person_name(name) {
@@ -26,15 +35,14 @@ fn checked_name(name: &str) -> Result<&str, WebError> {
 
 /// `POST /api/v1/admin/people/{name}/photos`, multipart field `photo`: keeps the photo only if
 /// it shows exactly one usable face, then adds it to the person (creating them if new).
-pub async fn add_photo(
+async fn add_photo(
     AdminUser(admin): AdminUser,
     State(state): State<AppState>,
     Path(name): Path<String>,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<Value>), WebError> {
     let name = checked_name(&name)?.to_string();
-    let mut files = read_files(multipart, &["photo"], state.max_body_bytes).await?;
-    let photo = files.remove(0);
+    let [photo] = read_files(multipart, ["photo"], state.max_body_bytes).await?;
     let bytes = photo.clone();
     let analysis = state
         .pool
@@ -88,7 +96,7 @@ pub async fn add_photo(
 }
 
 /// `DELETE /api/v1/admin/people/{name}`: removes the person and their photos.
-pub async fn remove_person(
+async fn remove_person(
     AdminUser(admin): AdminUser,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -113,7 +121,7 @@ pub async fn remove_person(
 }
 
 /// `GET /api/v1/admin/people/{name}/thumbnail`: the person's first photo, 96 pixels high.
-pub async fn thumbnail(
+async fn thumbnail(
     AdminUser(_): AdminUser,
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -6,7 +6,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::auth::{AdminUser, CurrentUser};
+use super::extract::{AdminUser, CurrentUser};
+use super::upload::read_files;
 use super::{AppState, WebError};
 use crate::face::Which;
 use crate::face::gallery::{Candidate, MatchResult};
@@ -57,8 +58,7 @@ async fn identify(
     State(state): State<AppState>,
     multipart: Multipart,
 ) -> Result<Json<Value>, WebError> {
-    let mut files = read_files(multipart, &["frame"], state.max_body_bytes).await?;
-    let frame = files.remove(0);
+    let [frame] = read_files(multipart, ["frame"], state.max_body_bytes).await?;
     let analysis = state
         .pool
         .run(move |engine| engine.analyze_bytes(&frame, Which::All))
@@ -94,8 +94,7 @@ async fn verify(
     State(state): State<AppState>,
     multipart: Multipart,
 ) -> Result<Json<Value>, WebError> {
-    let mut files = read_files(multipart, &["a", "b"], state.max_body_bytes).await?;
-    let (a, b) = (files.remove(0), files.remove(0));
+    let [a, b] = read_files(multipart, ["a", "b"], state.max_body_bytes).await?;
     // on two engines at once when the pool has two workers
     let (first, second) = state.pool.analyze_pair(a, b).await?;
     let similarity = match (first.best(), second.best()) {
@@ -112,48 +111,4 @@ async fn verify(
         "model": state.pool.models().id,
         "faces": [first.faces_seen, second.faces_seen],
     })))
-}
-
-/// Reads the named multipart fields, in the order of `names`; every one is required.
-pub(super) async fn read_files(
-    mut multipart: Multipart,
-    names: &[&str],
-    limit: usize,
-) -> Result<Vec<Vec<u8>>, WebError> {
-    let mut found: Vec<Option<Vec<u8>>> = vec![None; names.len()];
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(&e, limit)),
-        };
-        let Some(index) = field
-            .name()
-            .and_then(|n| names.iter().position(|x| *x == n))
-        else {
-            continue;
-        };
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|e| multipart_error(&e, limit))?;
-        found[index] = Some(bytes.to_vec());
-    }
-    found
-        .into_iter()
-        .zip(names)
-        .map(|(file, name)| {
-            file.ok_or_else(|| {
-                WebError::BadRequest(format!("the multipart field {name:?} is missing"))
-            })
-        })
-        .collect()
-}
-
-fn multipart_error(error: &axum::extract::multipart::MultipartError, limit: usize) -> WebError {
-    if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        WebError::TooLarge(limit)
-    } else {
-        WebError::BadRequest(format!("unreadable multipart body: {}", error.body_text()))
-    }
 }

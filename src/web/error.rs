@@ -6,11 +6,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::access::AccessError;
 use crate::face::FaceError;
 use crate::lift::{LiftError, ProtocolError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error(transparent)]
     Face(#[from] FaceError),
     #[error(transparent)]
@@ -56,7 +59,7 @@ impl WebError {
         use StatusCode as S;
         let message = self.to_string();
         match self {
-            WebError::Face(error) => match error {
+            WebError::Access(AccessError::Face(error)) | WebError::Face(error) => match error {
                 F::Empty | F::NotAnImage | F::Corrupt(_) => {
                     (S::UNPROCESSABLE_ENTITY, "bad_image", message)
                 }
@@ -102,14 +105,20 @@ impl WebError {
                 LiftError::Protocol(_) => (S::UNAUTHORIZED, "bad_signature", message),
                 LiftError::BadDevice { .. } => internal(),
             },
+            WebError::Access(AccessError::NotRecognized) | WebError::NotRecognized => {
+                (S::UNAUTHORIZED, "not_recognized", message)
+            }
+            WebError::Access(AccessError::TooManyAttempts { .. })
+            | WebError::TooManyAttempts { .. } => {
+                (S::TOO_MANY_REQUESTS, "too_many_attempts", message)
+            }
+            WebError::Access(
+                AccessError::GalleryPoisoned | AccessError::Store(_) | AccessError::Task(_),
+            ) => internal(),
             WebError::BadRequest(_) => (S::BAD_REQUEST, "bad_request", message),
             WebError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large", message),
             WebError::NotLoggedIn => (S::UNAUTHORIZED, "not_logged_in", message),
             WebError::SessionExpired => (S::UNAUTHORIZED, "session_expired", message),
-            WebError::NotRecognized => (S::UNAUTHORIZED, "not_recognized", message),
-            WebError::TooManyAttempts { .. } => {
-                (S::TOO_MANY_REQUESTS, "too_many_attempts", message)
-            }
             WebError::NotAdmin => (S::FORBIDDEN, "not_admin", message),
             WebError::CrossSite(_) => (S::FORBIDDEN, "cross_site", message),
             WebError::Store(_)
@@ -142,8 +151,10 @@ impl IntoResponse for WebError {
         let mut response =
             (status, Json(json!({ "error": code, "message": message }))).into_response();
         let retry_after = match &self {
-            WebError::TooManyAttempts { retry_after } => Some(*retry_after),
-            WebError::Face(FaceError::Busy) => Some(1),
+            WebError::TooManyAttempts { retry_after }
+            | WebError::Access(AccessError::TooManyAttempts { retry_after }) => Some(*retry_after),
+            WebError::Face(FaceError::Busy)
+            | WebError::Access(AccessError::Face(FaceError::Busy)) => Some(1),
             _ => None,
         };
         if let Some(seconds) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok())

@@ -1,24 +1,33 @@
 //! The lift for logged-in people: status, moves, and the live stream the panel listens to.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{AdminUser, CurrentUser};
+use super::extract::{AdminUser, CurrentUser};
 use super::{AppState, WebError};
 use crate::lift::LiftStatus;
 
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/lift", get(status))
+        .route("/api/v1/lift/move", post(request_move))
+        .route("/api/v1/lift/events", get(events))
+        .route("/api/v1/admin/lift/reset", post(reset_fault))
+}
+
 /// `GET /api/v1/lift`
-pub async fn status(_user: CurrentUser, State(state): State<AppState>) -> Json<LiftStatus> {
+async fn status(_user: CurrentUser, State(state): State<AppState>) -> Json<LiftStatus> {
     Json(state.lift.status())
 }
 
 #[derive(Deserialize)]
-pub struct MoveRequest {
+struct MoveRequest {
     floor: i32,
     /// Chosen by the panel for each press, so that a retried request does not move the lift
     /// twice; made up by the server when absent.
@@ -27,7 +36,7 @@ pub struct MoveRequest {
 
 /// `POST /api/v1/lift/move` `{"floor": N, "request_id": optional}`: 202 with the request id.
 /// The move itself is followed on the status stream, driven by the device's reports.
-pub async fn request_move(
+async fn request_move(
     user: CurrentUser,
     State(state): State<AppState>,
     Json(request): Json<MoveRequest>,
@@ -48,7 +57,7 @@ pub async fn request_move(
 
 /// `GET /api/v1/lift/events`: server-sent events, one `lift` event per change (the current
 /// status first).
-pub async fn events(
+async fn events(
     _user: CurrentUser,
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, axum::Error>>> {
@@ -65,10 +74,7 @@ pub async fn events(
 }
 
 /// `POST /api/v1/admin/lift/reset`: an administrator clears a fault after checking the lift.
-pub async fn reset_fault(
-    AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
-) -> Json<Value> {
+async fn reset_fault(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Json<Value> {
     let cleared = state.lift.reset_fault(&admin.person);
     if cleared {
         tracing::info!(person = %admin.person, "lift fault cleared");

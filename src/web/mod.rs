@@ -2,14 +2,16 @@
 
 mod admin;
 mod api;
-mod auth;
 mod client;
 mod device_api;
 mod error;
+mod extract;
 mod lift_api;
+mod login;
 mod pages;
 mod serve;
 mod tls;
+mod upload;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -19,18 +21,18 @@ use axum::http::HeaderValue;
 use axum::http::header::SET_COOKIE;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-pub use auth::{AdminUser, CSRF_HEADER, CurrentUser, LoginLimiter, is_administrator};
 pub use client::{ClientInfo, ServedOverTls};
 pub use error::WebError;
+pub use extract::{AdminUser, CSRF_HEADER, Client, CurrentUser, DeviceAuth};
 pub use serve::{serve, shutdown_signal, spawn_session_cleaner};
 pub use tls::{
     TlsError, TlsFiles, self_signed, self_signed_certificate, self_signed_files, tls_files,
 };
 
+use crate::access::Access;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::face::{EnginePool, Gallery};
@@ -46,8 +48,8 @@ pub struct AppState {
     pub gallery: Arc<RwLock<Gallery>>,
     pub store: Arc<Store>,
     pub lift: LiftService,
+    pub access: Access,
     pub clock: Arc<dyn Clock>,
-    pub limiter: Arc<LoginLimiter>,
     pub settings: Arc<Settings>,
     pub max_body_bytes: usize,
 }
@@ -62,19 +64,21 @@ impl AppState {
         lift: LiftService,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let web = &settings.web;
-        let limiter = LoginLimiter::new(
-            web.login_failures_before_wait,
-            web.login_wait_secs,
-            web.login_wait_max_secs,
+        let gallery = Arc::new(RwLock::new(gallery));
+        let access = Access::new(
+            &settings,
+            Arc::clone(&pool),
+            Arc::clone(&gallery),
+            Arc::clone(&store),
+            Arc::clone(&clock),
         );
         Self {
             pool,
-            gallery: Arc::new(RwLock::new(gallery)),
+            gallery,
             store,
             lift,
+            access,
             clock,
-            limiter: Arc::new(limiter),
             max_body_bytes: settings.max_body_bytes,
             settings: Arc::new(settings),
         }
@@ -104,30 +108,14 @@ pub fn build_router(state: AppState) -> Router {
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(inactivity)));
     let limit = state.max_body_bytes;
     Router::new()
-        .merge(api::router())
         .merge(pages::router())
-        .route("/api/v1/login", post(auth::login))
-        .route("/api/v1/logout", post(auth::logout))
-        .route("/api/v1/me", get(auth::me))
-        .route("/api/v1/lift", get(lift_api::status))
-        .route("/api/v1/lift/move", post(lift_api::request_move))
-        .route("/api/v1/lift/events", get(lift_api::events))
-        .route("/api/v1/admin/lift/reset", post(lift_api::reset_fault))
-        .route(
-            "/api/v1/device/status",
-            post(device_api::status).layer(DefaultBodyLimit::max(device_api::MAX_DEVICE_BODY)),
-        )
-        .route("/api/v1/device/commands", get(device_api::commands))
-        .route(
-            "/api/v1/admin/people/{name}",
-            axum::routing::delete(admin::remove_person),
-        )
-        .route("/api/v1/admin/people/{name}/photos", post(admin::add_photo))
-        .route(
-            "/api/v1/admin/people/{name}/thumbnail",
-            get(admin::thumbnail),
-        )
+        .merge(login::router())
+        .merge(api::router())
+        .merge(lift_api::router())
+        .merge(admin::router())
         .layer(DefaultBodyLimit::max(limit))
+        // after the general limit, so that the device routes' smaller one wins
+        .merge(device_api::router())
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
             state.clone(),

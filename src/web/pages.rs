@@ -11,8 +11,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use minijinja::{Environment, context};
 
-use super::auth::{AdminUser, CurrentUser};
+use super::extract::{AdminUser, CurrentUser};
 use super::{AppState, WebError};
+use crate::store::AuditKind;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
@@ -141,12 +142,12 @@ async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppS
         Err(error) => return error.into_response(),
     };
     let store = state.store.clone();
-    let attempts = match tokio::task::spawn_blocking(move || store.recent_audit("login", 50)).await
-    {
-        Ok(Ok(attempts)) => attempts,
-        Ok(Err(error)) => return WebError::from(error).into_response(),
-        Err(error) => return WebError::from(error).into_response(),
-    };
+    let attempts =
+        match tokio::task::spawn_blocking(move || store.recent_audit(AuditKind::Login, 50)).await {
+            Ok(Ok(attempts)) => attempts,
+            Ok(Err(error)) => return WebError::from(error).into_response(),
+            Err(error) => return WebError::from(error).into_response(),
+        };
     let attempts: Vec<minijinja::Value> = attempts
         .iter()
         .map(|a| {

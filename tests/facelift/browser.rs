@@ -2,6 +2,7 @@
 //! Needs Debian's chromium and `npm ci` in tests/e2e (scripts/setup and .ci/run do both).
 //! Screenshots are kept in `test-artifacts/browser/`.
 
+use facelift::store::{AuditKind, AuditOutcome};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -121,8 +122,8 @@ async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
         .await
         .expect("browser run");
 
-    let log = app.store.recent_audit("login", 2).expect("audit");
-    assert_eq!(log[0].outcome, "not_recognized");
+    let log = app.store.recent_audit(AuditKind::Login, 2).expect("audit");
+    assert_eq!(log[0].outcome, AuditOutcome::NotRecognized);
     assert_eq!(log[1].person.as_deref(), Some("person01"));
     for shot in [
         "lift-panel.png",
@@ -159,7 +160,7 @@ async fn a_face_logs_in_over_direct_https_with_http2_and_drives_the_lift() {
     tokio::task::spawn_blocking(move || run_browser(&b, &e, &s, "recognized"))
         .await
         .expect("browser run");
-    let log = app.store.recent_audit("login", 1).expect("audit");
+    let log = app.store.recent_audit(AuditKind::Login, 1).expect("audit");
     assert_eq!(log[0].person.as_deref(), Some("person01"));
     assert!(shots.join("lift-floor-2.png").is_file(), "screenshot kept");
 }

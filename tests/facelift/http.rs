@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facelift::app::{App, Parts};
+use facelift::device_sim::{self as sim, SimConfig, SimHandle, SimLink};
 use facelift::lift::serial::PseudoTerminal;
-use facelift::lift::sim::{self, SimConfig, SimHandle, SimLink};
 use facelift::lift::{Device, LiftService, LiftStatus, Link, Secret};
-use facelift::store::{AuditEntry, Store};
+use facelift::store::{AuditEntry, AuditKind, Store};
 use facelift::web;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -232,7 +232,7 @@ impl TestApp {
     /// `kind` that `wanted` accepts among the latest 50.
     pub async fn audit_shows(
         &self,
-        kind: &str,
+        kind: AuditKind,
         wanted: impl Fn(&AuditEntry) -> bool,
     ) -> AuditEntry {
         for _ in 0..100 {

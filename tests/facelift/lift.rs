@@ -4,9 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use facelift::lift::Condition;
 use facelift::lift::protocol::{
     self, DEVICE_HEADER, NONCE_HEADER, SIGNATURE_HEADER, Secret, TIMESTAMP_HEADER,
 };
+use facelift::store::{AuditKind, AuditOutcome};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -78,12 +80,13 @@ async fn push_pull_and_serial_each_take_a_person_to_floor_2_on_the_devices_repor
             "{link:?}"
         );
 
-        app.audit_shows("lift", |e| {
-            e.outcome == "accepted" && e.person.as_deref() == Some("person01")
+        app.audit_shows(AuditKind::Lift, |e| {
+            e.outcome == AuditOutcome::Accepted && e.person.as_deref() == Some("person01")
         })
         .await;
-        app.audit_shows("lift", |e| e.outcome == "arrived").await;
-        app.audit_shows("device", |e| {
+        app.audit_shows(AuditKind::Lift, |e| e.outcome == AuditOutcome::Arrived)
+            .await;
+        app.audit_shows(AuditKind::Device, |e| {
             e.client == DEVICE
                 && e.detail
                     .as_deref()
@@ -140,7 +143,8 @@ async fn one_move_at_a_time_real_floors_only_and_no_moves_while_offline() {
         (status, body["error"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("offline"))
     );
-    app.audit_shows("lift", |e| e.outcome == "offline").await;
+    app.audit_shows(AuditKind::Lift, |e| e.outcome == AuditOutcome::Offline)
+        .await;
     // it speaks again: back online
     app.device
         .as_ref()
@@ -199,7 +203,8 @@ async fn a_move_the_device_never_finishes_faults_and_the_panel_says_so() {
         panel.contains("not confirmed within"),
         "the panel shows the fault"
     );
-    app.audit_shows("lift", |e| e.outcome == "fault").await;
+    app.audit_shows(AuditKind::Lift, |e| e.outcome == AuditOutcome::Fault)
+        .await;
 
     // the controller idling at floor 1 does not clear it; an administrator does
     device.faults.drop_commands.store(false, Ordering::Relaxed);
@@ -228,8 +233,8 @@ async fn a_move_the_device_never_finishes_faults_and_the_panel_says_so() {
     );
     app.lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(1))
         .await;
-    app.audit_shows("lift", |e| {
-        e.outcome == "fault cleared" && e.person.as_deref() == Some("person05")
+    app.audit_shows(AuditKind::Lift, |e| {
+        e.outcome == AuditOutcome::FaultCleared && e.person.as_deref() == Some("person05")
     })
     .await;
     let token = admin_token;
@@ -398,7 +403,7 @@ async fn forged_stale_and_replayed_device_messages_are_refused_and_change_nothin
     let status = app.lift.status();
     assert_eq!(
         (status.state, status.floor),
-        ("idle", Some(2)),
+        (Condition::Idle, Some(2)),
         "nothing changed"
     );
 

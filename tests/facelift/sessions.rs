@@ -1,5 +1,6 @@
 //! Login, sessions, the lift API and cross-site protection, over real HTTP.
 
+use facelift::store::{AuditKind, AuditOutcome};
 use std::sync::Arc;
 
 use facelift::clock::ManualClock;
@@ -98,10 +99,10 @@ async fn a_recognised_face_logs_in_with_a_safe_cookie_and_others_get_their_codes
     );
     assert_eq!(app.me().await, StatusCode::OK);
 
-    let log = app.store.recent_audit("login", 10).expect("audit");
-    assert_eq!(log[0].outcome, "recognized");
+    let log = app.store.recent_audit(AuditKind::Login, 10).expect("audit");
+    assert_eq!(log[0].outcome, AuditOutcome::Recognized);
     assert_eq!(log[0].person.as_deref(), Some("person01"));
-    assert_eq!(log[1].outcome, "not_recognized");
+    assert_eq!(log[1].outcome, AuditOutcome::NotRecognized);
     assert!(log[1].similarity.is_some_and(|s| s < 0.5));
 }
 
@@ -143,8 +144,8 @@ async fn five_failures_in_a_row_make_the_client_wait_and_the_wait_doubles() {
     assert_eq!(retry_after(&response), 30);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"], "too_many_attempts");
-    let log = app.store.recent_audit("login", 1).expect("audit");
-    assert_eq!(log[0].outcome, "rate_limited");
+    let log = app.store.recent_audit(AuditKind::Login, 1).expect("audit");
+    assert_eq!(log[0].outcome, AuditOutcome::RateLimited);
 
     // after the wait, one more failure: the next wait is twice as long
     clock.advance(30);
@@ -210,8 +211,8 @@ async fn the_lift_needs_a_session_and_the_csrf_token() {
         (StatusCode::CONFLICT, Some("busy"))
     );
 
-    app.audit_shows("lift", |e| {
-        e.outcome == "accepted" && e.person.as_deref() == Some("person01")
+    app.audit_shows(AuditKind::Lift, |e| {
+        e.outcome == AuditOutcome::Accepted && e.person.as_deref() == Some("person01")
     })
     .await;
 }
@@ -310,7 +311,10 @@ async fn forwarded_https_marks_the_cookie_secure_only_from_a_trusted_proxy() {
     let behind_tunnel = spawn_app_with(options).await;
     let (_, _, cookie) = behind_tunnel.login_with("img4.jpg", &forwarded).await;
     assert!(cookie.expect("cookie").contains("Secure"));
-    let log = behind_tunnel.store.recent_audit("login", 1).expect("audit");
+    let log = behind_tunnel
+        .store
+        .recent_audit(AuditKind::Login, 1)
+        .expect("audit");
     assert_eq!(
         log[0].client, "203.0.113.5",
         "the real client, as the proxy says"

@@ -17,12 +17,12 @@ use serialport::SerialPort;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::protocol::{
+use crate::clock::{Clock, SystemClock};
+use crate::lift::protocol::{
     self, DEVICE_HEADER, DeviceState, MoveCommand, NONCE_HEADER, Presented, SIGNATURE_HEADER,
     Secret, SerialLine, StatusReport, TIMESTAMP_HEADER, Verifier,
 };
-use super::serial::LinePump;
-use crate::clock::{Clock, SystemClock};
+use crate::lift::serial::LinePump;
 
 /// How the simulator reaches the server.
 pub enum SimLink {

@@ -1,0 +1,193 @@
+//! The extractors that say who is asking: `CurrentUser` (a logged-in person, checked against
+//! the session's limits and, for changes, the origin and the CSRF token), `AdminUser`,
+//! `Client` (the address and scheme as far as they can be trusted), and `DeviceAuth` (a
+//! device's signed message, checked before the handler runs).
+
+use axum::RequestPartsExt;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::Method;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use super::client::{ClientInfo, Origin, client_info};
+use super::{AppState, WebError};
+use crate::lift::Device;
+use crate::lift::protocol::{DEVICE_HEADER, Presented};
+
+const USER_KEY: &str = "user";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// What a logged-in session holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SessionUser {
+    person: String,
+    admin: bool,
+    login_at: i64,
+    last_seen: i64,
+    csrf_token: String,
+}
+
+/// A logged-in person. Extracting it checks the session's inactivity and absolute limits
+/// (with the app's clock) and, for state-changing requests, the origin and the CSRF token.
+pub struct CurrentUser {
+    pub person: String,
+    pub admin: bool,
+    pub csrf_token: String,
+}
+
+/// A logged-in administrator.
+pub struct AdminUser(pub CurrentUser);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let session: Session = parts
+            .extract()
+            .await
+            .map_err(|_| WebError::NoSessionLayer)?;
+        let Some(mut user) = session.get::<SessionUser>(USER_KEY).await? else {
+            tracing::debug!("refused: no logged-in person in the session");
+            return Err(WebError::NotLoggedIn);
+        };
+        let now = state.clock.now();
+        let web = &state.settings.web;
+        let idle = now - user.last_seen;
+        let age = now - user.login_at;
+        if idle > web.session_inactivity_secs as i64 || age > web.session_absolute_secs as i64 {
+            tracing::debug!(idle, age, "refused: session expired");
+            session.flush().await?;
+            return Err(WebError::SessionExpired);
+        }
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            check_same_origin(parts, state)?;
+            let token = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if token != Some(user.csrf_token.as_str()) {
+                tracing::debug!("refused: missing or wrong CSRF token");
+                return Err(WebError::CrossSite("missing or wrong CSRF token"));
+            }
+        }
+        user.last_seen = now;
+        session.insert(USER_KEY, &user).await?;
+        Ok(CurrentUser {
+            person: user.person,
+            admin: user.admin,
+            csrf_token: user.csrf_token,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if !user.admin {
+            tracing::debug!(person = %user.person, "refused: not an admin");
+            return Err(WebError::NotAdmin);
+        }
+        Ok(AdminUser(user))
+    }
+}
+
+/// Starts a logged-in session for `person`, under a new session id (so an id planted before
+/// the login is worth nothing after it); answers the session's CSRF token.
+pub async fn start_session(
+    session: &Session,
+    person: &str,
+    admin: bool,
+    now: i64,
+) -> Result<String, WebError> {
+    session.cycle_id().await?;
+    let user = SessionUser {
+        person: person.to_string(),
+        admin,
+        login_at: now,
+        last_seen: now,
+        csrf_token: random_token(),
+    };
+    session.insert(USER_KEY, &user).await?;
+    Ok(user.csrf_token)
+}
+
+/// 256 random bits from the operating system's CSPRNG, as hex.
+fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// A browser always sends `Origin` on cross-site POSTs; when it is there it must name us:
+/// the same scheme, host and port the request was made to.
+fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), WebError> {
+    let Some(origin) = parts.headers.get("origin") else {
+        return Ok(());
+    };
+    let client = client_info(parts, &state.settings.web.trusted_proxies);
+    let claimed = origin.to_str().ok().and_then(Origin::parse);
+    match (claimed, client.origin()) {
+        (Some(claimed), Some(ours)) if claimed == ours => Ok(()),
+        (_, ours) => {
+            tracing::debug!(?origin, ?ours, "refused: cross-site request");
+            Err(WebError::CrossSite("the request came from another site"))
+        }
+    }
+}
+
+/// The client's address and scheme, as far as they can be trusted; a request from another
+/// site is refused.
+pub struct Client(pub ClientInfo);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        check_same_origin(parts, state)?;
+        Ok(Self(client_info(
+            parts,
+            &state.settings.web.trusted_proxies,
+        )))
+    }
+}
+
+/// A device's message whose signature, time window and nonce have been checked: the device
+/// it comes from, the nonce (its answer is bound to it), the path signed and the body.
+pub struct DeviceAuth {
+    pub device: Device,
+    pub nonce: String,
+    /// the path with its query, as signed
+    pub path: String,
+    pub body: Bytes,
+}
+
+impl FromRequest<AppState> for DeviceAuth {
+    type Rejection = WebError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, WebError> {
+        let (parts, body) = request.into_parts();
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|_| WebError::TooLarge(super::device_api::MAX_DEVICE_BODY))?;
+        let headers = &parts.headers;
+        let name = headers.get(DEVICE_HEADER).and_then(|v| v.to_str().ok());
+        let presented = Presented::from_headers(headers);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let device = state
+            .lift
+            .verify_device_request(name, parts.method.as_str(), &path, &presented, &body)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, device = name.unwrap_or("-"), %path, "device message refused");
+            })?
+            .clone();
+        Ok(Self {
+            device,
+            nonce: presented.nonce.unwrap_or_default().to_string(),
+            path,
+            body,
+        })
+    }
+}
