@@ -5,7 +5,6 @@
 
 pub mod access;
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -35,48 +35,56 @@ pub struct EvalReport {
     pub best_accuracy: f64,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum PairsError {
+    #[error("reading the pairs file: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("the pairs file has no {0} column")]
+    MissingColumn(&'static str),
+    #[error("row {row}: {what}")]
+    BadRow { row: usize, what: String },
+}
+
 /// Reads `file_x,file_y,Decision` rows (Yes/No; any header case; extra columns ignored; only
 /// the file name of each path is kept).
-pub fn parse_pairs(csv: &str) -> Result<Vec<LabelledPair>, String> {
-    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .ok_or("the pairs file is empty")?
-        .split(',')
-        .map(|h| h.trim().to_ascii_lowercase())
+pub fn parse_pairs(csv: impl std::io::Read) -> Result<Vec<LabelledPair>, PairsError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(csv);
+    let header: Vec<String> = reader
+        .headers()?
+        .iter()
+        .map(str::to_ascii_lowercase)
         .collect();
-    let column = |name: &str| {
+    let column = |name: &'static str| {
         header
             .iter()
             .position(|h| h == name)
-            .ok_or(format!("the pairs file has no {name} column"))
+            .ok_or(PairsError::MissingColumn(name))
     };
     let (x, y, decision) = (column("file_x")?, column("file_y")?, column("decision")?);
-    let file_name = |path: &str| {
-        path.trim()
-            .rsplit(['/', '\\'])
-            .next()
-            .unwrap_or("")
-            .to_string()
-    };
-    lines
+    let file_name = |path: &str| path.rsplit(['/', '\\']).next().unwrap_or("").to_string();
+    reader
+        .records()
         .enumerate()
-        .map(|(i, line)| {
-            let fields: Vec<&str> = line.split(',').collect();
+        .map(|(i, record)| {
+            let record = record?;
+            let row = i + 2;
             let get = |c: usize| {
-                fields
-                    .get(c)
-                    .copied()
-                    .ok_or(format!("row {} has too few columns", i + 2))
+                record.get(c).ok_or_else(|| PairsError::BadRow {
+                    row,
+                    what: "too few columns".into(),
+                })
             };
-            let same_person = match get(decision)?.trim().to_ascii_lowercase().as_str() {
+            let same_person = match get(decision)?.to_ascii_lowercase().as_str() {
                 "yes" => true,
                 "no" => false,
                 other => {
-                    return Err(format!(
-                        "row {}: decision {other:?} is not Yes or No",
-                        i + 2
-                    ));
+                    return Err(PairsError::BadRow {
+                        row,
+                        what: format!("decision {other:?} is not Yes or No"),
+                    });
                 }
             };
             Ok(LabelledPair {
@@ -319,11 +327,11 @@ mod tests {
         let csv = "file_x,file_y,decision,VGG-Face_cosine\n\
                    deepface/tests/dataset/img38.jpg,deepface/tests/dataset/img39.jpg,Yes,0.2\n\
                    img1.jpg,img2.jpg,No,0.9\n";
-        let pairs = parse_pairs(csv).expect("parse");
+        let pairs = parse_pairs(csv.as_bytes()).expect("parse");
         assert_eq!(pairs.len(), 2);
         assert_eq!(pairs[0].file_x, "img38.jpg");
         assert!(pairs[0].same_person);
         assert!(!pairs[1].same_person);
-        assert!(parse_pairs("a,b\n1,2\n").is_err());
+        assert!(parse_pairs("a,b\n1,2\n".as_bytes()).is_err());
     }
 }

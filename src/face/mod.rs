@@ -16,6 +16,7 @@ pub mod pool;
 pub mod preprocess;
 pub mod resize;
 pub mod runtime;
+pub mod verify;
 
 pub use decode::DecodeLimits;
 pub use engine::{Engine, EngineConfig, Face, FaceAnalysis, Which};
@@ -26,6 +27,7 @@ pub use pool::EnginePool;
 pub use preprocess::Preprocess;
 use std::path::PathBuf;
 use std::sync::Arc;
+pub use verify::Verification;
 
 /// Everything that can go wrong between an uploaded image and an embedding.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::extract::{AdminUser, CurrentUser};
 use super::upload::read_files;
 use super::{AppState, WebError};
-use crate::face::Which;
 use crate::face::gallery::{Candidate, MatchResult};
+use crate::face::{Verification, Which};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -93,22 +93,15 @@ async fn verify(
     _user: CurrentUser,
     State(state): State<AppState>,
     multipart: Multipart,
-) -> Result<Json<Value>, WebError> {
+) -> Result<Json<Verification>, WebError> {
     let [a, b] = read_files(multipart, ["a", "b"], state.max_body_bytes).await?;
     // on two engines at once when the pool has two workers
     let (first, second) = state.pool.analyze_pair(a, b).await?;
-    let similarity = match (first.best(), second.best()) {
-        (Some(x), Some(y)) => crate::face::cosine(&x.embedding, &y.embedding),
-        _ => return Err(crate::face::FaceError::NoFace.into()),
-    };
-    let threshold = state.pool.threshold();
-    Ok(Json(json!({
-        "similarity": similarity,
-        "verified": similarity >= threshold,
-        "threshold": threshold,
-        "distance": 1.0 - similarity,
-        "distance_threshold": 1.0 - threshold,
-        "model": state.pool.models().id,
-        "faces": [first.faces_seen, second.faces_seen],
-    })))
+    let verification = Verification::of(
+        &first,
+        &second,
+        state.pool.threshold(),
+        &state.pool.models().id,
+    )?;
+    Ok(Json(verification))
 }

@@ -135,41 +135,12 @@ pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     png
 }
 
-/// A float32 `.npy` file (little-endian, C order): its shape and values.
+/// A float32 `.npy` file: its shape and values (in C order).
 pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}: not .npy", path.display());
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).expect("header");
-    assert!(header.contains("'<f4'"), "{header}");
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .expect("shape");
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().expect("dimension"))
-        .collect();
-    let values: Vec<f32> = bytes[start + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    assert_eq!(
-        values.len(),
-        shape.iter().product::<usize>(),
-        "{}",
-        path.display()
-    );
-    (shape, values)
+    let array: ndarray::ArrayD<f32> =
+        ndarray_npy::read_npy(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let shape = array.shape().to_vec();
+    (shape, array.iter().copied().collect())
 }
 
 /// Whether the int8 VGG-Face test model is in `.cache/vggface/`. `scripts/setup --for-tests`

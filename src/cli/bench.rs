@@ -1,13 +1,14 @@
 //! `facelift bench`: the median time of every stage next to the raw ONNX Runtime time of each
 //! model, all in one run, so the ratio holds even on a noisy shared machine.
 
-use std::collections::BTreeMap;
+use std::fmt::{self, Display};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
+use serde::Serialize;
 
+use super::Output;
 use crate::config::Settings;
 use crate::face::detect::detector_input;
 use crate::face::engine::embedder_input;
@@ -35,15 +36,71 @@ fn settle_after_plain_session() {
     }
 }
 
-/// The photos the benchmark reads.
-pub struct Inputs<'a> {
-    pub image: Option<&'a Path>,
-    pub second: Option<&'a Path>,
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// default: a 1280x720 webcam frame from shared/data/frames
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// The second photo of the timed verify (default: a second 1280x720 webcam frame)
+    #[arg(long)]
+    second: Option<PathBuf>,
+    #[arg(long, default_value_t = 30)]
+    iterations: usize,
+    #[command(flatten)]
+    output: Output,
 }
 
+/// Every step the benchmark times, each iteration, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    RawDetect,
+    RawLandmarks,
+    RawEmbed,
+    Decode,
+    Preprocess,
+    Detect,
+    Landmarks,
+    Align,
+    Embed,
+    Match,
+    EndToEnd,
+    VerifyTwoPhotos,
+    VerifyOneAfterOther,
+    PlainEmbed,
+    PlainFp32Embed,
+}
+
+impl Step {
+    const COUNT: usize = Step::PlainFp32Embed as usize + 1;
+}
+
+/// The times of each step, one per counted iteration.
+struct Samples([Vec<f64>; Step::COUNT]);
+
+impl Samples {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| Vec::new()))
+    }
+
+    fn push(&mut self, step: Step, ms: f64) {
+        self.0[step as usize].push(ms);
+    }
+
+    /// The median of a step that was timed; None for one that was not.
+    fn median(&mut self, step: Step) -> Option<f64> {
+        let values = &mut self.0[step as usize];
+        (!values.is_empty()).then(|| median_of(values))
+    }
+
+    fn median_or_nan(&mut self, step: Step) -> f64 {
+        self.median(step).unwrap_or(f64::NAN)
+    }
+}
+
+/// The median of values known not to be empty.
 fn median_of(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
+    values[values.len() / 2]
 }
 
 /// A gallery of `people` x 5 random unit templates, to time matching at a realistic size.
@@ -76,15 +133,10 @@ fn synthetic_gallery(people: usize, dimensions: usize) -> Gallery {
     }
 }
 
-pub fn run(
-    settings: &Settings,
-    inputs: Inputs<'_>,
-    iterations: usize,
-    json_out: bool,
-) -> Result<()> {
-    let image = inputs.image.unwrap_or(Path::new(DEFAULT_FRAME));
+pub fn bench(settings: &Settings, args: BenchArgs) -> Result<()> {
+    let image = args.image.as_deref().unwrap_or(Path::new(DEFAULT_FRAME));
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    let second_path = inputs.second.unwrap_or(Path::new(DEFAULT_SECOND));
+    let second_path = args.second.as_deref().unwrap_or(Path::new(DEFAULT_SECOND));
     let second =
         std::fs::read(second_path).with_context(|| format!("reading {}", second_path.display()))?;
     let models = ModelSet::by_name(
@@ -145,60 +197,60 @@ pub fn run(
 
     // Every iteration times every step once, in turn, so that the raw models and the pipeline
     // share the machine's ups and downs; the ratio is taken per iteration, then its median.
-    let n = iterations.max(1);
-    let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let n = args.iterations.max(1);
+    let mut samples = Samples::new();
     let mut ratios = Vec::with_capacity(n);
     let mut verify_ratios = Vec::with_capacity(n);
     let mut verify_fp32_ratios = Vec::with_capacity(n);
     let mut pair_ratios = Vec::with_capacity(n);
     for iteration in 0..=n {
-        let mut time = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let mut time = |step: Step, f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
             let start = Instant::now();
             f()?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             // iteration 0 warms up and is not counted
             if iteration > 0 {
-                samples.entry(name).or_default().push(ms);
+                samples.push(step, ms);
             }
             Ok(ms)
         };
-        let raw = time("raw_detect", &mut || {
+        let raw = time(Step::RawDetect, &mut || {
             Ok(engine.run_detector(&detect_in).map(drop)?)
-        })? + time("raw_landmarks", &mut || {
+        })? + time(Step::RawLandmarks, &mut || {
             Ok(engine.run_landmarks(&landmark_in).map(drop)?)
-        })? + time("raw_embed", &mut || {
+        })? + time(Step::RawEmbed, &mut || {
             Ok(engine.run_embedder(&embed_in).map(drop)?)
         })?;
-        time("decode", &mut || Ok(engine.decode(&bytes).map(drop)?))?;
-        time("preprocess", &mut || {
+        time(Step::Decode, &mut || Ok(engine.decode(&bytes).map(drop)?))?;
+        time(Step::Preprocess, &mut || {
             drop(engine.prepare(decoded.clone()));
             Ok(())
         })?;
-        time("detect", &mut || {
+        time(Step::Detect, &mut || {
             Ok(engine.detect(&prepared.image).map(drop)?)
         })?;
-        time("landmarks", &mut || {
+        time(Step::Landmarks, &mut || {
             Ok(engine.landmarks(&prepared.image, &face).map(drop)?)
         })?;
-        time("align", &mut || {
+        time(Step::Align, &mut || {
             drop(engine.align(&prepared.image, &five));
             Ok(())
         })?;
-        time("embed", &mut || {
+        time(Step::Embed, &mut || {
             Ok(engine.embed_aligned(&aligned).map(drop)?)
         })?;
-        time("match", &mut || {
+        time(Step::Match, &mut || {
             drop(gallery.best_match(&embedding, threshold));
             Ok(())
         })?;
-        let whole = time("end_to_end", &mut || {
+        let whole = time(Step::EndToEnd, &mut || {
             let analysis = engine.analyze_bytes(&bytes, Which::Best)?;
             if let Some(face) = analysis.best() {
                 drop(gallery.best_match(&face.embedding, threshold));
             }
             Ok(())
         })?;
-        let verify = time("verify_two_photos", &mut || {
+        let verify = time(Step::VerifyTwoPhotos, &mut || {
             let (a, b) = pool.analyze_pair_blocking(bytes.clone(), second.clone())?;
             if let (Some(a), Some(b)) = (a.best(), b.best()) {
                 std::hint::black_box(cosine(&a.embedding, &b.embedding));
@@ -207,7 +259,7 @@ pub fn run(
         })?;
         // the previous version's verify on one engine, one photo after the other, as the
         // baseline of decoding both at once
-        let one_after_other = time("verify_one_after_other", &mut || {
+        let one_after_other = time(Step::VerifyOneAfterOther, &mut || {
             let (a, b) = (bytes.clone(), second.clone());
             let (a, b) = pool.run_blocking(move |engine| {
                 (
@@ -218,7 +270,7 @@ pub fn run(
             std::hint::black_box((a?, b?));
             Ok(())
         })?;
-        let plain_forward = time("plain_onnxruntime_embed", &mut || {
+        let plain_forward = time(Step::PlainEmbed, &mut || {
             let outputs = plain.run(ort::inputs![TensorRef::from_array_view(&embed_in)?])?;
             drop(outputs);
             Ok(())
@@ -229,7 +281,7 @@ pub fn run(
         settle_after_plain_session();
         let plain_fp32_forward = match plain_fp32.as_mut() {
             Some(session) => {
-                let ms = time("plain_onnxruntime_fp32_embed", &mut || {
+                let ms = time(Step::PlainFp32Embed, &mut || {
                     drop(session.run(ort::inputs![TensorRef::from_array_view(&embed_in)?])?);
                     Ok(())
                 })?;
@@ -245,109 +297,160 @@ pub fn run(
             pair_ratios.push(verify / one_after_other);
         }
     }
-    let mut median = |name: &str| samples.get_mut(name).map_or(0.0, |v| median_of(v));
-    let (raw_detect, raw_landmarks, raw_embed) = (
-        median("raw_detect"),
-        median("raw_landmarks"),
-        median("raw_embed"),
-    );
-    let (decode, preprocess, detect, landmarks) = (
-        median("decode"),
-        median("preprocess"),
-        median("detect"),
-        median("landmarks"),
-    );
-    let (align, embed, matching, end_to_end) = (
-        median("align"),
-        median("embed"),
-        median("match"),
-        median("end_to_end"),
-    );
-    let (plain_forward, verify) = (
-        median("plain_onnxruntime_embed"),
-        median("verify_two_photos"),
-    );
-    let overhead_ratio = median_of(&mut ratios);
-    let verify_ratio = median_of(&mut verify_ratios);
-    let verify_fp32_ratio = median_of(&mut verify_fp32_ratios);
-    let plain_fp32_forward = plain_fp32
-        .is_some()
-        .then(|| median("plain_onnxruntime_fp32_embed"));
-    let pair_ratio = median_of(&mut pair_ratios);
+    let raw = RawModels {
+        detect: samples.median_or_nan(Step::RawDetect),
+        landmarks: samples.median_or_nan(Step::RawLandmarks),
+        embed: samples.median_or_nan(Step::RawEmbed),
+    };
+    let stages = Stages {
+        decode: samples.median_or_nan(Step::Decode),
+        preprocess: samples.median_or_nan(Step::Preprocess),
+        detect: samples.median_or_nan(Step::Detect),
+        landmarks: samples.median_or_nan(Step::Landmarks),
+        align: samples.median_or_nan(Step::Align),
+        embed: samples.median_or_nan(Step::Embed),
+        matching: samples.median_or_nan(Step::Match),
+    };
+    let plain_fp32_forward = samples.median(Step::PlainFp32Embed);
+    let report = BenchReport {
+        image: image.to_path_buf(),
+        second: second_path.to_path_buf(),
+        size: [size.0, size.1],
+        iterations: n,
+        threads: settings.engine.threads,
+        workers: settings.workers,
+        model: models.id.clone(),
+        fp32_model_file: full_precision.embedder.model.file.clone(),
+        raw_models_ms: raw.detect + raw.landmarks + raw.embed,
+        stages_ms: stages,
+        raw_onnxruntime_ms: raw,
+        end_to_end_ms: samples.median_or_nan(Step::EndToEnd),
+        overhead_ratio: median_of(&mut ratios),
+        plain_onnxruntime_embed_ms: samples.median_or_nan(Step::PlainEmbed),
+        verify_two_photos_ms: samples.median_or_nan(Step::VerifyTwoPhotos),
+        verify_over_plain_forward: median_of(&mut verify_ratios),
+        verify_over_plain_fp32_forward: plain_fp32_forward
+            .map(|_| median_of(&mut verify_fp32_ratios)),
+        plain_onnxruntime_fp32_embed_ms: plain_fp32_forward,
+        verify_one_after_other_ms: samples.median_or_nan(Step::VerifyOneAfterOther),
+        verify_over_one_after_other: median_of(&mut pair_ratios),
+    };
+    args.output.print(&report)
+}
 
-    let raw_total = raw_detect + raw_landmarks + raw_embed;
-    let report = json!({
-        "image": image,
-        "size": [size.0, size.1],
-        "iterations": n,
-        "threads": settings.engine.threads,
-        "model": models.id,
-        "stages_ms": {
-            "decode": decode, "preprocess": preprocess, "detect": detect,
-            "landmarks": landmarks, "align": align, "embed": embed, "match": matching,
-        },
-        "raw_onnxruntime_ms": { "detect": raw_detect, "landmarks": raw_landmarks, "embed": raw_embed },
-        "end_to_end_ms": end_to_end,
-        "raw_models_ms": raw_total,
-        "overhead_ratio": overhead_ratio,
-        "plain_onnxruntime_embed_ms": plain_forward,
-        "verify_two_photos_ms": verify,
-        "verify_over_plain_forward": verify_ratio,
-        "plain_onnxruntime_fp32_embed_ms": plain_fp32_forward,
-        "verify_over_plain_fp32_forward": plain_fp32_forward.map(|_| verify_fp32_ratio),
-        "verify_one_after_other_ms": median("verify_one_after_other"),
-        "verify_over_one_after_other": pair_ratio,
-        "workers": settings.workers,
-    });
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+#[derive(Debug, Serialize)]
+struct Stages {
+    decode: f64,
+    preprocess: f64,
+    detect: f64,
+    landmarks: f64,
+    align: f64,
+    embed: f64,
+    #[serde(rename = "match")]
+    matching: f64,
+}
+
+/// The three models, each run alone on its prepared input.
+#[derive(Debug, Serialize)]
+struct RawModels {
+    detect: f64,
+    landmarks: f64,
+    embed: f64,
+}
+
+/// Medians of one run, in ms, and ratios taken per iteration then their median (so that a
+/// ratio compares the same moment of a noisy machine).
+#[derive(Debug, Serialize)]
+struct BenchReport {
+    image: PathBuf,
+    #[serde(skip)]
+    second: PathBuf,
+    size: [u32; 2],
+    iterations: usize,
+    threads: usize,
+    workers: usize,
+    model: String,
+    #[serde(skip)]
+    fp32_model_file: String,
+    stages_ms: Stages,
+    raw_onnxruntime_ms: RawModels,
+    end_to_end_ms: f64,
+    raw_models_ms: f64,
+    /// end-to-end / the raw models, per iteration
+    overhead_ratio: f64,
+    plain_onnxruntime_embed_ms: f64,
+    verify_two_photos_ms: f64,
+    verify_over_plain_forward: f64,
+    plain_onnxruntime_fp32_embed_ms: Option<f64>,
+    verify_over_plain_fp32_forward: Option<f64>,
+    verify_one_after_other_ms: f64,
+    verify_over_one_after_other: f64,
+}
+
+impl Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (stages, raw) = (&self.stages_ms, &self.raw_onnxruntime_ms);
+        writeln!(
+            f,
+            "{} ({}x{}), {} iterations, {} thread(s), medians:",
+            self.image.display(),
+            self.size[0],
+            self.size[1],
+            self.iterations,
+            self.threads
+        )?;
+        writeln!(f, "{:<12} {:>10} {:>16}", "stage", "ms", "raw ONNX RT ms")?;
+        let rows = [
+            ("decode", stages.decode, None),
+            ("preprocess", stages.preprocess, None),
+            ("detect", stages.detect, Some(raw.detect)),
+            ("landmarks", stages.landmarks, Some(raw.landmarks)),
+            ("align", stages.align, None),
+            ("embed", stages.embed, Some(raw.embed)),
+            ("match", stages.matching, None),
+        ];
+        for (name, ms, raw) in rows {
+            let raw = raw.map_or(String::new(), |r| format!("{r:.2}"));
+            writeln!(f, "{name:<12} {ms:>10.2} {raw:>16}")?;
+        }
+        writeln!(
+            f,
+            "{:<12} {:>10.2} {:>16.2}",
+            "end-to-end", self.end_to_end_ms, self.raw_models_ms
+        )?;
+        writeln!(
+            f,
+            "overhead ratio (end-to-end / raw models, median of per-iteration ratios): {:.2}",
+            self.overhead_ratio
+        )?;
+        writeln!(
+            f,
+            "embedding model in a plain ONNX Runtime session (its defaults): {:.2} ms; ours: {:.2} ms",
+            self.plain_onnxruntime_embed_ms, raw.embed
+        )?;
+        writeln!(
+            f,
+            "verify of two photos ({} and {}, {} worker(s)): {:.2} ms = {:.2} x one plain forward pass",
+            self.image.display(),
+            self.second.display(),
+            self.workers,
+            self.verify_two_photos_ms,
+            self.verify_over_plain_forward
+        )?;
+        if let (Some(fp32), Some(ratio)) = (
+            self.plain_onnxruntime_fp32_embed_ms,
+            self.verify_over_plain_fp32_forward,
+        ) {
+            writeln!(
+                f,
+                "  the fp32 model ({}) in a plain session: {fp32:.2} ms; verify = {ratio:.2} x that",
+                self.fp32_model_file
+            )?;
+        }
+        writeln!(
+            f,
+            "  verify / the same two photos one after the other on one engine: {:.2}",
+            self.verify_over_one_after_other
+        )
     }
-    println!(
-        "{} ({}x{}), {} iterations, {} thread(s), medians:",
-        image.display(),
-        size.0,
-        size.1,
-        n,
-        settings.engine.threads
-    );
-    println!("{:<12} {:>10} {:>16}", "stage", "ms", "raw ONNX RT ms");
-    let rows = [
-        ("decode", decode, None),
-        ("preprocess", preprocess, None),
-        ("detect", detect, Some(raw_detect)),
-        ("landmarks", landmarks, Some(raw_landmarks)),
-        ("align", align, None),
-        ("embed", embed, Some(raw_embed)),
-        ("match", matching, None),
-    ];
-    for (name, ms, raw) in rows {
-        let raw = raw.map_or(String::new(), |r| format!("{r:.2}"));
-        println!("{name:<12} {ms:>10.2} {raw:>16}");
-    }
-    println!(
-        "{:<12} {:>10.2} {:>16.2}",
-        "end-to-end", end_to_end, raw_total
-    );
-    println!(
-        "overhead ratio (end-to-end / raw models): {:.2}",
-        end_to_end / raw_total
-    );
-    println!(
-        "embedding model in a plain ONNX Runtime session (its defaults): {plain_forward:.2} ms; ours: {raw_embed:.2} ms"
-    );
-    println!(
-        "verify of two photos ({} and {}, {} worker(s)): {verify:.2} ms = {verify_ratio:.2} x one plain forward pass",
-        image.display(),
-        second_path.display(),
-        settings.workers
-    );
-    if let Some(fp32) = plain_fp32_forward {
-        println!(
-            "  the fp32 model ({}) in a plain session: {fp32:.2} ms; verify = {verify_fp32_ratio:.2} x that",
-            full_precision.embedder.model.file
-        );
-    }
-    println!("  verify / the same two photos one after the other on one engine: {pair_ratio:.2}");
-    Ok(())
 }

@@ -1,0 +1,266 @@
+//! Enrolled people: `person add|list|remove`.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Display};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{Output, Places, Skipped, open_pool, open_store, read};
+use crate::access::is_administrator;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::face::Which;
+use crate::face::gallery;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct PersonArgs {
+    #[command(subcommand)]
+    action: PersonAction,
+    #[command(flatten)]
+    pub(super) places: Places,
+}
+
+#[derive(Debug, Subcommand)]
+enum PersonAction {
+    /// Enrol a person from photos: each must show exactly one usable face, is copied into the
+    /// person's folder and embedded at once (photos of an already enrolled person add to theirs)
+    Add {
+        /// The name shown at login and used in `web.admins`: 1 to 64 letters, digits, - or _
+        name: String,
+        photos: Vec<PathBuf>,
+        /// Also make them an administrator (they may then enrol others from /admin)
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The enrolled people, their number of photos, and who is an administrator
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Remove a person: their folder of photos and their administrator mark
+    Remove { name: String },
+}
+
+pub fn person(settings: &Settings, args: PersonArgs) -> Result<()> {
+    let store = open_store(settings)?;
+    match args.action {
+        PersonAction::Add {
+            name,
+            photos,
+            admin,
+            output,
+        } => output.print(&add(settings, &store, &name, &photos, admin)?),
+        PersonAction::List { output } => output.print(&list(settings, &store)?),
+        PersonAction::Remove { name } => remove(settings, &store, &name),
+    }
+}
+
+/// One enrolled person.
+#[derive(Debug, Serialize)]
+struct Listed {
+    name: String,
+    photos: usize,
+    admin: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+struct People {
+    people: Vec<Listed>,
+    #[serde(skip)]
+    gallery: PathBuf,
+}
+
+fn list(settings: &Settings, store: &Store) -> Result<People> {
+    let people = if settings.gallery.exists() {
+        gallery::scan(&settings.gallery)
+            .with_context(|| format!("reading the gallery {}", settings.gallery.display()))?
+    } else {
+        BTreeMap::new()
+    };
+    let people = people
+        .into_iter()
+        .map(|(name, photos)| {
+            let admin = is_administrator(&settings.web.admins, store, &name)?;
+            Ok(Listed {
+                name,
+                photos: photos.len(),
+                admin,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(People {
+        people,
+        gallery: settings.gallery.clone(),
+    })
+}
+
+impl Display for People {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.people.is_empty() {
+            writeln!(
+                f,
+                "No one is enrolled in {}: add someone with `facelift person add NAME PHOTO... --admin`.",
+                self.gallery.display()
+            )?;
+        }
+        for person in &self.people {
+            let role = if person.admin { "  administrator" } else { "" };
+            writeln!(f, "{:<24} {} photos{role}", person.name, person.photos)?;
+        }
+        Ok(())
+    }
+}
+
+fn remove(settings: &Settings, store: &Store, name: &str) -> Result<()> {
+    if !gallery::valid_person_name(name) {
+        bail!("a name is 1 to 64 letters, digits, '-' or '_'");
+    }
+    let folder = settings.gallery.join(name);
+    let had_photos = folder.is_dir();
+    if had_photos {
+        std::fs::remove_dir_all(&folder)
+            .with_context(|| format!("removing {}", folder.display()))?;
+    }
+    let was_admin = store.is_admin(name)?;
+    store.set_admin(name, false)?;
+    if !had_photos && !was_admin {
+        bail!(
+            "no one called {name} is enrolled in {}",
+            settings.gallery.display()
+        );
+    }
+    println!("Removed {name}; restart the server for it to forget them.");
+    if settings.web.admins.iter().any(|a| a == name) {
+        println!("{name} is still listed in web.admins in the configuration.");
+    }
+    Ok(())
+}
+
+/// What `person add` did.
+#[derive(Debug, Serialize)]
+struct Added {
+    person: String,
+    added: Vec<PathBuf>,
+    /// their photos in all
+    photos: usize,
+    admin: bool,
+    skipped: Vec<Skipped>,
+    #[serde(skip)]
+    folder: PathBuf,
+    #[serde(skip)]
+    made_admin: bool,
+}
+
+/// Every photo checked for exactly one usable face before anything is written; the photos
+/// that pass are saved and embedded into the cache, so that the server starts with them.
+fn add(
+    settings: &Settings,
+    store: &Store,
+    name: &str,
+    photos: &[PathBuf],
+    admin: bool,
+) -> Result<Added> {
+    if !gallery::valid_person_name(name) {
+        bail!(
+            "a name is 1 to 64 letters, digits, '-' or '_' (it names their folder in the gallery)"
+        );
+    }
+    let already = match gallery::scan(&settings.gallery) {
+        Ok(people) => people.get(name).map_or(0, Vec::len),
+        Err(_) if !settings.gallery.exists() => 0,
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("reading the gallery {}", settings.gallery.display()));
+        }
+    };
+    if photos.is_empty() && !(admin && already > 0) {
+        bail!("give at least one photo of {name} (3 to 5, in different light, are better)");
+    }
+    let (mut added, mut skipped) = (Vec::new(), Vec::new());
+    if !photos.is_empty() {
+        let pool = open_pool(settings)?;
+        let cache_key = pool.cache_key();
+        let now = SystemClock.now();
+        for path in photos {
+            let checked = read(path).and_then(|bytes| {
+                let analysis = pool.run_blocking(move |engine| {
+                    engine
+                        .analyze_bytes(&bytes, Which::Single)
+                        .map(|a| (bytes, a))
+                })??;
+                Ok(analysis)
+            });
+            match checked {
+                Ok((bytes, analysis)) => {
+                    let embedding = &analysis.faces[0].embedding;
+                    let saved = gallery::save_photo(
+                        &settings.gallery,
+                        name,
+                        &bytes,
+                        now,
+                        (store, &cache_key, embedding),
+                    )
+                    .with_context(|| format!("saving {} in the gallery", path.display()))?;
+                    added.push(saved);
+                }
+                Err(why) => skipped.push(Skipped {
+                    photo: path.clone(),
+                    why: format!("{why:#}"),
+                }),
+            }
+        }
+        if added.is_empty() {
+            for skipped in &skipped {
+                eprintln!("{}: {}", skipped.photo.display(), skipped.why);
+            }
+            bail!("no photo of {name} showed exactly one usable face; nothing was enrolled");
+        }
+    }
+    if admin {
+        store.set_admin(name, true)?;
+    }
+    Ok(Added {
+        person: name.to_string(),
+        photos: already + added.len(),
+        added,
+        admin: is_administrator(&settings.web.admins, store, name)?,
+        skipped,
+        folder: settings.gallery.join(name),
+        made_admin: admin,
+    })
+}
+
+impl Display for Added {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for skipped in &self.skipped {
+            write!(f, "{skipped}")?;
+        }
+        writeln!(
+            f,
+            "Enrolled {}: {} photo(s) added, {} in all, in {}.",
+            self.person,
+            self.added.len(),
+            self.photos,
+            self.folder.display()
+        )?;
+        if self.made_admin {
+            writeln!(
+                f,
+                "{} is an administrator: they may open /admin and enrol others from the camera.",
+                self.person
+            )?;
+        }
+        writeln!(
+            f,
+            "A running server picks the new photos up when restarted (scripts/run); \
+             enrolments made on /admin count at once."
+        )
+    }
+}
