@@ -17,23 +17,21 @@ import sys
 import tarfile
 
 TARBALL_SHA256 = "7ea06031d9a3f83753254fcff60506a07b81b46fc84d4ee024cd041f260ec1ba"
-# name -> (sha256 as published in the package, whether it is prepared before use)
-MODELS = {
-    "fr_detect.onnx": ("6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854", False),
-    "fr_landmark.onnx": ("f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258", False),
-    "fr_feature.onnx": ("87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581", True),
-    "fr_liveness.onnx": ("afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d", False),
-}
-PREPARED_FEATURE_SHA256 = "ef40c4854a3c4fc43ea2d77a60f7d89fe6aa324f7840a7f74351beb60d94ec0b"
+# The sha256 of each file as facelift uses it, shared with the server (src/face/manifest.rs
+# reads the same file): `sha256  name` lines, as sha256sum writes them.
+FINAL_SUMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "default-set.sha256")
+# Files changed before use (their denormal weights zeroed), with the package's own sha256; the
+# others are used as published.
+PREPARED = {"fr_feature.onnx": "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"}
+
+
+def final_sums() -> dict[str, str]:
+    with open(FINAL_SUMS) as f:
+        return {name: digest for digest, name in (line.split() for line in f if line.strip())}
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def expected_final(name: str) -> str:
-    published, prepared = MODELS[name]
-    return PREPARED_FEATURE_SHA256 if prepared else published
 
 
 def zero_denormals(model_bytes: bytes) -> tuple[bytes, int]:
@@ -58,7 +56,7 @@ def zero_denormals(model_bytes: bytes) -> tuple[bytes, int]:
 
 def check(models_dir: str) -> bool:
     ok = True
-    for name in MODELS:
+    for name, expected in final_sums().items():
         path = os.path.join(models_dir, name)
         if not os.path.isfile(path):
             print(f"missing: {path}")
@@ -66,8 +64,8 @@ def check(models_dir: str) -> bool:
             continue
         with open(path, "rb") as f:
             digest = sha256(f.read())
-        if digest != expected_final(name):
-            print(f"wrong checksum: {path} is {digest}, expected {expected_final(name)}")
+        if digest != expected:
+            print(f"wrong checksum: {path} is {digest}, expected {expected}")
             ok = False
     return ok
 
@@ -79,11 +77,12 @@ def prepare(tarball: str, models_dir: str) -> None:
         sys.exit(f"refusing {tarball}: sha256 {sha256(data)} is not the published {TARBALL_SHA256}")
     os.makedirs(models_dir, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for name, (published, prepared) in MODELS.items():
+        for name, final in final_sums().items():
+            published = PREPARED.get(name, final)
             model = tar.extractfile(f"package/model/{name}").read()
             if sha256(model) != published:
                 sys.exit(f"refusing {name}: sha256 {sha256(model)} is not the published {published}")
-            if prepared:
+            if name in PREPARED:
                 model, zeroed = zero_denormals(model)
                 print(f"{name}: set {zeroed} denormal weights to 0", file=sys.stderr)
             tmp = os.path.join(models_dir, name + ".tmp")

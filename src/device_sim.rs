@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::lift::protocol::{
-    self, DEVICE_HEADER, DeviceState, MoveCommand, NONCE_HEADER, Presented, SIGNATURE_HEADER,
-    Secret, SerialLine, StatusReport, TIMESTAMP_HEADER, Verifier,
+    self, DEVICE_HEADER, DeviceState, MoveCommand, Presented, Secret, SerialLine, StatusReport,
+    Verifier,
 };
 use crate::lift::serial::LinePump;
 
@@ -305,17 +305,18 @@ async fn report(
             Sink::Http(client, server) => {
                 let body = serde_json::to_vec(&report).unwrap_or_default();
                 let path = "/api/v1/device/status";
-                let result = signed(
+                let (request, _) = signed(
                     client.post(format!("{server}{path}")),
                     &device,
                     "POST",
                     path,
                     &body,
-                )
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body)
-                .send()
-                .await;
+                );
+                let result = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .send()
+                    .await;
                 let delivered = match result {
                     Ok(response) if response.status().is_success() => true,
                     Ok(response) => {
@@ -341,19 +342,19 @@ async fn report(
     }
 }
 
+/// `request` from `device`, signed now; answers it and the nonce its answer must carry.
 fn signed(
     request: reqwest::RequestBuilder,
     device: &Device,
     method: &str,
     path: &str,
     body: &[u8],
-) -> reqwest::RequestBuilder {
+) -> (reqwest::RequestBuilder, String) {
     let signature = protocol::sign_request(&device.secret, method, path, body, SystemClock.now());
-    request
+    let request = request
         .header(DEVICE_HEADER, &device.id)
-        .header(TIMESTAMP_HEADER, signature.timestamp.to_string())
-        .header(NONCE_HEADER, signature.nonce)
-        .header(SIGNATURE_HEADER, signature.signature)
+        .headers(signature.headers());
+    (request, signature.nonce)
 }
 
 /// Pull: asks the server for the next command, again and again.
@@ -364,16 +365,14 @@ async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: Str
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let signature =
-            protocol::sign_request(&device.secret, "GET", &path, b"", SystemClock.now());
-        let result = client
-            .get(format!("{server}{path}"))
-            .header(DEVICE_HEADER, &device.id)
-            .header(TIMESTAMP_HEADER, signature.timestamp.to_string())
-            .header(NONCE_HEADER, &signature.nonce)
-            .header(SIGNATURE_HEADER, &signature.signature)
-            .send()
-            .await;
+        let (request, nonce) = signed(
+            client.get(format!("{server}{path}")),
+            &device,
+            "GET",
+            &path,
+            b"",
+        );
+        let result = request.send().await;
         let response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -397,7 +396,7 @@ async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: Str
         let trusted = device.verifier.verify_response(
             &device.secret,
             &answer,
-            &signature.nonce,
+            &nonce,
             &presented,
             SystemClock.now(),
         );

@@ -168,10 +168,10 @@ pub fn bench(settings: &Settings, args: BenchArgs) -> Result<()> {
     };
     let embedding = engine.embed_aligned(&aligned)?;
 
-    let detect_in = detector_input(&prepared.image);
+    let detect_in = detector_input(&prepared.image)?;
     let crop = landmark_crop(&face, prepared.image.dimensions()).context("empty face crop")?;
     let landmark_in = landmark_input(&prepared.image, crop);
-    let embed_in = embedder_input(&aligned, &models.embedder);
+    let embed_in = embedder_input(&aligned, &models.embedder)?;
     // verify goes through a pool, as the product does: with two workers both photos at once
     let pool = EnginePool::start(
         &models,

@@ -113,12 +113,6 @@ pub fn warp_affine(image: &RgbImage, m: &Affine, width: u32, height: u32) -> Opt
     Some(out)
 }
 
-/// The aligned 112x112 face for five landmarks.
-pub fn align_face(image: &RgbImage, five: &[Point; 5]) -> Option<RgbImage> {
-    let m = similarity_transform(five, &ARCFACE_TEMPLATE)?;
-    warp_affine(image, &m, ALIGNED_SIZE, ALIGNED_SIZE)
-}
-
 /// The source pixels `[x, y, width, height]` (clipped to `image_size`) that a warp to a
 /// `size` x `size` output reads, with one extra pixel for bilinear sampling.
 pub fn source_footprint(m: &Affine, size: u32, image_size: (u32, u32)) -> Option<[u32; 4]> {

@@ -3,9 +3,10 @@
 //! The model's outputs are already decoded: face probabilities after softmax and corner-form
 //! boxes normalised to [0, 1]; what is left is the threshold and non-maximum suppression.
 
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use ndarray::Array4;
+
+use super::{FaceError, resize};
 
 pub const INPUT_WIDTH: u32 = 320;
 pub const INPUT_HEIGHT: u32 = 240;
@@ -27,24 +28,13 @@ impl Detection {
     }
 }
 
-/// Resizes a frame to one the model's input, as OpenCV's `INTER_LINEAR` would (no letterbox).
-pub fn resize_like_opencv(image: &RgbImage, width: u32, height: u32) -> RgbImage {
-    let mut out = RgbImage::new(width, height);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear));
-    if Resizer::new().resize(image, &mut out, &options).is_err() {
-        // Only an empty source can fail here; an all-black input then finds no face.
-        return RgbImage::new(width, height);
-    }
-    out
-}
-
 /// Builds the detector's input: RGB, (x - 127) / 128, NCHW [1, 3, 240, 320].
-pub fn detector_input(image: &RgbImage) -> Array4<f32> {
-    let small = resize_like_opencv(image, INPUT_WIDTH, INPUT_HEIGHT);
+pub fn detector_input(image: &RgbImage) -> Result<Array4<f32>, FaceError> {
+    let small = resize::bilinear(image, INPUT_WIDTH, INPUT_HEIGHT)?;
     let (w, h) = (INPUT_WIDTH as usize, INPUT_HEIGHT as usize);
-    Array4::from_shape_fn((1, 3, h, w), |(_, c, y, x)| {
+    Ok(Array4::from_shape_fn((1, 3, h, w), |(_, c, y, x)| {
         (f32::from(small.get_pixel(x as u32, y as u32)[c]) - 127.0) / 128.0
-    })
+    }))
 }
 
 /// Turns raw outputs (`scores` [N, 2], `boxes` [N, 4]) into faces, best first.

@@ -13,14 +13,14 @@ use super::align::{
     ALIGNED_SIZE, ARCFACE_TEMPLATE, shifted, similarity_transform, source_footprint, warp_affine,
 };
 use super::decode::{DecodeLimits, decode_for_size};
-use super::detect::{Detection, decode_detections, detector_input, resize_like_opencv};
+use super::detect::{Detection, decode_detections, detector_input};
 use super::int8::{CpuFeatures, check_int8_model};
 use super::landmarks::{
     Crop, Point, five_points, landmark_crop, landmark_input, points_from_output,
 };
 use super::manifest::{ChannelOrder, EmbedderSpec, Fit, Layout, ModelSet};
 use super::preprocess::{Prepared, Preprocess, Region, preprocess, sharpened_region};
-use super::resize::resize_linear_like_opencv;
+use super::resize;
 use super::runtime::open_session;
 use super::{Embedding, FaceError, Result, l2_normalize};
 
@@ -39,6 +39,14 @@ pub struct EngineConfig {
     pub threshold: Option<f32>,
     /// Also score liveness (advisory) for each embedded face.
     pub liveness: bool,
+}
+
+impl EngineConfig {
+    /// The cosine similarity at which two faces count as one person with `models`: the
+    /// configured one, else the model set's own.
+    pub fn threshold_for(&self, models: &ModelSet) -> f32 {
+        self.threshold.unwrap_or(models.embedder.threshold)
+    }
 }
 
 impl Default for EngineConfig {
@@ -180,9 +188,7 @@ impl Engine {
 
     /// The cosine similarity at which two faces count as one person.
     pub fn threshold(&self) -> f32 {
-        self.config
-            .threshold
-            .unwrap_or(self.models.embedder.threshold)
+        self.config.threshold_for(&self.models)
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
@@ -235,7 +241,7 @@ impl Engine {
             max_pixels: self.config.max_pixels,
         };
         let image = decode_for_size(bytes, limits, 0)?;
-        Ok(embedder_input(&image, &self.models.embedder))
+        embedder_input(&image, &self.models.embedder)
     }
 
     pub fn run_landmarks(&mut self, input: &Array4<f32>) -> Result<Vec<f32>> {
@@ -244,7 +250,7 @@ impl Engine {
 
     /// The embedding of an aligned face.
     pub fn embed_aligned(&mut self, aligned: &RgbImage) -> Result<Embedding> {
-        let input = embedder_input(aligned, &self.models.embedder);
+        let input = embedder_input(aligned, &self.models.embedder)?;
         self.run_embedder(&input)
     }
 
@@ -329,7 +335,11 @@ impl Engine {
             (Ok(first), Ok(second)) if self.embedder_batches => {
                 let inputs = [&first, &second]
                     .map(|found| embedder_input(&found.faces[0].1, &self.models.embedder));
-                match self.run_embedder_batch(&[inputs[0].view(), inputs[1].view()]) {
+                let batch = match inputs {
+                    [Ok(a), Ok(b)] => self.run_embedder_batch(&[a.view(), b.view()]),
+                    [Err(e), _] | [_, Err(e)] => Err(e),
+                };
+                match batch {
                     Ok([first_embedding, second_embedding]) => (
                         self.finish(first, vec![first_embedding]),
                         self.finish(second, vec![second_embedding]),
@@ -350,7 +360,7 @@ impl Engine {
     pub fn best_face_input(&mut self, bytes: &[u8]) -> Result<Array4<f32>> {
         let image = self.decode(bytes)?;
         let found = self.finder.find(&self.config, image, Which::Best)?;
-        Ok(embedder_input(&found.faces[0].1, &self.models.embedder))
+        embedder_input(&found.faces[0].1, &self.models.embedder)
     }
 
     pub fn analyze_image(&mut self, image: RgbImage, which: Which) -> Result<FaceAnalysis> {
@@ -428,7 +438,7 @@ impl Finder {
     }
 
     fn detect(&mut self, config: &EngineConfig, image: &RgbImage) -> Result<Vec<Detection>> {
-        let input = detector_input(image);
+        let input = detector_input(image)?;
         let (scores, boxes) = self.run_detector(&input)?;
         Ok(decode_detections(
             &scores,
@@ -539,8 +549,8 @@ fn run_first_output(
 }
 
 /// The embedding model's input tensor for an aligned face, as its manifest describes.
-pub fn embedder_input(aligned: &RgbImage, spec: &EmbedderSpec) -> Array4<f32> {
-    let fitted = fit_square(aligned, spec.input_size, spec.fit);
+pub fn embedder_input(aligned: &RgbImage, spec: &EmbedderSpec) -> Result<Array4<f32>> {
+    let fitted = fit_square(aligned, spec.input_size, spec.fit)?;
     let n = spec.input_size as usize;
     let value = |x: usize, y: usize, c: usize| {
         let source = match spec.channels {
@@ -550,30 +560,30 @@ pub fn embedder_input(aligned: &RgbImage, spec: &EmbedderSpec) -> Array4<f32> {
         let pixel = fitted.get_pixel(x as u32, y as u32);
         (f32::from(pixel[source]) - spec.mean) / spec.std
     };
-    match spec.layout {
+    Ok(match spec.layout {
         Layout::Nchw => Array4::from_shape_fn((1, 3, n, n), |(_, c, y, x)| value(x, y, c)),
         Layout::Nhwc => Array4::from_shape_fn((1, n, n, 3), |(_, y, x, c)| value(x, y, c)),
-    }
+    })
 }
 
 /// Brings an image to `size` x `size`, stretched or aspect-kept and zero-padded.
-pub fn fit_square(image: &RgbImage, size: u32, fit: Fit) -> RgbImage {
+pub fn fit_square(image: &RgbImage, size: u32, fit: Fit) -> Result<RgbImage> {
     let (w, h) = image.dimensions();
     if (w, h) == (size, size) {
-        return image.clone();
+        return Ok(image.clone());
     }
     match fit {
-        Fit::Stretch => resize_like_opencv(image, size, size),
+        Fit::Stretch => resize::bilinear(image, size, size),
         Fit::Pad => {
             // DeepFace's resize_image: f = min(size/h, size/w), int() of each side
             let factor = (f64::from(size) / f64::from(w)).min(f64::from(size) / f64::from(h));
             let new_w = ((f64::from(w) * factor) as u32).clamp(1, size);
             let new_h = ((f64::from(h) * factor) as u32).clamp(1, size);
-            let resized = resize_linear_like_opencv(image, new_w, new_h);
+            let resized = resize::opencv_exact(image, new_w, new_h);
             let mut out = RgbImage::new(size, size);
             let (left, top) = ((size - new_w) / 2, (size - new_h) / 2);
             image::imageops::replace(&mut out, &resized, i64::from(left), i64::from(top));
-            out
+            Ok(out)
         }
     }
 }
@@ -632,7 +642,7 @@ mod tests {
     #[test]
     fn pad_fit_keeps_the_aspect_and_centres() {
         let image = RgbImage::from_pixel(100, 50, image::Rgb([200, 100, 50]));
-        let out = fit_square(&image, 224, Fit::Pad);
+        let out = fit_square(&image, 224, Fit::Pad).expect("fit");
         assert_eq!(out.dimensions(), (224, 224));
         assert_eq!(out.get_pixel(112, 112), &image::Rgb([200, 100, 50]));
         assert_eq!(
@@ -646,7 +656,7 @@ mod tests {
     fn embedder_input_follows_the_manifest() {
         let image = RgbImage::from_pixel(112, 112, image::Rgb([255, 127, 0]));
         let spec = ModelSet::default_set().embedder;
-        let input = embedder_input(&image, &spec);
+        let input = embedder_input(&image, &spec).expect("input");
         assert_eq!(input.shape(), &[1, 3, 112, 112]);
         // BGR: channel 0 holds blue (0), channel 2 red (255)
         assert_eq!(input[[0, 0, 5, 5]], -127.0 / 128.0);

@@ -139,26 +139,17 @@ impl ModelSet {
     /// The models that ship by default, from `faceplugin-face-recognition-js@0.0.1` (MIT);
     /// `scripts/setup` fetches and prepares them.
     pub fn default_set() -> Self {
-        let file = |name: &str, sha256: &str| ModelFile {
+        let file = |name: &str| ModelFile {
             file: name.into(),
-            sha256: Some(sha256.into()),
+            sha256: pinned_sha256(name),
         };
         Self {
             id: "faceplugin-0.0.1".into(),
-            detector: file(
-                "fr_detect.onnx",
-                "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
-            ),
-            landmarks: file(
-                "fr_landmark.onnx",
-                "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
-            ),
+            detector: file("fr_detect.onnx"),
+            landmarks: file("fr_landmark.onnx"),
             embedder: EmbedderSpec {
                 // denormal weights zeroed by scripts/prepare_models.py (same outputs, 3.5x faster)
-                model: file(
-                    "fr_feature.onnx",
-                    "ef40c4854a3c4fc43ea2d77a60f7d89fe6aa324f7840a7f74351beb60d94ec0b",
-                ),
+                model: file("fr_feature.onnx"),
                 input_size: 112,
                 layout: Layout::Nchw,
                 channels: ChannelOrder::Bgr,
@@ -170,10 +161,7 @@ impl ModelSet {
                 threshold: 0.50,
                 int8: false,
             },
-            liveness: Some(file(
-                "fr_liveness.onnx",
-                "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
-            )),
+            liveness: Some(file("fr_liveness.onnx")),
         }
     }
 
@@ -240,6 +228,17 @@ impl ModelSet {
     }
 }
 
+/// The sha256 of each shipped model file as facelift uses it, shared with
+/// `scripts/prepare_models.py`: `sha256  name` lines, as sha256sum writes them.
+const DEFAULT_SET_SHA256: &str = include_str!("../../models/default-set.sha256");
+
+fn pinned_sha256(name: &str) -> Option<String> {
+    DEFAULT_SET_SHA256.lines().find_map(|line| {
+        let (digest, file) = line.split_once("  ")?;
+        (file.trim() == name).then(|| digest.to_string())
+    })
+}
+
 impl ModelFile {
     /// The file's path under `dir`, after checking that its contents are the expected ones.
     pub fn verified_path(&self, dir: &Path) -> Result<PathBuf> {
@@ -280,6 +279,22 @@ impl ModelFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shipped file without its sum would be opened unchecked.
+    #[test]
+    fn every_shipped_model_file_is_pinned() {
+        let set = ModelSet::default_set();
+        let liveness = set.liveness.clone().expect("the default set has liveness");
+        for file in [
+            &set.detector,
+            &set.landmarks,
+            &set.embedder.model,
+            &liveness,
+        ] {
+            let sha256 = file.sha256.as_deref().unwrap_or_default();
+            assert_eq!(sha256.len(), 64, "{} is not pinned", file.file);
+        }
+    }
 
     #[test]
     fn int8_vgg_face_is_its_own_model_and_says_how_to_make_it() {

@@ -77,6 +77,8 @@ pub enum FaceError {
         faces: usize,
         size: usize,
     },
+    #[error("cannot resize the image: {0}")]
+    Resize(#[from] fast_image_resize::ResizeError),
     #[error("cannot batch the faces: {0}")]
     Batch(#[from] ndarray::ShapeError),
     #[error("the int8 model cannot be used here: {0}")]

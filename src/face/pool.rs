@@ -74,10 +74,9 @@ impl EnginePool {
         format!("{}/{}", self.models.id, &hex::encode(digest)[..12])
     }
 
+    /// The cosine similarity at which two faces count as one person.
     pub fn threshold(&self) -> f32 {
-        self.config
-            .threshold
-            .unwrap_or(self.models.embedder.threshold)
+        self.config.threshold_for(&self.models)
     }
 
     /// Runs `job` on a free engine; `Busy` when the queue is full.

@@ -1,8 +1,19 @@
-//! OpenCV's `resize` with `INTER_LINEAR` on 8-bit images, in its fixed-point arithmetic, so
-//! that DeepFace's VGG-Face input can be reproduced: half-pixel centres, no anti-aliasing,
-//! 11-bit weights per axis, rounded the way OpenCV's vector code rounds.
+//! The two resizes of the pipeline: a fast bilinear one (SIMD, from `fast_image_resize`) for
+//! the detector's and the default embedder's inputs, and OpenCV's `INTER_LINEAR` to the bit
+//! (its fixed-point arithmetic) where DeepFace's VGG-Face input must be reproduced exactly.
 
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
+
+use super::FaceError;
+
+/// Bilinear resize, fast; close to OpenCV's but not bit-exact.
+pub fn bilinear(image: &RgbImage, width: u32, height: u32) -> Result<RgbImage, FaceError> {
+    let mut out = RgbImage::new(width, height);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear));
+    Resizer::new().resize(image, &mut out, &options)?;
+    Ok(out)
+}
 
 const COEF_SCALE: f32 = 2048.0;
 
@@ -29,8 +40,10 @@ fn taps(source: u32, destination: u32) -> Vec<(usize, i32, i32)> {
         .collect()
 }
 
-/// Resizes like `cv2.resize(image, (width, height))` (bilinear) does on 8-bit input.
-pub fn resize_linear_like_opencv(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+/// Resizes exactly as `cv2.resize(image, (width, height))` (bilinear) does on 8-bit input:
+/// DeepFace's half-pixel centres, no anti-aliasing, 11-bit weights per axis, rounded the way
+/// OpenCV's vector code rounds.
+pub fn opencv_exact(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     let (source_width, source_height) = image.dimensions();
     let mut out = RgbImage::new(width, height);
     if source_width == 0 || source_height == 0 {
@@ -84,8 +97,8 @@ mod tests {
     #[test]
     fn same_size_is_identity_and_halving_averages_pairs() {
         let image = RgbImage::from_fn(4, 2, |x, y| image::Rgb([(x * 40) as u8, (y * 90) as u8, 7]));
-        assert_eq!(resize_linear_like_opencv(&image, 4, 2), image);
-        let half = resize_linear_like_opencv(&image, 2, 1);
+        assert_eq!(opencv_exact(&image, 4, 2), image);
+        let half = opencv_exact(&image, 2, 1);
         // half-pixel centres: each output pixel is the mean of a 2x2 block
         assert_eq!(half.get_pixel(0, 0).0, [20, 45, 7]);
         assert_eq!(half.get_pixel(1, 0).0, [100, 45, 7]);

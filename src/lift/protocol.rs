@@ -235,6 +235,13 @@ impl<'a> Presented<'a> {
 }
 
 impl Signed {
+    /// The signing headers alone.
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        self.insert_into(&mut headers);
+        headers
+    }
+
     /// Adds the signing headers (timestamp, nonce, signature) to `headers`.
     pub fn insert_into(&self, headers: &mut HeaderMap) {
         for (name, value) in [

@@ -232,14 +232,21 @@ mod tests {
             let _ = to_server.send(l);
         })
         .expect("server pump");
-        std::thread::sleep(Duration::from_millis(300));
+        // the server's end opens in the background: knock until the device hears it
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let heard = loop {
+            server.send("MOVE r1 2".into());
+            match from_server.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => break line,
+                Err(_) if std::time::Instant::now() < deadline => {}
+                Err(e) => panic!("the device never heard the server: {e}"),
+            }
+        };
+        assert_eq!(heard, "MOVE r1 2");
         device.send("STATUS 1 idle 5".into());
-        server.send("MOVE r1 2".into());
-        let wait = Duration::from_secs(3);
         assert_eq!(
-            from_device.recv_timeout(wait).as_deref(),
+            from_device.recv_timeout(Duration::from_secs(3)).as_deref(),
             Ok("STATUS 1 idle 5")
         );
-        assert_eq!(from_server.recv_timeout(wait).as_deref(), Ok("MOVE r1 2"));
     }
 }

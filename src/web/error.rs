@@ -74,6 +74,7 @@ impl WebError {
                 | F::NoSuchOutput(_)
                 | F::EmbeddingSize { .. }
                 | F::Batch(_)
+                | F::Resize(_)
                 | F::Int8(_)
                 | F::RuntimeNotFound
                 | F::RuntimePathMissing(_)

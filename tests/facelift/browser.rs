@@ -1,6 +1,6 @@
 //! The real pages in a real headless Chromium whose fake camera shows a shared photo.
 //! Needs Debian's chromium and `npm ci` in tests/e2e (scripts/setup and .ci/run do both).
-//! Screenshots are kept in `test-artifacts/browser/`.
+//! Screenshots are kept in `test-artifacts/browser/{http,https}/`, emptied by each run.
 
 use facelift::store::{AuditKind, AuditOutcome};
 use std::path::{Path, PathBuf};
@@ -90,10 +90,22 @@ fn run_browser(base: &str, camera: &Path, shots: &Path, expected: &str) {
     eprintln!("{report}");
 }
 
+/// An empty `test-artifacts/browser/<run>/`: a screenshot found there was taken by this run,
+/// not left by an earlier one.
+fn fresh_artifacts(run: &str) -> PathBuf {
+    let shots = repo_root().join("test-artifacts/browser").join(run);
+    match std::fs::remove_dir_all(&shots) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("clearing {}: {e}", shots.display()),
+    }
+    std::fs::create_dir_all(&shots).expect("artifacts folder");
+    shots
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
-    let shots: PathBuf = repo_root().join("test-artifacts/browser");
-    std::fs::create_dir_all(&shots).expect("artifacts folder");
+    let shots = fresh_artifacts("http");
     let cameras = tempfile::tempdir().expect("tempdir");
     let (enrolled, stranger) = (
         cameras.path().join("person01.y4m"),
@@ -139,8 +151,7 @@ async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
 /// origin check read HTTP/2's authority, this login was refused as cross-site every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_face_logs_in_over_direct_https_with_http2_and_drives_the_lift() {
-    let shots: PathBuf = repo_root().join("test-artifacts/browser/https");
-    std::fs::create_dir_all(&shots).expect("artifacts folder");
+    let shots = fresh_artifacts("https");
     let cameras = tempfile::tempdir().expect("tempdir");
     let enrolled = cameras.path().join("person01.y4m");
     y4m_from_photo("img4.jpg", &enrolled);
