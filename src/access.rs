@@ -150,8 +150,11 @@ impl Access {
         Ok(admin)
     }
 
-    /// Written off the async threads; a failure to write is logged, not the login's failure.
+    /// Counted, and written off the async threads; a failure to write is logged, not the
+    /// login's failure.
     async fn audit(&self, entry: AuditEntry) {
+        metrics::counter!("facelift_login_attempts_total", "outcome" => entry.outcome.as_str())
+            .increment(1);
         let store = Arc::clone(&self.store);
         match tokio::task::spawn_blocking(move || store.audit(&entry)).await {
             Ok(Ok(())) => {}

@@ -159,6 +159,7 @@ impl App {
             Arc::clone(&clock),
         )?;
         let state = AppState::new(settings, pool, gallery, store, lift, clock);
+        web::install_metrics();
         let background = vec![web::spawn_session_cleaner(&state)];
         Ok(Self {
             state,

@@ -75,6 +75,11 @@ pub struct WebSettings {
     pub login_wait_max_secs: u64,
     /// On Ctrl-C or SIGTERM, requests in flight get this long to finish.
     pub shutdown_grace_secs: u64,
+    /// A request still unanswered after this long gets 408 (the device's long poll and the
+    /// panel's event stream excepted).
+    pub request_timeout_secs: u64,
+    /// Addresses (or CIDR ranges) `GET /metrics` answers; others get 403.
+    pub metrics_from: Vec<ipnet::IpNet>,
 }
 
 impl Default for WebSettings {
@@ -88,6 +93,11 @@ impl Default for WebSettings {
             login_wait_secs: 30,
             login_wait_max_secs: 15 * 60,
             shutdown_grace_secs: 5,
+            request_timeout_secs: 30,
+            metrics_from: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|net| net.parse().ok())
+                .collect(),
         }
     }
 }

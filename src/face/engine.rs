@@ -305,7 +305,7 @@ impl Engine {
 
     /// Decode, preprocess, detect, and embed the chosen faces.
     pub fn analyze_bytes(&mut self, bytes: &[u8], which: Which) -> Result<FaceAnalysis> {
-        let image = self.decode(bytes)?;
+        let image = timed("decode", || self.decode(bytes))?;
         self.analyze_image(image, which)
     }
 
@@ -364,8 +364,8 @@ impl Engine {
     }
 
     pub fn analyze_image(&mut self, image: RgbImage, which: Which) -> Result<FaceAnalysis> {
-        let found = self.finder.find(&self.config, image, which)?;
-        self.embed_found(found)
+        let found = timed("find", || self.finder.find(&self.config, image, which))?;
+        timed("embed", || self.embed_found(found))
     }
 
     fn embed_found(&mut self, found: Found) -> Result<FaceAnalysis> {
@@ -531,6 +531,16 @@ impl Finder {
         };
         Ok(self.align_in(config, frame, Some(&region), &five))
     }
+}
+
+/// Runs one stage of the pipeline, recording its time in the `facelift_engine_stage_seconds`
+/// histogram (a no-op where no metrics recorder is installed: the command line).
+fn timed<T>(stage: &'static str, run: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let result = run();
+    metrics::histogram!("facelift_engine_stage_seconds", "stage" => stage)
+        .record(start.elapsed().as_secs_f64());
+    result
 }
 
 fn run_first_output(

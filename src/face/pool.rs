@@ -89,12 +89,23 @@ impl EnginePool {
         let span = tracing::Span::current();
         let job: Job = Box::new(move |engine| {
             let _entered = span.enter();
+            metrics::gauge!("facelift_engine_queue_depth").decrement(1.0);
             let _ = reply.send(job(engine));
         });
+        // counted before it is queued: the job may start (and uncount itself) at once
+        let depth = metrics::gauge!("facelift_engine_queue_depth");
+        depth.increment(1.0);
         match self.sender.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(FaceError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+            Err(TrySendError::Full(_)) => {
+                depth.decrement(1.0);
+                metrics::counter!("facelift_engine_busy_total").increment(1);
+                return Err(FaceError::Busy);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                depth.decrement(1.0);
+                return Err(stopped());
+            }
         }
         answer.await.map_err(|_| stopped())
     }

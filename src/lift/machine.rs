@@ -127,6 +127,11 @@ impl LiftMachine {
         &self.floors
     }
 
+    /// When the device was last heard from (a report or a poll).
+    pub fn last_heard(&self) -> Option<Instant> {
+        self.last_heard
+    }
+
     pub fn position(&self) -> Option<i32> {
         self.position
     }

@@ -153,9 +153,27 @@ pub enum Condition {
     Offline,
 }
 
+impl Condition {
+    pub const ALL: [Condition; 4] = [
+        Condition::Idle,
+        Condition::Moving,
+        Condition::Fault,
+        Condition::Offline,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Idle => "idle",
+            Condition::Moving => "moving",
+            Condition::Fault => "fault",
+            Condition::Offline => "offline",
+        }
+    }
+}
+
 impl PartialEq<&str> for Condition {
     fn eq(&self, other: &&str) -> bool {
-        serde_json::to_value(self).is_ok_and(|name| name == *other)
+        self.as_str() == *other
     }
 }
 

@@ -86,6 +86,12 @@ impl LiftService {
         self.inner.changes.subscribe()
     }
 
+    /// How long ago the device was last heard from; None before the first time.
+    pub fn device_silent_for(&self) -> Option<Duration> {
+        let last = self.inner.lock().last_heard()?;
+        Some(self.inner.clock.monotonic().saturating_duration_since(last))
+    }
+
     /// The device driving this lift, if any.
     pub fn device(&self) -> Option<&Device> {
         self.inner.device.as_ref()
@@ -364,6 +370,10 @@ impl Inner {
         outcome: AuditOutcome,
         detail: String,
     ) {
+        if kind == AuditKind::Lift {
+            metrics::counter!("facelift_lift_events_total", "lift" => self.device_name().to_string(), "outcome" => outcome.as_str())
+                .increment(1);
+        }
         let entry = AuditEntry {
             at: self.clock.now(),
             kind,

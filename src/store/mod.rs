@@ -458,6 +458,17 @@ impl Store {
         self.with(|c| c.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now]))
     }
 
+    /// Sessions that have not expired by `now`.
+    pub fn alive_sessions(&self, now: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE expires_at > ?1",
+                params![now],
+                |row| row.get(0),
+            )
+        })
+    }
+
     pub fn session_count(&self) -> Result<usize, StoreError> {
         self.with(|c| c.query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0)))
     }

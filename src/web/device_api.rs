@@ -21,6 +21,12 @@ pub const MAX_DEVICE_BODY: usize = 4 * 1024;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/device/status", post(status))
+        .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
+}
+
+/// The long poll, which waits up to 30 s by design: no request timeout.
+pub fn long_polls() -> Router<AppState> {
+    Router::new()
         .route("/api/v1/device/commands", get(commands))
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
 }

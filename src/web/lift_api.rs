@@ -17,8 +17,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/lift", get(status))
         .route("/api/v1/lift/move", post(request_move))
-        .route("/api/v1/lift/events", get(events))
         .route("/api/v1/admin/lift/reset", post(reset_fault))
+}
+
+/// The routes that stay open as long as the panel is: no request timeout.
+pub fn streams() -> Router<AppState> {
+    Router::new().route("/api/v1/lift/events", get(events))
 }
 
 /// `GET /api/v1/lift`

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod lift_api;
 mod login;
+mod metrics;
 mod pages;
 mod serve;
 mod tls;
@@ -16,17 +17,24 @@ mod upload;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
+use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub use client::{ClientInfo, ServedOverTls};
 pub use error::WebError;
 pub use extract::{AdminUser, CSRF_HEADER, Client, CurrentUser, DeviceAuth};
+pub use metrics::install as install_metrics;
 pub use serve::{serve, shutdown_signal, spawn_session_cleaner};
 pub use tls::{
     TlsError, TlsFiles, self_signed, self_signed_certificate, self_signed_files, tls_files,
@@ -107,21 +115,48 @@ pub fn build_router(state: AppState) -> Router {
         .with_secure(false) // set per request by `secure_cookies`
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(inactivity)));
     let limit = state.max_body_bytes;
+    let timeout = Duration::from_secs(state.settings.web.request_timeout_secs);
     Router::new()
         .merge(pages::router())
         .merge(login::router())
         .merge(api::router())
         .merge(lift_api::router())
         .merge(admin::router())
+        .merge(metrics::router())
         .layer(DefaultBodyLimit::max(limit))
         // after the general limit, so that the device routes' smaller one wins
         .merge(device_api::router())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        // open for as long as they are wanted: the panel's stream, the device's long poll
+        .merge(lift_api::streams())
+        .merge(device_api::long_polls())
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             secure_cookies,
         ))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Every request's span: the method, the route that matched (not the raw path, which may
+/// carry names) and the request id, also sent back in `x-request-id`.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("-", MatchedPath::as_str);
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), route, id)
 }
 
 /// Marks cookies `Secure` when the client's connection is HTTPS, directly or through a

@@ -8,5 +8,6 @@ mod gallery;
 mod helpers;
 mod http;
 mod lift;
+mod observability;
 mod sessions;
 mod vggface;
