@@ -163,19 +163,14 @@ async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppS
     )
 }
 
+/// A Unix time as the admin page shows it, in UTC: "2026-12-02 09:53:25".
 fn utc_time(unix: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => unix.to_string(),
-    }
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| format!("{unix} (Unix time)"))
 }
 
 async fn static_file(Path(file): Path<String>) -> Response {
@@ -184,5 +179,16 @@ async fn static_file(Path(file): Path<String>) -> Response {
             ([(header::CONTENT_TYPE, *content_type)], *body).into_response()
         }
         None => error_page(StatusCode::NOT_FOUND, "Not found", "There is no such file."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_times_show_in_utc() {
+        assert_eq!(utc_time(1_800_000_000), "2027-01-15 08:00:00");
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
     }
 }
