@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::link::{DeviceLink, LinkEvent};
+use super::link::{DeviceLink, LinkEvent, MAX_POLL};
 use super::machine::Transition;
 use super::protocol::{
     self, MoveCommand, Presented, ProtocolError, Signed, StatusReport, Verifier,
@@ -184,11 +184,15 @@ impl LiftService {
         self.inner.report(report);
     }
 
-    /// Pull: waits up to `wait` for the next command. Polling also counts as a sign of life.
-    /// None at once when the device does not pull.
+    /// Pull: waits up to `wait` (at most `MAX_POLL`) for the next command. Polling also counts
+    /// as a sign of life. A device registered for another link gets no command, after the
+    /// same wait, so that a misconfigured one does not poll in a tight loop.
     pub async fn next_command(&self, wait: Duration) -> Option<MoveCommand> {
-        let pull = self.inner.link.as_ref()?.pull()?;
         self.inner.heard_from();
+        let Some(pull) = self.inner.link.as_ref().and_then(DeviceLink::pull) else {
+            tokio::time::sleep(wait.min(MAX_POLL)).await;
+            return None;
+        };
         let command = pull.next_command(wait).await;
         match &command {
             Some(command) => self.inner.audit(

@@ -6,8 +6,8 @@
 use axum::RequestPartsExt;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::Method;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
@@ -167,7 +167,12 @@ impl FromRequest<AppState> for DeviceAuth {
         let (parts, body) = request.into_parts();
         let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
-            .map_err(|_| WebError::TooLarge(super::device_api::MAX_DEVICE_BODY))?;
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    WebError::TooLarge(super::device_api::MAX_DEVICE_BODY)
+                }
+                _ => WebError::BadRequest(rejection.body_text()),
+            })?;
         let headers = &parts.headers;
         let name = headers.get(DEVICE_HEADER).and_then(|v| v.to_str().ok());
         let presented = Presented::from_headers(headers);

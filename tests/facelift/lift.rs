@@ -475,3 +475,22 @@ async fn a_stop_does_not_wait_forever_for_an_open_event_stream() {
         "the server was still serving {SOON:?} after the stop, with a 1 s grace"
     );
 }
+
+/// A device message is a few hundred bytes; a body of 8 KiB is refused before anything reads
+/// it, with the status that says so, and the lift is untouched.
+#[tokio::test]
+async fn an_oversized_device_message_is_refused_as_too_large() {
+    let app = app_with(Some(DeviceLink::Push), |_| {}).await;
+    let before = app.lift_ready().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/device/status", app.base))
+        .header(DEVICE_HEADER, DEVICE)
+        .body(vec![b'{'; 8 * 1024])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "too_large");
+    assert_eq!(app.lift.status().floor, before.floor);
+}
