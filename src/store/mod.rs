@@ -468,10 +468,6 @@ impl Store {
             )
         })
     }
-
-    pub fn session_count(&self) -> Result<usize, StoreError> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0)))
-    }
 }
 
 impl EmbeddingCache for Store {
