@@ -2,7 +2,7 @@
 //! model, all in one run, so the ratio holds even on a noisy shared machine.
 
 use std::fmt::{self, Display};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -134,132 +134,248 @@ fn synthetic_gallery(people: usize, dimensions: usize) -> Gallery {
 }
 
 pub fn bench(settings: &Settings, args: BenchArgs) -> Result<()> {
-    let image = args.image.as_deref().unwrap_or(Path::new(DEFAULT_FRAME));
-    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    let second_path = args.second.as_deref().unwrap_or(Path::new(DEFAULT_SECOND));
-    let second =
-        std::fs::read(second_path).with_context(|| format!("reading {}", second_path.display()))?;
-    let models = ModelSet::by_name(
-        settings.model,
-        settings.model_output,
-        settings.model_precision,
-    )?;
-    let mut engine = Engine::load(&models, &settings.models_dir, settings.engine.clone())
-        .context("starting the face engine")?;
-    let gallery = synthetic_gallery(100, models.embedder.embedding_size);
-    let threshold = engine.threshold();
-
-    // One pass to get every intermediate result.
-    let size = image::ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()?
-        .into_dimensions()
-        .with_context(|| format!("reading the size of {}", image.display()))?;
-    let decoded = engine.decode(&bytes)?;
-    let prepared = engine.prepare(decoded.clone());
-    let detections = engine.detect(&prepared.image)?;
-    let Some(face) = detections.first().copied() else {
-        bail!("no face in {}", image.display());
-    };
-    let Some(five) = engine.landmarks(&prepared.image, &face)? else {
-        bail!("no landmarks in {}", image.display());
-    };
-    let Some(aligned) = engine.align(&prepared.image, &five) else {
-        bail!("cannot align the face in {}", image.display());
-    };
-    let embedding = engine.embed_aligned(&aligned)?;
-
-    let detect_in = detector_input(&prepared.image)?;
-    let crop = landmark_crop(&face, prepared.image.dimensions()).context("empty face crop")?;
-    let landmark_in = landmark_input(&prepared.image, crop);
-    let embed_in = embedder_input(&aligned, &models.embedder)?;
-    // verify goes through a pool, as the product does: with two workers both photos at once
-    let pool = EnginePool::start(
-        &models,
-        &settings.models_dir,
-        settings.engine.clone(),
-        settings.workers,
-        settings.queue,
-    )?;
-    // the baseline: the same embedding model in a session with ONNX Runtime's defaults
-    let mut plain =
-        open_plain_session(&models.embedder.model.verified_path(&settings.models_dir)?)?;
-    // for int8 VGG-Face, also the fp32 model it was made from: the speed-up is against that
-    let full_precision = ModelSet::by_name(settings.model, settings.model_output, None)?;
-    let mut plain_fp32 = if full_precision.embedder.model != models.embedder.model {
-        let path = full_precision
-            .embedder
-            .model
-            .verified_path(&settings.models_dir)?;
-        Some(open_plain_session(&path)?)
-    } else {
-        None
-    };
-
+    let mut fixture = Fixture::prepare(settings, &args)?;
     // Every iteration times every step once, in turn, so that the raw models and the pipeline
     // share the machine's ups and downs; the ratio is taken per iteration, then its median.
     let n = args.iterations.max(1);
     let mut samples = Samples::new();
-    let mut ratios = Vec::with_capacity(n);
-    let mut verify_ratios = Vec::with_capacity(n);
-    let mut verify_fp32_ratios = Vec::with_capacity(n);
-    let mut pair_ratios = Vec::with_capacity(n);
-    for iteration in 0..=n {
-        let mut time = |step: Step, f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-            let start = Instant::now();
-            f()?;
-            let ms = start.elapsed().as_secs_f64() * 1e3;
-            // iteration 0 warms up and is not counted
-            if iteration > 0 {
-                samples.push(step, ms);
-            }
-            Ok(ms)
+    let mut ratios = Ratios::default();
+    // iteration 0 warms up and is not counted
+    fixture.time_every_step(&mut Samples::new())?;
+    for _ in 0..n {
+        let times = fixture.time_every_step(&mut samples)?;
+        ratios.push(&times);
+    }
+    let report = fixture.report(settings, n, &mut samples, &mut ratios);
+    args.output.print(&report)
+}
+
+/// The inputs, the intermediate results and the engines every step is timed on.
+struct Fixture {
+    image: PathBuf,
+    second_path: PathBuf,
+    bytes: Vec<u8>,
+    second: Vec<u8>,
+    size: (u32, u32),
+    models: ModelSet,
+    full_precision: ModelSet,
+    engine: Engine,
+    pool: EnginePool,
+    gallery: Gallery,
+    threshold: f32,
+    decoded: image::RgbImage,
+    prepared: crate::face::preprocess::Prepared,
+    face: crate::face::detect::Detection,
+    five: [crate::face::landmarks::Point; 5],
+    aligned: image::RgbImage,
+    embedding: Vec<f32>,
+    detect_in: ndarray::Array4<f32>,
+    landmark_in: ndarray::Array4<f32>,
+    embed_in: ndarray::Array4<f32>,
+    /// the baseline: the same embedding model in a session with ONNX Runtime's defaults
+    plain: ort::session::Session,
+    /// for int8 VGG-Face, also the fp32 model it was made from: the speed-up is against that
+    plain_fp32: Option<ort::session::Session>,
+}
+
+/// The times of one iteration that the ratios are taken from, in ms.
+struct IterationTimes {
+    raw: f64,
+    whole: f64,
+    verify: f64,
+    one_after_other: f64,
+    plain_forward: f64,
+    plain_fp32_forward: f64,
+}
+
+/// The per-iteration ratios, whose medians are reported.
+#[derive(Default)]
+struct Ratios {
+    overhead: Vec<f64>,
+    verify: Vec<f64>,
+    verify_fp32: Vec<f64>,
+    pair: Vec<f64>,
+}
+
+impl Ratios {
+    fn push(&mut self, t: &IterationTimes) {
+        self.overhead.push(t.whole / t.raw);
+        self.verify.push(t.verify / t.plain_forward);
+        self.verify_fp32.push(t.verify / t.plain_fp32_forward);
+        self.pair.push(t.verify / t.one_after_other);
+    }
+}
+
+fn time(samples: &mut Samples, step: Step, f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let start = Instant::now();
+    f()?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    samples.push(step, ms);
+    Ok(ms)
+}
+
+impl Fixture {
+    /// One pass to get every intermediate result, and the engines and baselines.
+    fn prepare(settings: &Settings, args: &BenchArgs) -> Result<Self> {
+        let image = args.image.clone().unwrap_or(PathBuf::from(DEFAULT_FRAME));
+        let bytes =
+            std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+        let second_path = args.second.clone().unwrap_or(PathBuf::from(DEFAULT_SECOND));
+        let second = std::fs::read(&second_path)
+            .with_context(|| format!("reading {}", second_path.display()))?;
+        let models = ModelSet::by_name(
+            settings.model,
+            settings.model_output,
+            settings.model_precision,
+        )?;
+        let mut engine = Engine::load(&models, &settings.models_dir, settings.engine.clone())
+            .context("starting the face engine")?;
+        let gallery = synthetic_gallery(100, models.embedder.embedding_size);
+        let threshold = engine.threshold();
+
+        let size = image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()?
+            .into_dimensions()
+            .with_context(|| format!("reading the size of {}", image.display()))?;
+        let decoded = engine.decode(&bytes)?;
+        let prepared = engine.prepare(decoded.clone());
+        let detections = engine.detect(&prepared.image)?;
+        let Some(face) = detections.first().copied() else {
+            bail!("no face in {}", image.display());
         };
-        let raw = time(Step::RawDetect, &mut || {
-            Ok(engine.run_detector(&detect_in).map(drop)?)
-        })? + time(Step::RawLandmarks, &mut || {
-            Ok(engine.run_landmarks(&landmark_in).map(drop)?)
-        })? + time(Step::RawEmbed, &mut || {
-            Ok(engine.run_embedder(&embed_in).map(drop)?)
+        let Some(five) = engine.landmarks(&prepared.image, &face)? else {
+            bail!("no landmarks in {}", image.display());
+        };
+        let Some(aligned) = engine.align(&prepared.image, &five) else {
+            bail!("cannot align the face in {}", image.display());
+        };
+        let embedding = engine.embed_aligned(&aligned)?;
+
+        let detect_in = detector_input(&prepared.image)?;
+        let crop = landmark_crop(&face, prepared.image.dimensions()).context("empty face crop")?;
+        let landmark_in = landmark_input(&prepared.image, crop);
+        let embed_in = embedder_input(&aligned, &models.embedder)?;
+        // verify goes through a pool, as the product does: with two workers both photos at once
+        let pool = EnginePool::start(
+            &models,
+            &settings.models_dir,
+            settings.engine.clone(),
+            settings.workers,
+            settings.queue,
+        )?;
+        let plain =
+            open_plain_session(&models.embedder.model.verified_path(&settings.models_dir)?)?;
+        let full_precision = ModelSet::by_name(settings.model, settings.model_output, None)?;
+        let plain_fp32 = if full_precision.embedder.model != models.embedder.model {
+            let path = full_precision
+                .embedder
+                .model
+                .verified_path(&settings.models_dir)?;
+            Some(open_plain_session(&path)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            image,
+            second_path,
+            bytes,
+            second,
+            size,
+            models,
+            full_precision,
+            engine,
+            pool,
+            gallery,
+            threshold,
+            decoded,
+            prepared,
+            face,
+            five,
+            aligned,
+            embedding,
+            detect_in,
+            landmark_in,
+            embed_in,
+            plain,
+            plain_fp32,
+        })
+    }
+
+    /// Times every step once, in order, into `samples`.
+    fn time_every_step(&mut self, samples: &mut Samples) -> Result<IterationTimes> {
+        let raw = self.time_raw_models(samples)?;
+        let whole = self.time_pipeline(samples)?;
+        let (verify, one_after_other) = self.time_verify(samples)?;
+        let (plain_forward, plain_fp32_forward) = self.time_plain_sessions(samples)?;
+        Ok(IterationTimes {
+            raw,
+            whole,
+            verify,
+            one_after_other,
+            plain_forward,
+            plain_fp32_forward,
+        })
+    }
+
+    /// The three models alone on their prepared inputs; their sum.
+    fn time_raw_models(&mut self, samples: &mut Samples) -> Result<f64> {
+        let engine = &mut self.engine;
+        Ok(time(samples, Step::RawDetect, || {
+            Ok(engine.run_detector(&self.detect_in).map(drop)?)
+        })? + time(samples, Step::RawLandmarks, || {
+            Ok(engine.run_landmarks(&self.landmark_in).map(drop)?)
+        })? + time(samples, Step::RawEmbed, || {
+            Ok(engine.run_embedder(&self.embed_in).map(drop)?)
+        })?)
+    }
+
+    /// Each stage of the pipeline on the previous one's result, then the whole; the whole's time.
+    fn time_pipeline(&mut self, samples: &mut Samples) -> Result<f64> {
+        let (engine, image) = (&mut self.engine, &self.prepared.image);
+        let (gallery, threshold) = (&self.gallery, self.threshold);
+        time(samples, Step::Decode, || {
+            Ok(engine.decode(&self.bytes).map(drop)?)
         })?;
-        time(Step::Decode, &mut || Ok(engine.decode(&bytes).map(drop)?))?;
-        time(Step::Preprocess, &mut || {
-            drop(engine.prepare(decoded.clone()));
+        time(samples, Step::Preprocess, || {
+            drop(engine.prepare(self.decoded.clone()));
             Ok(())
         })?;
-        time(Step::Detect, &mut || {
-            Ok(engine.detect(&prepared.image).map(drop)?)
+        time(samples, Step::Detect, || Ok(engine.detect(image).map(drop)?))?;
+        time(samples, Step::Landmarks, || {
+            Ok(engine.landmarks(image, &self.face).map(drop)?)
         })?;
-        time(Step::Landmarks, &mut || {
-            Ok(engine.landmarks(&prepared.image, &face).map(drop)?)
-        })?;
-        time(Step::Align, &mut || {
-            drop(engine.align(&prepared.image, &five));
+        time(samples, Step::Align, || {
+            drop(engine.align(image, &self.five));
             Ok(())
         })?;
-        time(Step::Embed, &mut || {
-            Ok(engine.embed_aligned(&aligned).map(drop)?)
+        time(samples, Step::Embed, || {
+            Ok(engine.embed_aligned(&self.aligned).map(drop)?)
         })?;
-        time(Step::Match, &mut || {
-            drop(gallery.best_match(&embedding, threshold));
+        time(samples, Step::Match, || {
+            drop(gallery.best_match(&self.embedding, threshold));
             Ok(())
         })?;
-        let whole = time(Step::EndToEnd, &mut || {
-            let analysis = engine.analyze_bytes(&bytes, Which::Best)?;
+        time(samples, Step::EndToEnd, || {
+            let analysis = engine.analyze_bytes(&self.bytes, Which::Best)?;
             if let Some(face) = analysis.best() {
                 drop(gallery.best_match(&face.embedding, threshold));
             }
             Ok(())
-        })?;
-        let verify = time(Step::VerifyTwoPhotos, &mut || {
+        })
+    }
+
+    /// Verify of two photos through the pool, and the previous version's verify on one engine,
+    /// one photo after the other, as its baseline.
+    fn time_verify(&mut self, samples: &mut Samples) -> Result<(f64, f64)> {
+        let (pool, bytes, second) = (&self.pool, &self.bytes, &self.second);
+        let verify = time(samples, Step::VerifyTwoPhotos, || {
             let (a, b) = pool.analyze_pair_blocking(bytes.clone(), second.clone())?;
             if let (Some(a), Some(b)) = (a.best(), b.best()) {
                 std::hint::black_box(cosine(&a.embedding, &b.embedding));
             }
             Ok(())
         })?;
-        // the previous version's verify on one engine, one photo after the other, as the
-        // baseline of decoding both at once
-        let one_after_other = time(Step::VerifyOneAfterOther, &mut || {
+        let one_after_other = time(samples, Step::VerifyOneAfterOther, || {
             let (a, b) = (bytes.clone(), second.clone());
             let (a, b) = pool.run_blocking(move |engine| {
                 (
@@ -270,72 +386,78 @@ pub fn bench(settings: &Settings, args: BenchArgs) -> Result<()> {
             std::hint::black_box((a?, b?));
             Ok(())
         })?;
-        let plain_forward = time(Step::PlainEmbed, &mut || {
-            let outputs = plain.run(ort::inputs![TensorRef::from_array_view(&embed_in)?])?;
-            drop(outputs);
+        Ok((verify, one_after_other))
+    }
+
+    /// One forward pass of the embedding model in plain sessions (and of the fp32 model an
+    /// int8 one was made from); the fp32 time is the plain one when there is no such model.
+    fn time_plain_sessions(&mut self, samples: &mut Samples) -> Result<(f64, f64)> {
+        let input = &self.embed_in;
+        let plain = time(samples, Step::PlainEmbed, || {
+            drop(self.plain.run(ort::inputs![TensorRef::from_array_view(input)?])?);
             Ok(())
         })?;
         // The plain session leaves a worker spinning for about 70 ms after each run (ONNX
         // Runtime's default). Let it go idle before the next step, so that no step pays for
         // it; busy-waiting keeps this core as awake as the steps find it.
         settle_after_plain_session();
-        let plain_fp32_forward = match plain_fp32.as_mut() {
-            Some(session) => {
-                let ms = time(Step::PlainFp32Embed, &mut || {
-                    drop(session.run(ort::inputs![TensorRef::from_array_view(&embed_in)?])?);
-                    Ok(())
-                })?;
-                settle_after_plain_session();
-                ms
-            }
-            None => plain_forward,
+        let Some(session) = self.plain_fp32.as_mut() else {
+            return Ok((plain, plain));
         };
-        if iteration > 0 {
-            ratios.push(whole / raw);
-            verify_ratios.push(verify / plain_forward);
-            verify_fp32_ratios.push(verify / plain_fp32_forward);
-            pair_ratios.push(verify / one_after_other);
+        let fp32 = time(samples, Step::PlainFp32Embed, || {
+            drop(session.run(ort::inputs![TensorRef::from_array_view(input)?])?);
+            Ok(())
+        })?;
+        settle_after_plain_session();
+        Ok((plain, fp32))
+    }
+
+    fn report(
+        &self,
+        settings: &Settings,
+        iterations: usize,
+        samples: &mut Samples,
+        ratios: &mut Ratios,
+    ) -> BenchReport {
+        let raw = RawModels {
+            detect: samples.median_or_nan(Step::RawDetect),
+            landmarks: samples.median_or_nan(Step::RawLandmarks),
+            embed: samples.median_or_nan(Step::RawEmbed),
+        };
+        let stages = Stages {
+            decode: samples.median_or_nan(Step::Decode),
+            preprocess: samples.median_or_nan(Step::Preprocess),
+            detect: samples.median_or_nan(Step::Detect),
+            landmarks: samples.median_or_nan(Step::Landmarks),
+            align: samples.median_or_nan(Step::Align),
+            embed: samples.median_or_nan(Step::Embed),
+            matching: samples.median_or_nan(Step::Match),
+        };
+        let plain_fp32_forward = samples.median(Step::PlainFp32Embed);
+        BenchReport {
+            image: self.image.clone(),
+            second: self.second_path.clone(),
+            size: [self.size.0, self.size.1],
+            iterations,
+            threads: settings.engine.threads,
+            workers: settings.workers,
+            model: self.models.id.clone(),
+            fp32_model_file: self.full_precision.embedder.model.file.clone(),
+            raw_models_ms: raw.detect + raw.landmarks + raw.embed,
+            stages_ms: stages,
+            raw_onnxruntime_ms: raw,
+            end_to_end_ms: samples.median_or_nan(Step::EndToEnd),
+            overhead_ratio: median_of(&mut ratios.overhead),
+            plain_onnxruntime_embed_ms: samples.median_or_nan(Step::PlainEmbed),
+            verify_two_photos_ms: samples.median_or_nan(Step::VerifyTwoPhotos),
+            verify_over_plain_forward: median_of(&mut ratios.verify),
+            verify_over_plain_fp32_forward: plain_fp32_forward
+                .map(|_| median_of(&mut ratios.verify_fp32)),
+            plain_onnxruntime_fp32_embed_ms: plain_fp32_forward,
+            verify_one_after_other_ms: samples.median_or_nan(Step::VerifyOneAfterOther),
+            verify_over_one_after_other: median_of(&mut ratios.pair),
         }
     }
-    let raw = RawModels {
-        detect: samples.median_or_nan(Step::RawDetect),
-        landmarks: samples.median_or_nan(Step::RawLandmarks),
-        embed: samples.median_or_nan(Step::RawEmbed),
-    };
-    let stages = Stages {
-        decode: samples.median_or_nan(Step::Decode),
-        preprocess: samples.median_or_nan(Step::Preprocess),
-        detect: samples.median_or_nan(Step::Detect),
-        landmarks: samples.median_or_nan(Step::Landmarks),
-        align: samples.median_or_nan(Step::Align),
-        embed: samples.median_or_nan(Step::Embed),
-        matching: samples.median_or_nan(Step::Match),
-    };
-    let plain_fp32_forward = samples.median(Step::PlainFp32Embed);
-    let report = BenchReport {
-        image: image.to_path_buf(),
-        second: second_path.to_path_buf(),
-        size: [size.0, size.1],
-        iterations: n,
-        threads: settings.engine.threads,
-        workers: settings.workers,
-        model: models.id.clone(),
-        fp32_model_file: full_precision.embedder.model.file.clone(),
-        raw_models_ms: raw.detect + raw.landmarks + raw.embed,
-        stages_ms: stages,
-        raw_onnxruntime_ms: raw,
-        end_to_end_ms: samples.median_or_nan(Step::EndToEnd),
-        overhead_ratio: median_of(&mut ratios),
-        plain_onnxruntime_embed_ms: samples.median_or_nan(Step::PlainEmbed),
-        verify_two_photos_ms: samples.median_or_nan(Step::VerifyTwoPhotos),
-        verify_over_plain_forward: median_of(&mut verify_ratios),
-        verify_over_plain_fp32_forward: plain_fp32_forward
-            .map(|_| median_of(&mut verify_fp32_ratios)),
-        plain_onnxruntime_fp32_embed_ms: plain_fp32_forward,
-        verify_one_after_other_ms: samples.median_or_nan(Step::VerifyOneAfterOther),
-        verify_over_one_after_other: median_of(&mut pair_ratios),
-    };
-    args.output.print(&report)
 }
 
 #[derive(Debug, Serialize)]

@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
-use image::{Rgb, RgbImage};
-use imageproc::drawing::draw_line_segment_mut;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
 use serde::Serialize;
 
 /// One labelled pair of photos, by file name.
@@ -197,93 +199,74 @@ pub fn roc_points(scored: &[ScoredPair]) -> Vec<(f64, f64)> {
     points
 }
 
-/// Writes the ROC curve; the file's extension (`.svg` or `.png`) picks the format.
+/// Writes the ROC curve with its axes, labels and AUC; the file's extension (`.svg` or `.png`)
+/// picks the format.
 pub fn write_roc(path: &Path, points: &[(f64, f64)], auc: f64) -> std::io::Result<()> {
     let is_png = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if is_png {
-        roc_png(points)
-            .save(path)
-            .map_err(|e| std::io::Error::other(e.to_string()))
+    let drawn = if is_png {
+        register_plot_font();
+        draw_roc(BitMapBackend::new(path, PLOT_SIZE).into_drawing_area(), points, auc)
     } else {
-        std::fs::write(path, roc_svg(points, auc))
-    }
+        draw_roc(SVGBackend::new(path, PLOT_SIZE).into_drawing_area(), points, auc)
+    };
+    drawn.map_err(std::io::Error::other)
 }
 
-const PLOT: f64 = 400.0;
-const MARGIN: f64 = 50.0;
+const PLOT_SIZE: (u32, u32) = (520, 520);
 
-fn plot_xy((fpr, tpr): (f64, f64)) -> (f64, f64) {
-    (MARGIN + fpr * PLOT, MARGIN + (1.0 - tpr) * PLOT)
+/// The PNG's text is drawn from a font compiled in (DejaVu Sans), so the plot looks the same
+/// on a server without fonts installed.
+fn register_plot_font() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        // the bytes are a known-good TTF; a failure would only leave the text out
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
 }
 
-fn roc_svg(points: &[(f64, f64)], auc: f64) -> String {
-    let size = PLOT + 2.0 * MARGIN;
-    let polyline: Vec<String> = points
-        .iter()
-        .map(|p| {
-            let (x, y) = plot_xy(*p);
-            format!("{x:.1},{y:.1}")
-        })
-        .collect();
-    format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-family="sans-serif" font-size="14">
-<rect width="100%" height="100%" fill="white"/>
-<rect x="{m}" y="{m}" width="{p}" height="{p}" fill="none" stroke="#444"/>
-<line x1="{m}" y1="{b}" x2="{e}" y2="{m}" stroke="#bbb" stroke-dasharray="4"/>
-<polyline points="{line}" fill="none" stroke="#1565c0" stroke-width="2"/>
-<text x="{cx}" y="{lx}" text-anchor="middle">false match rate</text>
-<text x="15" y="{cx}" text-anchor="middle" transform="rotate(-90 15 {cx})">true match rate</text>
-<text x="{cx}" y="30" text-anchor="middle">ROC, AUC = {auc:.4}</text>
-</svg>
-"##,
-        m = MARGIN,
-        p = PLOT,
-        b = MARGIN + PLOT,
-        e = MARGIN + PLOT,
-        cx = MARGIN + PLOT / 2.0,
-        lx = size - 12.0,
-        line = polyline.join(" "),
-    )
-}
-
-fn roc_png(points: &[(f64, f64)]) -> RgbImage {
-    let size = (PLOT + 2.0 * MARGIN) as u32;
-    let mut image = RgbImage::from_pixel(size, size, Rgb([255, 255, 255]));
-    let grey = Rgb([120, 120, 120]);
-    let corners = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0)];
-    for pair in corners.windows(2) {
-        line(&mut image, plot_xy(pair[0]), plot_xy(pair[1]), grey);
-    }
-    line(
-        &mut image,
-        plot_xy((0.0, 0.0)),
-        plot_xy((1.0, 1.0)),
-        Rgb([200, 200, 200]),
-    );
-    // three pixels wide, so a curve that hugs the frame still shows
-    for pair in points.windows(2) {
-        let ((x1, y1), (x2, y2)) = (plot_xy(pair[0]), plot_xy(pair[1]));
-        for (dx, dy) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)] {
-            line(
-                &mut image,
-                (x1 + dx, y1 + dy),
-                (x2 + dx, y2 + dy),
-                Rgb([21, 101, 192]),
-            );
-        }
-    }
-    image
-}
-
-fn line(image: &mut RgbImage, from: (f64, f64), to: (f64, f64), colour: Rgb<u8>) {
-    draw_line_segment_mut(
-        image,
-        (from.0 as f32, from.1 as f32),
-        (to.0 as f32, to.1 as f32),
-        colour,
-    );
+fn draw_roc<B: DrawingBackend>(
+    area: DrawingArea<B, plotters::coord::Shift>,
+    points: &[(f64, f64)],
+    auc: f64,
+) -> Result<(), String> {
+    let failed = |e: DrawingAreaErrorKind<B::ErrorType>| format!("drawing the ROC plot: {e}");
+    area.fill(&WHITE).map_err(failed)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(format!("ROC, AUC = {auc:.4}"), ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(failed)?;
+    chart
+        .configure_mesh()
+        .x_desc("false match rate")
+        .y_desc("true match rate")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(failed)?;
+    // chance: a dashed diagonal
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(0.0, 0.0), (1.0, 1.0)],
+            6,
+            4,
+            RGBColor(170, 170, 170).stroke_width(1),
+        ))
+        .map_err(failed)?;
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            RGBColor(21, 101, 192).stroke_width(3),
+        ))
+        .map_err(failed)?;
+    area.present().map_err(failed)
 }
 
 #[cfg(test)]
@@ -333,5 +316,29 @@ mod tests {
         assert!(pairs[0].same_person);
         assert!(!pairs[1].same_person);
         assert!(parse_pairs("a,b\n1,2\n".as_bytes()).is_err());
+    }
+
+    /// The PNG carries the axis text too: the strips under and left of the plot, where the
+    /// labels go, hold dark text pixels, and the curve is drawn in its colour.
+    #[test]
+    fn the_png_plot_has_labelled_axes_and_the_curve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("roc.png");
+        let scored = [pair(0.9, true), pair(0.6, true), pair(0.7, false), pair(0.2, false)];
+        write_roc(&path, &roc_points(&scored), 0.75).expect("plot written");
+        let image = image::open(&path).expect("a PNG").to_rgb8();
+        assert_eq!(image.dimensions(), PLOT_SIZE);
+        let dark = |x0: u32, y0: u32, x1: u32, y1: u32| {
+            (y0..y1)
+                .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+                .filter(|&(x, y)| image.get_pixel(x, y).0.iter().all(|&c| c < 100))
+                .count()
+        };
+        let (w, h) = PLOT_SIZE;
+        assert!(dark(60, h - 30, w, h) > 100, "x-axis title under the plot");
+        assert!(dark(0, 60, 25, h - 60) > 100, "y-axis title left of the plot");
+        assert!(dark(0, 0, w, 40) > 100, "the caption with the AUC");
+        let blue = image.pixels().filter(|p| p.0 == [21, 101, 192]).count();
+        assert!(blue > 300, "the curve, {blue} pixels");
     }
 }

@@ -37,7 +37,7 @@ pub struct Gallery {
     pub people: Vec<Person>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Candidate {
     pub person: String,
     pub similarity: f32,

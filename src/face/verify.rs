@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{FaceAnalysis, FaceError, cosine};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     pub similarity: f32,
     pub verified: bool,

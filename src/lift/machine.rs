@@ -74,7 +74,7 @@ pub struct Timeouts {
 }
 
 /// What an accepted move answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub request_id: String,
     pub floor: i32,

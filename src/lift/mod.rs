@@ -137,14 +137,14 @@ pub fn valid_device_name(name: &str) -> bool {
     protocol::valid_request_id(name)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FloorInfo {
     pub number: i32,
     pub name: String,
 }
 
 /// The lift's state as the panel names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Condition {
     Idle,
@@ -185,7 +185,7 @@ pub enum LinkError {
 }
 
 /// What the panel shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LiftStatus {
     pub state: Condition,
     /// The floor the lift is at or passing, when known.

@@ -58,7 +58,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceState {
     Idle,
@@ -86,14 +86,14 @@ impl DeviceState {
 }
 
 /// Server to device: go to `floor`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MoveCommand {
     pub request_id: String,
     pub floor: i32,
 }
 
 /// Device to server: where the lift is, on every change and as a heartbeat.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusReport {
     pub device_id: String,
     pub floor: i32,

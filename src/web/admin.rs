@@ -3,24 +3,49 @@
 
 use std::io::Cursor;
 
-use axum::extract::{Multipart, Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::extract::AdminUser;
-use super::upload::read_files;
+use super::error::ErrorBody;
+use super::extract::{AdminUser, ApiPath};
+use super::upload::{PhotoUpload, Upload, read_files};
 use super::{AppState, WebError};
 use crate::face::gallery::{Template, save_photo, valid_person_name};
 use crate::face::{FaceError, Which};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/people/{name}", delete(remove_person))
-        .route("/api/v1/admin/people/{name}/photos", post(add_photo))
-        .route("/api/v1/admin/people/{name}/thumbnail", get(thumbnail))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(remove_person))
+        .routes(routes!(add_photo))
+        .routes(routes!(thumbnail))
+}
+
+/// The path's person name, as `valid_person_name` checks it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // described, never built: the handlers take the name as a string
+struct PersonName {
+    /// 1 to 64 letters, digits, - or _
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Enrolled {
+    person: String,
+    /// How many photos they are now enrolled with.
+    templates: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Removed {
+    removed: String,
 }
 
 fn checked_name(name: &str) -> Result<&str, WebError> {
@@ -33,16 +58,30 @@ fn checked_name(name: &str) -> Result<&str, WebError> {
     }
 }
 
-/// `POST /api/v1/admin/people/{name}/photos`, multipart field `photo`: keeps the photo only if
-/// it shows exactly one usable face, then adds it to the person (creating them if new).
+/// Enrols a photo: kept only if it shows exactly one usable face, then added to the person
+/// (created if new).
+#[utoipa::path(post, path = "/api/v1/admin/people/{name}/photos", tag = "people",
+    security(("session" = [], "csrf" = [])),
+    params(PersonName),
+    request_body(content = PhotoUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "enrolled", body = Enrolled),
+        (status = 400, description = "a bad name, or not a multipart upload with a `photo`", body = ErrorBody),
+        (status = 401, description = "not logged in", body = ErrorBody),
+        (status = 403, description = "not an administrator, or a cross-site request", body = ErrorBody),
+        (status = 413, description = "the upload or the image is too large", body = ErrorBody),
+        (status = 422, description = "not an image, or not exactly one usable face", body = ErrorBody),
+        (status = 503, description = "the face engine is busy",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
+    ))]
 async fn add_photo(
     AdminUser(admin): AdminUser,
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    multipart: Multipart,
-) -> Result<(StatusCode, Json<Value>), WebError> {
+    ApiPath(name): ApiPath<String>,
+    upload: Upload,
+) -> Result<(StatusCode, Json<Enrolled>), WebError> {
     let name = checked_name(&name)?.to_string();
-    let [photo] = read_files(multipart, ["photo"], state.max_body_bytes).await?;
+    let [photo] = read_files(upload, ["photo"], state.max_body_bytes).await?;
     let bytes = photo.clone();
     let analysis = state
         .pool
@@ -91,16 +130,28 @@ async fn add_photo(
     tracing::info!(admin = %admin.person, person = %name, templates, "photo enrolled");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "person": name, "templates": templates })),
+        Json(Enrolled {
+            person: name,
+            templates,
+        }),
     ))
 }
 
-/// `DELETE /api/v1/admin/people/{name}`: removes the person and their photos.
+/// Removes a person and their photos.
+#[utoipa::path(delete, path = "/api/v1/admin/people/{name}", tag = "people",
+    security(("session" = [], "csrf" = [])),
+    params(PersonName),
+    responses(
+        (status = 200, description = "removed", body = Removed),
+        (status = 400, description = "a bad name, or nobody of that name", body = ErrorBody),
+        (status = 401, description = "not logged in", body = ErrorBody),
+        (status = 403, description = "not an administrator, or a cross-site request", body = ErrorBody),
+    ))]
 async fn remove_person(
     AdminUser(admin): AdminUser,
     State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, WebError> {
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Removed>, WebError> {
     let name = checked_name(&name)?.to_string();
     let removed = state.gallery_mut()?.remove_person(&name);
     let folder = state.settings.gallery.join(&name);
@@ -117,14 +168,23 @@ async fn remove_person(
         )));
     }
     tracing::info!(admin = %admin.person, person = %name, "person removed");
-    Ok(Json(json!({ "removed": name })))
+    Ok(Json(Removed { removed: name }))
 }
 
-/// `GET /api/v1/admin/people/{name}/thumbnail`: the person's first photo, 96 pixels high.
+/// The person's first photo, 96 pixels high.
+#[utoipa::path(get, path = "/api/v1/admin/people/{name}/thumbnail", tag = "people",
+    security(("session" = [])),
+    params(PersonName),
+    responses(
+        (status = 200, description = "a JPEG", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 400, description = "a bad name, or nobody of that name", body = ErrorBody),
+        (status = 401, description = "not logged in", body = ErrorBody),
+        (status = 403, description = "not an administrator", body = ErrorBody),
+    ))]
 async fn thumbnail(
     AdminUser(_): AdminUser,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, WebError> {
     let name = checked_name(&name)?.to_string();
     let file = state

@@ -1,71 +1,129 @@
-//! The JSON API.
+//! The JSON API: health, the enrolled people, identify and verify.
 
-use axum::extract::{Multipart, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use axum::extract::State;
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::ErrorBody;
 use super::extract::{AdminUser, CurrentUser};
-use super::upload::read_files;
+use super::upload::{FrameUpload, PairUpload, Upload, read_files};
 use super::{AppState, WebError};
 use crate::face::gallery::{Candidate, MatchResult};
 use crate::face::{Verification, Which};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/api/v1/people", get(people))
-        .route("/api/v1/identify", post(identify))
-        .route("/api/v1/verify", post(verify))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(people))
+        .routes(routes!(identify))
+        .routes(routes!(verify))
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<Value>, WebError> {
-    let (people, templates) = {
-        let gallery = state.gallery()?;
-        (gallery.people.len(), gallery.template_count())
-    };
-    Ok(Json(json!({
-        "status": "ok",
-        "model": state.pool.models().id,
-        "people": people,
-        "templates": templates,
-    })))
+#[derive(Serialize, ToSchema)]
+struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// The face model set in use.
+    model: String,
+    people: usize,
+    templates: usize,
 }
 
-async fn people(_admin: AdminUser, State(state): State<AppState>) -> Result<Json<Value>, WebError> {
+/// Whether the server can answer, and with which model and gallery.
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses(
+        (status = 200, description = "serving", body = Health),
+        (status = 500, description = "the gallery is unusable", body = ErrorBody),
+    ))]
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, WebError> {
     let gallery = state.gallery()?;
-    let people: Vec<Value> = gallery
+    Ok(Json(Health {
+        status: "ok",
+        model: state.pool.models().id.clone(),
+        people: gallery.people.len(),
+        templates: gallery.template_count(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct People {
+    people: Vec<EnrolledPerson>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EnrolledPerson {
+    name: String,
+    /// How many photos they are enrolled with.
+    templates: usize,
+}
+
+/// The enrolled people (administrators).
+#[utoipa::path(get, path = "/api/v1/people", tag = "people", security(("session" = [])),
+    responses(
+        (status = 200, description = "everyone enrolled", body = People),
+        (status = 401, description = "not logged in", body = ErrorBody),
+        (status = 403, description = "not an administrator", body = ErrorBody),
+    ))]
+async fn people(_admin: AdminUser, State(state): State<AppState>) -> Result<Json<People>, WebError> {
+    let gallery = state.gallery()?;
+    let people = gallery
         .people
         .iter()
-        .map(|p| json!({ "name": p.name, "templates": p.templates.len() }))
+        .map(|p| EnrolledPerson {
+            name: p.name.clone(),
+            templates: p.templates.len(),
+        })
         .collect();
-    Ok(Json(json!({ "people": people })))
+    Ok(Json(People { people }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+struct Identified {
+    /// Faces found, including any too small to identify.
+    faces_seen: usize,
+    faces: Vec<IdentifiedFace>,
+}
+
+#[derive(Serialize, ToSchema)]
 struct IdentifiedFace {
+    /// left, top, right, bottom, in the photo's pixels
     #[serde(rename = "box")]
     bbox: [f32; 4],
+    /// The person, when the best match reaches the threshold.
     person: Option<String>,
     similarity: Option<f32>,
     runner_up: Option<Candidate>,
 }
 
-/// `frame`: an image; answers every face in it with who it is (or null).
+/// Every face in a photo, with who it is (administrators).
+#[utoipa::path(post, path = "/api/v1/identify", tag = "faces",
+    security(("session" = [], "csrf" = [])),
+    request_body(content = FrameUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "the faces and who they are", body = Identified),
+        (status = 400, description = "not a multipart upload with a `frame`", body = ErrorBody),
+        (status = 401, description = "not logged in", body = ErrorBody),
+        (status = 403, description = "not an administrator, or a cross-site request", body = ErrorBody),
+        (status = 413, description = "the upload or the image is too large", body = ErrorBody),
+        (status = 422, description = "not an image, or no face in it", body = ErrorBody),
+        (status = 503, description = "the face engine is busy; retry after `Retry-After`", body = ErrorBody),
+    ))]
 async fn identify(
     _admin: AdminUser,
     State(state): State<AppState>,
-    multipart: Multipart,
-) -> Result<Json<Value>, WebError> {
-    let [frame] = read_files(multipart, ["frame"], state.max_body_bytes).await?;
+    upload: Upload,
+) -> Result<Json<Identified>, WebError> {
+    let [frame] = read_files(upload, ["frame"], state.max_body_bytes).await?;
     let analysis = state
         .pool
         .run(move |engine| engine.analyze_bytes(&frame, Which::All))
         .await??;
     let threshold = state.pool.threshold();
     let gallery = state.gallery()?;
-    let faces: Vec<IdentifiedFace> = analysis
+    let faces = analysis
         .faces
         .iter()
         .map(|face| {
@@ -83,18 +141,31 @@ async fn identify(
             }
         })
         .collect();
-    Ok(Json(
-        json!({ "faces_seen": analysis.faces_seen, "faces": faces }),
-    ))
+    Ok(Json(Identified {
+        faces_seen: analysis.faces_seen,
+        faces,
+    }))
 }
 
-/// `a` and `b`: two images; answers whether their best faces are one person.
+/// Whether the best faces of two photos are one person.
+#[utoipa::path(post, path = "/api/v1/verify", tag = "faces",
+    security(("session" = [], "csrf" = [])),
+    request_body(content = PairUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "the comparison", body = Verification),
+        (status = 400, description = "not a multipart upload with `a` and `b`", body = ErrorBody),
+        (status = 401, description = "not logged in", body = ErrorBody),
+        (status = 403, description = "a cross-site request", body = ErrorBody),
+        (status = 413, description = "the upload or an image is too large", body = ErrorBody),
+        (status = 422, description = "not an image, or no face in it", body = ErrorBody),
+        (status = 503, description = "the face engine is busy; retry after `Retry-After`", body = ErrorBody),
+    ))]
 async fn verify(
     _user: CurrentUser,
     State(state): State<AppState>,
-    multipart: Multipart,
+    upload: Upload,
 ) -> Result<Json<Verification>, WebError> {
-    let [a, b] = read_files(multipart, ["a", "b"], state.max_body_bytes).await?;
+    let [a, b] = read_files(upload, ["a", "b"], state.max_body_bytes).await?;
     // on two engines at once when the pool has two workers
     let (first, second) = state.pool.analyze_pair(a, b).await?;
     let verification = Verification::of(

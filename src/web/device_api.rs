@@ -4,38 +4,57 @@
 
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::extract::DeviceAuth;
+use super::error::ErrorBody;
+use super::extract::{ApiQuery, DeviceAuth};
 use super::{AppState, WebError};
-use crate::lift::{LiftError, ProtocolError, StatusReport};
+use crate::lift::{LiftError, MoveCommand, ProtocolError, StatusReport};
 
 /// Device messages are small; anything bigger is not one.
 pub const MAX_DEVICE_BODY: usize = 4 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/device/status", post(status))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
 }
 
 /// The long poll, which waits up to 30 s by design: no request timeout.
-pub fn long_polls() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/device/commands", get(commands))
+pub fn long_polls() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(commands))
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
 }
 
-/// `POST /api/v1/device/status` `{"device_id", "floor", "state", "seq"}`
+#[derive(Serialize, ToSchema)]
+struct Heard {
+    ok: bool,
+}
+
+/// A lift controller reports where the lift is, on every change and as a heartbeat. Signed
+/// as `firmware/PROTOCOL.md` says.
+#[utoipa::path(post, path = "/api/v1/device/status", tag = "device",
+    security(("device" = [])),
+    request_body = StatusReport,
+    responses(
+        (status = 200, description = "heard", body = Heard),
+        (status = 400, description = "an unreadable body", body = ErrorBody),
+        (status = 401, description = "unsigned, badly signed, stale or replayed", body = ErrorBody),
+        (status = 413, description = "larger than any device message", body = ErrorBody),
+        (status = 422, description = "not a status report of the signing device", body = ErrorBody),
+    ))]
 async fn status(
     State(state): State<AppState>,
     signed: DeviceAuth,
-) -> Result<Json<Value>, WebError> {
+) -> Result<Json<Heard>, WebError> {
     let report: StatusReport = serde_json::from_slice(&signed.body).map_err(|e| {
         LiftError::Protocol(ProtocolError::BadMessage(format!(
             "not a status report: {e}"
@@ -48,19 +67,29 @@ async fn status(
         .into());
     }
     state.lift.device_report(&report);
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(Heard { ok: true }))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Deserialize, IntoParams)]
 struct Wait {
+    /// Seconds to wait for a command (at most 30, default 25).
     wait: Option<u64>,
 }
 
-/// `GET /api/v1/device/commands?wait=25`: the next command at once when one is queued, else
-/// 204 after `wait` seconds (at most 30). The answer is signed for the device to check.
+/// A lift controller behind NAT long-polls for its next command: at once when one is queued,
+/// else 204 after `wait` seconds. The answer is signed for the device to check.
+#[utoipa::path(get, path = "/api/v1/device/commands", tag = "device",
+    security(("device" = [])),
+    params(Wait),
+    responses(
+        (status = 200, description = "a command", body = MoveCommand),
+        (status = 204, description = "nothing to do within the wait"),
+        (status = 400, description = "a bad query", body = ErrorBody),
+        (status = 401, description = "unsigned, badly signed, stale or replayed", body = ErrorBody),
+    ))]
 async fn commands(
     State(state): State<AppState>,
-    Query(wait): Query<Wait>,
+    ApiQuery(wait): ApiQuery<Wait>,
     signed: DeviceAuth,
 ) -> Result<Response, WebError> {
     let wait = Duration::from_secs(wait.wait.unwrap_or(25));

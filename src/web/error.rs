@@ -2,9 +2,12 @@
 //! a human message. Internal causes are logged, never sent to the client.
 
 use axum::Json;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::access::AccessError;
 use crate::face::FaceError;
@@ -20,6 +23,12 @@ pub enum WebError {
     Lift(#[from] LiftError),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    BodyTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("the upload is larger than {0} bytes")]
     TooLarge(usize),
     #[error("please log in first")]
@@ -52,6 +61,41 @@ pub enum WebError {
         source: std::io::Error,
     },
 }
+
+/// Every refusal's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for programs: `bad_image`, `no_face`, `not_recognized`,
+    /// `too_many_attempts`, `not_logged_in`, `busy`, `offline`, `bad_signature`, ...
+    #[schema(example = "not_recognized")]
+    pub error: &'static str,
+    /// The same, for people.
+    pub message: String,
+}
+
+/// axum's own refusals (a body that is not JSON, a bad query or path) are answered in the
+/// same JSON shape as ours, with their status kept.
+impl WebError {
+    fn rejected(status: StatusCode, message: String) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => WebError::BodyTooLarge(message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => WebError::UnsupportedMediaType(message),
+            StatusCode::UNPROCESSABLE_ENTITY => WebError::Unprocessable(message),
+            _ => WebError::BadRequest(message),
+        }
+    }
+}
+
+macro_rules! rejections_become_web_errors {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for WebError {
+            fn from(rejection: $rejection) -> Self {
+                WebError::rejected(rejection.status(), rejection.body_text())
+            }
+        }
+    )*};
+}
+rejections_become_web_errors!(JsonRejection, MultipartRejection, PathRejection, QueryRejection);
 
 impl WebError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
@@ -117,6 +161,11 @@ impl WebError {
                 AccessError::GalleryPoisoned | AccessError::Store(_) | AccessError::Task(_),
             ) => internal(),
             WebError::BadRequest(_) => (S::BAD_REQUEST, "bad_request", message),
+            WebError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large", message),
+            WebError::UnsupportedMediaType(_) => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+            }
+            WebError::Unprocessable(_) => (S::UNPROCESSABLE_ENTITY, "bad_request", message),
             WebError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large", message),
             WebError::NotLoggedIn => (S::UNAUTHORIZED, "not_logged_in", message),
             WebError::SessionExpired => (S::UNAUTHORIZED, "session_expired", message),
@@ -149,8 +198,14 @@ impl IntoResponse for WebError {
         } else {
             tracing::debug!(error = %self, "request refused");
         }
-        let mut response =
-            (status, Json(json!({ "error": code, "message": message }))).into_response();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: code,
+                message,
+            }),
+        )
+            .into_response();
         let retry_after = match &self {
             WebError::TooManyAttempts { retry_after }
             | WebError::Access(AccessError::TooManyAttempts { retry_after }) => Some(*retry_after),

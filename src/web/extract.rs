@@ -17,6 +17,21 @@ use crate::lift::Device;
 use crate::lift::protocol::{DEVICE_HEADER, Presented};
 
 const USER_KEY: &str = "user";
+
+/// `axum::Json`, refused in the API's error shape.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(WebError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Path`, refused in the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(WebError))]
+pub struct ApiPath<T>(pub T);
+
+/// `axum::extract::Query`, refused in the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(WebError))]
+pub struct ApiQuery<T>(pub T);
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// What a logged-in session holds.

@@ -1,36 +1,43 @@
 //! The lift for logged-in people: status, moves, and the live stream the panel listens to.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures_util::Stream;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::extract::{AdminUser, CurrentUser};
+use super::error::ErrorBody;
+use super::extract::{AdminUser, ApiJson, CurrentUser};
 use super::{AppState, WebError};
-use crate::lift::LiftStatus;
+use crate::lift::{Accepted, LiftStatus};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/lift", get(status))
-        .route("/api/v1/lift/move", post(request_move))
-        .route("/api/v1/admin/lift/reset", post(reset_fault))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(request_move))
+        .routes(routes!(reset_fault))
 }
 
 /// The routes that stay open as long as the panel is: no request timeout.
-pub fn streams() -> Router<AppState> {
-    Router::new().route("/api/v1/lift/events", get(events))
+pub fn streams() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events))
 }
 
-/// `GET /api/v1/lift`
+/// The lift: where it is, where it goes, whether it is in service, its floors.
+#[utoipa::path(get, path = "/api/v1/lift", tag = "lift", security(("session" = [])),
+    responses(
+        (status = 200, description = "the lift now", body = LiftStatus),
+        (status = 401, description = "not logged in", body = ErrorBody),
+    ))]
 async fn status(_user: CurrentUser, State(state): State<AppState>) -> Json<LiftStatus> {
     Json(state.lift.status())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct MoveRequest {
     floor: i32,
     /// Chosen by the panel for each press, so that a retried request does not move the lift
@@ -38,29 +45,39 @@ struct MoveRequest {
     request_id: Option<String>,
 }
 
-/// `POST /api/v1/lift/move` `{"floor": N, "request_id": optional}`: 202 with the request id.
-/// The move itself is followed on the status stream, driven by the device's reports.
+/// Sends the lift to a floor. The move itself is followed on the event stream, driven by the
+/// device's reports.
+#[utoipa::path(post, path = "/api/v1/lift/move", tag = "lift",
+    security(("session" = [], "csrf" = [])),
+    request_body = MoveRequest,
+    responses(
+        (status = 202, description = "the command is on its way to the lift", body = Accepted),
+        (status = 400, description = "not a move request", body = ErrorBody),
+        (status = 401, description = "not logged in", body = ErrorBody),
+        (status = 403, description = "a cross-site request", body = ErrorBody),
+        (status = 409, description = "the lift is busy or already there, or the request id was used for another floor", body = ErrorBody),
+        (status = 415, description = "not JSON", body = ErrorBody),
+        (status = 422, description = "no such floor, or a bad request id", body = ErrorBody),
+        (status = 503, description = "the lift is offline or out of service", body = ErrorBody),
+    ))]
 async fn request_move(
     user: CurrentUser,
     State(state): State<AppState>,
-    Json(request): Json<MoveRequest>,
-) -> Result<(StatusCode, Json<Value>), WebError> {
+    ApiJson(request): ApiJson<MoveRequest>,
+) -> Result<(StatusCode, Json<Accepted>), WebError> {
     let accepted = state
         .lift
         .request_move(request.floor, request.request_id, &user.person)?;
     tracing::info!(person = %user.person, floor = request.floor, request_id = %accepted.request_id, duplicate = accepted.duplicate, "lift move");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "request_id": accepted.request_id,
-            "floor": accepted.floor,
-            "duplicate": accepted.duplicate,
-        })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
-/// `GET /api/v1/lift/events`: server-sent events, one `lift` event per change (the current
-/// status first).
+/// Server-sent events, one `lift` event (a `LiftStatus`) per change, the current status first.
+#[utoipa::path(get, path = "/api/v1/lift/events", tag = "lift", security(("session" = [])),
+    responses(
+        (status = 200, description = "an endless stream of `lift` events", content_type = "text/event-stream", body = String),
+        (status = 401, description = "not logged in", body = ErrorBody),
+    ))]
 async fn events(
     _user: CurrentUser,
     State(state): State<AppState>,
@@ -77,11 +94,28 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// `POST /api/v1/admin/lift/reset`: an administrator clears a fault after checking the lift.
-async fn reset_fault(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Json<Value> {
+#[derive(Serialize, ToSchema)]
+struct Reset {
+    /// There was a fault, and it is cleared.
+    cleared: bool,
+    lift: LiftStatus,
+}
+
+/// An administrator clears a fault after checking the lift.
+#[utoipa::path(post, path = "/api/v1/admin/lift/reset", tag = "lift",
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "the fault is cleared, or there was none", body = Reset),
+        (status = 401, description = "not logged in", body = ErrorBody),
+        (status = 403, description = "not an administrator, or a cross-site request", body = ErrorBody),
+    ))]
+async fn reset_fault(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Json<Reset> {
     let cleared = state.lift.reset_fault(&admin.person);
     if cleared {
         tracing::info!(person = %admin.person, "lift fault cleared");
     }
-    Json(json!({ "cleared": cleared, "lift": state.lift.status() }))
+    Json(Reset {
+        cleared,
+        lift: state.lift.status(),
+    })
 }

@@ -6,11 +6,11 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::{AppState, WebError};
@@ -21,8 +21,8 @@ const STAGE_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
 /// The process's recorder, installed on first use: one per process, shared by every app in it
@@ -51,6 +51,13 @@ pub fn install() {
     let _ = recorder();
 }
 
+/// The counters, in Prometheus' text format.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses(
+        (status = 200, description = "the metrics", content_type = "text/plain", body = String),
+        (status = 403, description = "not served to this address", content_type = "text/plain", body = String),
+        (status = 503, description = "metrics are off", content_type = "text/plain", body = String),
+    ))]
 async fn metrics(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

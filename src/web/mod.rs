@@ -9,6 +9,7 @@ mod extract;
 mod lift_api;
 mod login;
 mod metrics;
+mod openapi;
 mod pages;
 mod serve;
 mod tls;
@@ -16,8 +17,10 @@ mod upload;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use axum::Router;
 use std::time::Duration;
+
+use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -35,6 +38,7 @@ pub use client::{ClientInfo, ServedOverTls};
 pub use error::WebError;
 pub use extract::{AdminUser, CSRF_HEADER, Client, CurrentUser, DeviceAuth};
 pub use metrics::install as install_metrics;
+pub use openapi::openapi;
 pub use serve::{serve, shutdown_signal, spawn_session_cleaner};
 pub use tls::{
     TlsError, TlsFiles, self_signed, self_signed_certificate, self_signed_files, tls_files,
@@ -114,25 +118,12 @@ pub fn build_router(state: AppState) -> Router {
         .with_same_site(SameSite::Lax)
         .with_secure(false) // set per request by `secure_cookies`
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(inactivity)));
-    let limit = state.max_body_bytes;
-    let timeout = Duration::from_secs(state.settings.web.request_timeout_secs);
-    Router::new()
-        .merge(pages::router())
-        .merge(login::router())
-        .merge(api::router())
-        .merge(lift_api::router())
-        .merge(admin::router())
-        .merge(metrics::router())
-        .layer(DefaultBodyLimit::max(limit))
-        // after the general limit, so that the device routes' smaller one wins
-        .merge(device_api::router())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        // open for as long as they are wanted: the panel's stream, the device's long poll
-        .merge(lift_api::streams())
-        .merge(device_api::long_polls())
+    let (routes, _) = routes(
+        state.max_body_bytes,
+        Duration::from_secs(state.settings.web.request_timeout_secs),
+    )
+    .split_for_parts();
+    routes
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -142,6 +133,27 @@ pub fn build_router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Every route with its own limits, and the OpenAPI description of each.
+fn routes(body_limit: usize, timeout: Duration) -> OpenApiRouter<AppState> {
+    openapi::base()
+        .merge(pages::router().into())
+        .merge(login::router())
+        .merge(api::router())
+        .merge(lift_api::router())
+        .merge(admin::router())
+        .merge(metrics::router())
+        .layer(DefaultBodyLimit::max(body_limit))
+        // after the general limit, so that the device routes' smaller one wins
+        .merge(device_api::router())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        // open for as long as they are wanted: the panel's stream, the device's long poll
+        .merge(lift_api::streams())
+        .merge(device_api::long_polls())
 }
 
 /// Every request's span: the method, the route that matched (not the raw path, which may

@@ -1,14 +1,53 @@
 //! Images uploaded as multipart form fields.
 
-use axum::extract::Multipart;
 use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::StatusCode;
+use utoipa::ToSchema;
 
 use super::WebError;
 
+/// A multipart upload; a body that is not one is refused in the API's error shape.
+pub struct Upload(Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for Upload {
+    type Rejection = WebError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, WebError> {
+        Ok(Upload(Multipart::from_request(request, state).await?))
+    }
+}
+
+/// The login and identify upload, as the OpenAPI document describes it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // described, never built: the handler reads the multipart stream
+pub struct FrameUpload {
+    /// A camera frame: JPEG, PNG or WebP.
+    #[schema(value_type = String, format = Binary)]
+    frame: Vec<u8>,
+}
+
+/// The verify upload: two photos.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PairUpload {
+    #[schema(value_type = String, format = Binary)]
+    a: Vec<u8>,
+    #[schema(value_type = String, format = Binary)]
+    b: Vec<u8>,
+}
+
+/// The enrolment upload: one photo of the person.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PhotoUpload {
+    #[schema(value_type = String, format = Binary)]
+    photo: Vec<u8>,
+}
+
 /// Reads the named multipart fields, in the order of `names`; every one is required.
 pub async fn read_files<const N: usize>(
-    mut multipart: Multipart,
+    Upload(mut multipart): Upload,
     names: [&str; N],
     limit: usize,
 ) -> Result<[Vec<u8>; N], WebError> {

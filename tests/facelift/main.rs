@@ -9,5 +9,6 @@ mod helpers;
 mod http;
 mod lift;
 mod observability;
+mod openapi;
 mod sessions;
 mod vggface;

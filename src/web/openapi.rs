@@ -1,0 +1,93 @@
+//! The OpenAPI 3.1 document of the HTTP API, at `GET /api/v1/openapi.json`. Every route
+//! is registered together with its `#[utoipa::path]` description (`utoipa_axum::routes!`), so
+//! the document is generated from the same handlers and types that answer.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{AppState, CSRF_HEADER, SESSION_COOKIE};
+use crate::lift::protocol::SIGNATURE_HEADER;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "facelift",
+        description = "Face login for a lift, and the lift's controls. Errors are answered as \
+                       `{\"error\": code, \"message\": text}`."
+    ),
+    tags(
+        (name = "login", description = "Face login and the session"),
+        (name = "faces", description = "Recognition on uploaded photos"),
+        (name = "people", description = "The enrolled people (administrators)"),
+        (name = "lift", description = "The lift: status, moves, live events"),
+        (name = "device", description = "The lift controller's side (signed messages)"),
+        (name = "system", description = "Health, metrics and this document"),
+    ),
+    modifiers(&SecuritySchemes)
+)]
+struct ApiDoc;
+
+/// The three ways a request is authenticated.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let schemes = [
+            (
+                "session",
+                ApiKey::Cookie(ApiKeyValue::with_description(
+                    SESSION_COOKIE,
+                    "set by a face login",
+                )),
+            ),
+            (
+                "csrf",
+                ApiKey::Header(ApiKeyValue::with_description(
+                    CSRF_HEADER,
+                    "the login's `csrf_token`, required on every change",
+                )),
+            ),
+            (
+                "device",
+                ApiKey::Header(ApiKeyValue::with_description(
+                    SIGNATURE_HEADER,
+                    "HMAC-SHA256 over the device, timestamp, nonce, method, path and body \
+                     (firmware/PROTOCOL.md)",
+                )),
+            ),
+        ];
+        for (name, key) in schemes {
+            components.add_security_scheme(name, SecurityScheme::ApiKey(key));
+        }
+    }
+}
+
+/// The router to merge the API's routes into: it carries the document's title and schemes.
+pub fn base() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(document))
+}
+
+/// The document, generated once from the routes.
+pub fn openapi() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let (_, openapi) = super::routes(0, std::time::Duration::ZERO).split_for_parts();
+        openapi
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"internal\", \"message\": \"{e}\"}}"))
+    })
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "system",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
+async fn document() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi())
+}
