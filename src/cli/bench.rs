@@ -340,7 +340,9 @@ impl Fixture {
             drop(engine.prepare(self.decoded.clone()));
             Ok(())
         })?;
-        time(samples, Step::Detect, || Ok(engine.detect(image).map(drop)?))?;
+        time(samples, Step::Detect, || {
+            Ok(engine.detect(image).map(drop)?)
+        })?;
         time(samples, Step::Landmarks, || {
             Ok(engine.landmarks(image, &self.face).map(drop)?)
         })?;
@@ -394,7 +396,10 @@ impl Fixture {
     fn time_plain_sessions(&mut self, samples: &mut Samples) -> Result<(f64, f64)> {
         let input = &self.embed_in;
         let plain = time(samples, Step::PlainEmbed, || {
-            drop(self.plain.run(ort::inputs![TensorRef::from_array_view(input)?])?);
+            drop(
+                self.plain
+                    .run(ort::inputs![TensorRef::from_array_view(input)?])?,
+            );
             Ok(())
         })?;
         // The plain session leaves a worker spinning for about 70 ms after each run (ONNX

@@ -75,6 +75,9 @@ pub enum Command {
     Cpu(system::CpuArgs),
     /// Time every stage against raw ONNX Runtime, in one run
     Bench(bench::BenchArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (the server answers the same at
+    /// /api/v1/openapi.json)
+    Openapi,
 }
 
 /// `--json`, shared by the commands that answer a result.
@@ -112,6 +115,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Person(args) => person::person(&settings, args),
         Command::Cpu(args) => system::cpu(args),
         Command::Bench(args) => bench::bench(&settings, args),
+        Command::Openapi => {
+            println!("{}", crate::web::openapi());
+            Ok(())
+        }
     }
 }
 

@@ -205,19 +205,28 @@ pub fn write_roc(path: &Path, points: &[(f64, f64)], auc: f64) -> std::io::Resul
     let is_png = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    // both backends measure text with it
+    register_plot_font();
     let drawn = if is_png {
-        register_plot_font();
-        draw_roc(BitMapBackend::new(path, PLOT_SIZE).into_drawing_area(), points, auc)
+        draw_roc(
+            BitMapBackend::new(path, PLOT_SIZE).into_drawing_area(),
+            points,
+            auc,
+        )
     } else {
-        draw_roc(SVGBackend::new(path, PLOT_SIZE).into_drawing_area(), points, auc)
+        draw_roc(
+            SVGBackend::new(path, PLOT_SIZE).into_drawing_area(),
+            points,
+            auc,
+        )
     };
     drawn.map_err(std::io::Error::other)
 }
 
 const PLOT_SIZE: (u32, u32) = (520, 520);
 
-/// The PNG's text is drawn from a font compiled in (DejaVu Sans), so the plot looks the same
-/// on a server without fonts installed.
+/// The text is laid out (and in the PNG drawn) with a font compiled in, DejaVu Sans, so the
+/// plot looks the same on a server without fonts installed.
 fn register_plot_font() {
     static REGISTERED: Once = Once::new();
     REGISTERED.call_once(|| {
@@ -324,7 +333,12 @@ mod tests {
     fn the_png_plot_has_labelled_axes_and_the_curve() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("roc.png");
-        let scored = [pair(0.9, true), pair(0.6, true), pair(0.7, false), pair(0.2, false)];
+        let scored = [
+            pair(0.9, true),
+            pair(0.6, true),
+            pair(0.7, false),
+            pair(0.2, false),
+        ];
         write_roc(&path, &roc_points(&scored), 0.75).expect("plot written");
         let image = image::open(&path).expect("a PNG").to_rgb8();
         assert_eq!(image.dimensions(), PLOT_SIZE);
@@ -336,7 +350,10 @@ mod tests {
         };
         let (w, h) = PLOT_SIZE;
         assert!(dark(60, h - 30, w, h) > 100, "x-axis title under the plot");
-        assert!(dark(0, 60, 25, h - 60) > 100, "y-axis title left of the plot");
+        assert!(
+            dark(0, 60, 25, h - 60) > 100,
+            "y-axis title left of the plot"
+        );
         assert!(dark(0, 0, w, 40) > 100, "the caption with the AUC");
         let blue = image.pixels().filter(|p| p.0 == [21, 101, 192]).count();
         assert!(blue > 300, "the curve, {blue} pixels");

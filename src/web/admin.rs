@@ -12,9 +12,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::described::{
+    ImageRefusals, Jpeg, NeedsAdmin, NeedsAdminToChange, PersonName, PhotoUpload,
+};
 use super::error::ErrorBody;
 use super::extract::{AdminUser, ApiPath};
-use super::upload::{PhotoUpload, Upload, read_files};
+use super::upload::{Upload, read_files};
 use super::{AppState, WebError};
 use crate::face::gallery::{Template, save_photo, valid_person_name};
 use crate::face::{FaceError, Which};
@@ -24,16 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_person))
         .routes(routes!(add_photo))
         .routes(routes!(thumbnail))
-}
-
-/// The path's person name, as `valid_person_name` checks it.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // described, never built: the handlers take the name as a string
-struct PersonName {
-    /// 1 to 64 letters, digits, - or _
-    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    name: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -66,13 +59,8 @@ fn checked_name(name: &str) -> Result<&str, WebError> {
     request_body(content = PhotoUpload, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "enrolled", body = Enrolled),
-        (status = 400, description = "a bad name, or not a multipart upload with a `photo`", body = ErrorBody),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "not an administrator, or a cross-site request", body = ErrorBody),
-        (status = 413, description = "the upload or the image is too large", body = ErrorBody),
-        (status = 422, description = "not an image, or not exactly one usable face", body = ErrorBody),
-        (status = 503, description = "the face engine is busy",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
+        NeedsAdminToChange,
+        ImageRefusals,
     ))]
 async fn add_photo(
     AdminUser(admin): AdminUser,
@@ -144,8 +132,7 @@ async fn add_photo(
     responses(
         (status = 200, description = "removed", body = Removed),
         (status = 400, description = "a bad name, or nobody of that name", body = ErrorBody),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "not an administrator, or a cross-site request", body = ErrorBody),
+        NeedsAdminToChange,
     ))]
 async fn remove_person(
     AdminUser(admin): AdminUser,
@@ -176,10 +163,9 @@ async fn remove_person(
     security(("session" = [])),
     params(PersonName),
     responses(
-        (status = 200, description = "a JPEG", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 200, description = "a JPEG", content_type = "image/jpeg", body = Jpeg),
         (status = 400, description = "a bad name, or nobody of that name", body = ErrorBody),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "not an administrator", body = ErrorBody),
+        NeedsAdmin,
     ))]
 async fn thumbnail(
     AdminUser(_): AdminUser,

@@ -7,9 +7,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::described::{
+    FrameUpload, ImageRefusals, NeedsAdmin, NeedsAdminToChange, NeedsSessionToChange, PairUpload,
+};
 use super::error::ErrorBody;
 use super::extract::{AdminUser, CurrentUser};
-use super::upload::{FrameUpload, PairUpload, Upload, read_files};
+use super::upload::{Upload, read_files};
 use super::{AppState, WebError};
 use crate::face::gallery::{Candidate, MatchResult};
 use crate::face::{Verification, Which};
@@ -64,10 +67,12 @@ struct EnrolledPerson {
 #[utoipa::path(get, path = "/api/v1/people", tag = "people", security(("session" = [])),
     responses(
         (status = 200, description = "everyone enrolled", body = People),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "not an administrator", body = ErrorBody),
+        NeedsAdmin,
     ))]
-async fn people(_admin: AdminUser, State(state): State<AppState>) -> Result<Json<People>, WebError> {
+async fn people(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<People>, WebError> {
     let gallery = state.gallery()?;
     let people = gallery
         .people
@@ -104,12 +109,8 @@ struct IdentifiedFace {
     request_body(content = FrameUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "the faces and who they are", body = Identified),
-        (status = 400, description = "not a multipart upload with a `frame`", body = ErrorBody),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "not an administrator, or a cross-site request", body = ErrorBody),
-        (status = 413, description = "the upload or the image is too large", body = ErrorBody),
-        (status = 422, description = "not an image, or no face in it", body = ErrorBody),
-        (status = 503, description = "the face engine is busy; retry after `Retry-After`", body = ErrorBody),
+        NeedsAdminToChange,
+        ImageRefusals,
     ))]
 async fn identify(
     _admin: AdminUser,
@@ -153,12 +154,8 @@ async fn identify(
     request_body(content = PairUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "the comparison", body = Verification),
-        (status = 400, description = "not a multipart upload with `a` and `b`", body = ErrorBody),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "a cross-site request", body = ErrorBody),
-        (status = 413, description = "the upload or an image is too large", body = ErrorBody),
-        (status = 422, description = "not an image, or no face in it", body = ErrorBody),
-        (status = 503, description = "the face engine is busy; retry after `Retry-After`", body = ErrorBody),
+        NeedsSessionToChange,
+        ImageRefusals,
     ))]
 async fn verify(
     _user: CurrentUser,

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::described::DeviceRefusals;
 use super::error::ErrorBody;
 use super::extract::{ApiQuery, DeviceAuth};
 use super::{AppState, WebError};
@@ -46,8 +47,7 @@ struct Heard {
     request_body = StatusReport,
     responses(
         (status = 200, description = "heard", body = Heard),
-        (status = 400, description = "an unreadable body", body = ErrorBody),
-        (status = 401, description = "unsigned, badly signed, stale or replayed", body = ErrorBody),
+        DeviceRefusals,
         (status = 413, description = "larger than any device message", body = ErrorBody),
         (status = 422, description = "not a status report of the signing device", body = ErrorBody),
     ))]
@@ -84,8 +84,7 @@ struct Wait {
     responses(
         (status = 200, description = "a command", body = MoveCommand),
         (status = 204, description = "nothing to do within the wait"),
-        (status = 400, description = "a bad query", body = ErrorBody),
-        (status = 401, description = "unsigned, badly signed, stale or replayed", body = ErrorBody),
+        DeviceRefusals,
     ))]
 async fn commands(
     State(state): State<AppState>,

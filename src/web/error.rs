@@ -95,7 +95,12 @@ macro_rules! rejections_become_web_errors {
         }
     )*};
 }
-rejections_become_web_errors!(JsonRejection, MultipartRejection, PathRejection, QueryRejection);
+rejections_become_web_errors!(
+    JsonRejection,
+    MultipartRejection,
+    PathRejection,
+    QueryRejection
+);
 
 impl WebError {
     fn parts(&self) -> (StatusCode, &'static str, String) {

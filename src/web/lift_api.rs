@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::described::{NeedsAdminToChange, NeedsSession, NeedsSessionToChange};
 use super::error::ErrorBody;
 use super::extract::{AdminUser, ApiJson, CurrentUser};
 use super::{AppState, WebError};
@@ -31,7 +32,7 @@ pub fn streams() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/lift", tag = "lift", security(("session" = [])),
     responses(
         (status = 200, description = "the lift now", body = LiftStatus),
-        (status = 401, description = "not logged in", body = ErrorBody),
+        NeedsSession,
     ))]
 async fn status(_user: CurrentUser, State(state): State<AppState>) -> Json<LiftStatus> {
     Json(state.lift.status())
@@ -53,8 +54,7 @@ struct MoveRequest {
     responses(
         (status = 202, description = "the command is on its way to the lift", body = Accepted),
         (status = 400, description = "not a move request", body = ErrorBody),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "a cross-site request", body = ErrorBody),
+        NeedsSessionToChange,
         (status = 409, description = "the lift is busy or already there, or the request id was used for another floor", body = ErrorBody),
         (status = 415, description = "not JSON", body = ErrorBody),
         (status = 422, description = "no such floor, or a bad request id", body = ErrorBody),
@@ -76,7 +76,7 @@ async fn request_move(
 #[utoipa::path(get, path = "/api/v1/lift/events", tag = "lift", security(("session" = [])),
     responses(
         (status = 200, description = "an endless stream of `lift` events", content_type = "text/event-stream", body = String),
-        (status = 401, description = "not logged in", body = ErrorBody),
+        NeedsSession,
     ))]
 async fn events(
     _user: CurrentUser,
@@ -106,8 +106,7 @@ struct Reset {
     security(("session" = [], "csrf" = [])),
     responses(
         (status = 200, description = "the fault is cleared, or there was none", body = Reset),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "not an administrator, or a cross-site request", body = ErrorBody),
+        NeedsAdminToChange,
     ))]
 async fn reset_fault(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Json<Reset> {
     let cleared = state.lift.reset_fault(&admin.person);

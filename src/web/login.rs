@@ -8,9 +8,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::described::{FrameUpload, ImageRefusals, NeedsSession, NeedsSessionToChange};
 use super::error::ErrorBody;
 use super::extract::{Client, CurrentUser, start_session};
-use super::upload::{FrameUpload, Upload, read_files};
+use super::upload::{Upload, read_files};
 use super::{AppState, WebError};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -36,14 +37,10 @@ struct LoggedIn {
     request_body(content = FrameUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "logged in; the session cookie is set", body = LoggedIn),
-        (status = 400, description = "not a multipart upload with a `frame`", body = ErrorBody),
         (status = 401, description = "the face is not recognised", body = ErrorBody),
-        (status = 413, description = "the upload or the image is too large", body = ErrorBody),
-        (status = 422, description = "not an image, or no usable face in it", body = ErrorBody),
         (status = 429, description = "too many failed attempts from this address",
             body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 503, description = "the face engine is busy",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
+        ImageRefusals,
     ))]
 async fn login(
     State(state): State<AppState>,
@@ -75,8 +72,7 @@ struct LoggedOut {
     security(("session" = [], "csrf" = [])),
     responses(
         (status = 200, description = "the session is gone", body = LoggedOut),
-        (status = 401, description = "not logged in", body = ErrorBody),
-        (status = 403, description = "a cross-site request", body = ErrorBody),
+        NeedsSessionToChange,
     ))]
 async fn logout(user: CurrentUser, session: Session) -> Result<Json<LoggedOut>, WebError> {
     session.flush().await?;
@@ -97,7 +93,7 @@ struct Me {
 #[utoipa::path(get, path = "/api/v1/me", tag = "login", security(("session" = [])),
     responses(
         (status = 200, description = "the logged-in person", body = Me),
-        (status = 401, description = "not logged in, or the session ended", body = ErrorBody),
+        NeedsSession,
     ))]
 async fn me(user: CurrentUser) -> Json<Me> {
     Json(Me {

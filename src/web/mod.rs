@@ -3,6 +3,7 @@
 mod admin;
 mod api;
 mod client;
+mod described;
 mod device_api;
 mod error;
 mod extract;
@@ -151,9 +152,12 @@ fn routes(body_limit: usize, timeout: Duration) -> OpenApiRouter<AppState> {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        // open for as long as they are wanted: the panel's stream, the device's long poll
-        .merge(lift_api::streams())
-        .merge(device_api::long_polls())
+        .merge(untimed_routes())
+}
+
+/// The routes open for as long as they are wanted: the panel's stream, the device's long poll.
+fn untimed_routes() -> OpenApiRouter<AppState> {
+    lift_api::streams().merge(device_api::long_polls())
 }
 
 /// Every request's span: the method, the route that matched (not the raw path, which may

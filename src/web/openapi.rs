@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use utoipa::openapi::response::Response;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -78,11 +79,34 @@ pub fn base() -> OpenApiRouter<AppState> {
 pub fn openapi() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let (_, openapi) = super::routes(0, std::time::Duration::ZERO).split_for_parts();
+        let (_, mut openapi) = super::routes(0, std::time::Duration::ZERO).split_for_parts();
+        let untimed = super::untimed_routes().into_openapi();
+        add_timeouts(&mut openapi, |path| untimed.paths.paths.contains_key(path));
         openapi
             .to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\": \"internal\", \"message\": \"{e}\"}}"))
     })
+}
+
+/// Every route under the request timeout may also answer 408 (with no body).
+fn add_timeouts(openapi: &mut utoipa::openapi::OpenApi, untimed: impl Fn(&str) -> bool) {
+    for (path, item) in &mut openapi.paths.paths {
+        if untimed(path) {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.responses.responses.insert(
+                "408".into(),
+                Response::new("the request took longer than `web.request_timeout_secs`").into(),
+            );
+        }
+    }
 }
 
 /// This document.

@@ -3,7 +3,6 @@
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::StatusCode;
-use utoipa::ToSchema;
 
 use super::WebError;
 
@@ -16,33 +15,6 @@ impl<S: Send + Sync> FromRequest<S> for Upload {
     async fn from_request(request: Request, state: &S) -> Result<Self, WebError> {
         Ok(Upload(Multipart::from_request(request, state).await?))
     }
-}
-
-/// The login and identify upload, as the OpenAPI document describes it.
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: the handler reads the multipart stream
-pub struct FrameUpload {
-    /// A camera frame: JPEG, PNG or WebP.
-    #[schema(value_type = String, format = Binary)]
-    frame: Vec<u8>,
-}
-
-/// The verify upload: two photos.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PairUpload {
-    #[schema(value_type = String, format = Binary)]
-    a: Vec<u8>,
-    #[schema(value_type = String, format = Binary)]
-    b: Vec<u8>,
-}
-
-/// The enrolment upload: one photo of the person.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PhotoUpload {
-    #[schema(value_type = String, format = Binary)]
-    photo: Vec<u8>,
 }
 
 /// Reads the named multipart fields, in the order of `names`; every one is required.

@@ -129,7 +129,8 @@ fn eval_beats_deepface_on_its_pairs_and_makes_no_false_match() {
         "accuracy {accuracy} (DeepFace's VGG-Face: 0.975 at best)"
     );
     let svg = std::fs::read_to_string(plot.path()).expect("plot written");
-    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+    assert!(svg.contains("false match rate") && svg.contains("AUC = "));
 
     let master = faces_dir().join("master.csv");
     let report = facelift(&[

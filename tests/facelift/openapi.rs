@@ -73,10 +73,15 @@ async fn the_document_describes_every_api_route_and_each_answers_as_described() 
     let app = spawn_app().await;
     let doc = document(&app).await;
     assert!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
         "OpenAPI 3.1: {}",
         doc["openapi"]
     );
+    // the command line prints the same document, for clients made without a server
+    let printed = crate::helpers::facelift_json(&["openapi"]);
+    assert_eq!(printed, doc, "facelift openapi and the server agree");
     let listed = documented(&doc);
     for (method, path) in API {
         assert!(
@@ -84,6 +89,10 @@ async fn the_document_describes_every_api_route_and_each_answers_as_described() 
             "{method} {path} is missing from the document"
         );
     }
+    // the request timeout's 408 is documented where it applies, not on the endless stream
+    let responses = |method: &str, path: &str| doc["paths"][path][method]["responses"].clone();
+    assert!(responses("get", "/api/v1/lift")["408"].is_object());
+    assert!(responses("get", "/api/v1/lift/events")["408"].is_null());
     // a route outside the document is a page: HTML or a static file, never JSON
     let plain = plain_routes_in_source();
     assert!(plain.contains(&"/".to_string()), "the scan sees the pages");
