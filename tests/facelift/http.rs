@@ -275,7 +275,7 @@ impl TestApp {
             .await
     }
 
-    async fn get_json(&self, path: &str) -> Value {
+    pub async fn get_json(&self, path: &str) -> Value {
         let response = self
             .client
             .get(format!("{}{path}", self.base))

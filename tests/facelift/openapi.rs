@@ -34,17 +34,6 @@ const API: &[(&str, &str)] = &[
     ("get", "/api/v1/device/commands"),
 ];
 
-async fn document(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(format!("{}/api/v1/openapi.json", app.base))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.expect("the document is JSON")
-}
-
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
     let paths = doc["paths"].as_object().expect("paths");
     paths
@@ -71,7 +60,7 @@ fn plain_routes_in_source() -> Vec<String> {
 #[tokio::test]
 async fn the_document_describes_every_api_route_and_each_answers_as_described() {
     let app = spawn_app().await;
-    let doc = document(&app).await;
+    let doc = app.get_json("/api/v1/openapi.json").await;
     assert!(
         doc["openapi"]
             .as_str()
