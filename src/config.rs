@@ -73,6 +73,19 @@ pub struct WebSettings {
     /// The first wait; it doubles with each further failure, up to the cap.
     pub login_wait_secs: u64,
     pub login_wait_max_secs: u64,
+    /// Failed face matches across all clients in any minute, before every client without a
+    /// trusted browser waits (so that many addresses together gain nothing).
+    pub login_failures_per_minute: u32,
+    /// Failed attempts near one person in a row before each further one waits
+    /// `person_wait_secs` (NIST SP 800-63B-4: 5, then 30 s).
+    pub person_failures_before_wait: u32,
+    pub person_wait_secs: u64,
+    /// In a row, after which the person's face login is off until an administrator turns it
+    /// on again (NIST SP 800-63B-4: 50).
+    pub person_disable_after: u32,
+    /// A failed attempt whose best match is at least this similar counts against that person
+    /// (default: 0.7 of the model's threshold).
+    pub near_miss_similarity: Option<f32>,
     /// On Ctrl-C or SIGTERM, requests in flight get this long to finish.
     pub shutdown_grace_secs: u64,
     /// A request still unanswered after this long gets 408 (the device's long poll and the
@@ -92,6 +105,11 @@ impl Default for WebSettings {
             login_failures_before_wait: 5,
             login_wait_secs: 30,
             login_wait_max_secs: 15 * 60,
+            login_failures_per_minute: 30,
+            person_failures_before_wait: 5,
+            person_wait_secs: 30,
+            person_disable_after: 50,
+            near_miss_similarity: None,
             shutdown_grace_secs: 5,
             request_timeout_secs: 30,
             metrics_from: ["127.0.0.0/8", "::1/128"]

@@ -54,5 +54,18 @@
     else say('Could not remove ' + name + '.', true);
   }));
 
+  document.querySelectorAll('.face-login').forEach((button) => button.addEventListener('click', async () => {
+    const name = button.dataset.name;
+    const enabled = button.dataset.enable === 'true';
+    if (!enabled && !window.confirm('Turn off face login for ' + name + '? Their sessions end now.')) return;
+    const response = await fetch('/api/v1/admin/people/' + encodeURIComponent(name) + '/login', {
+      method: 'PUT', credentials: 'same-origin',
+      headers: { 'X-CSRF-Token': token, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ enabled }),
+    });
+    if (response.ok) window.location.reload();
+    else say('Could not change ' + name + '\'s face login.', true);
+  }));
+
   start();
 })();

@@ -16,7 +16,25 @@
     not_recognized: 'Not recognised. If you are enrolled, try again facing the camera; otherwise ask the building manager to enrol you.',
     bad_image: 'The camera picture could not be read. Please try again.',
     busy: 'The system is busy. Please try again in a moment.',
+    login_disabled: 'Face login is turned off for you. Please ask the building manager.',
   };
+
+  // After too many attempts: a countdown, with "Log in" off until it ends.
+  function waitThen(seconds) {
+    let left = Math.max(1, seconds);
+    const tick = () => {
+      if (left <= 0) {
+        button.disabled = false;
+        say('You can try again now.');
+        return;
+      }
+      say('Too many attempts. You can try again in ' + left + ' s.', true);
+      left -= 1;
+      window.setTimeout(tick, 1000);
+    };
+    button.disabled = true;
+    tick();
+  }
 
   async function start() {
     if (!window.isSecureContext || !navigator.mediaDevices) {
@@ -62,8 +80,8 @@
         return;
       }
       if (response.status === 429) {
-        const wait = response.headers.get('Retry-After') || 'a few';
-        say('Too many attempts. Please wait ' + wait + ' seconds and try again.', true);
+        waitThen(parseInt(response.headers.get('Retry-After'), 10) || 30);
+        return;
       } else {
         say(messages[body.error] || body.message || 'Something went wrong. Please try again.', true);
       }

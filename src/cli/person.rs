@@ -14,7 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::face::Which;
 use crate::face::gallery;
-use crate::store::Store;
+use crate::store::{Disabled, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct PersonArgs {
@@ -43,8 +43,12 @@ enum PersonAction {
         #[command(flatten)]
         output: Output,
     },
-    /// Remove a person: their folder of photos and their administrator mark
+    /// Remove a person: their folder of photos, their administrator mark and their sessions
     Remove { name: String },
+    /// Turn a person's face login off: their sessions end at once, their logins are refused
+    Disable { name: String },
+    /// Turn a person's face login on again (also after it was turned off by failed attempts)
+    Enable { name: String },
 }
 
 pub fn person(settings: &Settings, args: PersonArgs) -> Result<()> {
@@ -58,6 +62,8 @@ pub fn person(settings: &Settings, args: PersonArgs) -> Result<()> {
         } => output.print(&add(settings, &store, &name, &photos, admin)?),
         PersonAction::List { output } => output.print(&list(settings, &store)?),
         PersonAction::Remove { name } => remove(settings, &store, &name),
+        PersonAction::Disable { name } => set_face_login(settings, &store, &name, false),
+        PersonAction::Enable { name } => set_face_login(settings, &store, &name, true),
     }
 }
 
@@ -67,6 +73,9 @@ struct Listed {
     name: String,
     photos: usize,
     admin: bool,
+    /// why their face login is off, when it is
+    #[serde(skip_serializing_if = "Option::is_none")]
+    face_login_off: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,10 +97,12 @@ fn list(settings: &Settings, store: &Store) -> Result<People> {
         .into_iter()
         .map(|(name, photos)| {
             let admin = is_administrator(&settings.web.admins, store, &name)?;
+            let face_login_off = store.standing(&name)?.disabled.map(Disabled::as_str);
             Ok(Listed {
                 name,
                 photos: photos.len(),
                 admin,
+                face_login_off,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -112,7 +123,10 @@ impl Display for People {
         }
         for person in &self.people {
             let role = if person.admin { "  administrator" } else { "" };
-            writeln!(f, "{:<24} {} photos{role}", person.name, person.photos)?;
+            let off = person
+                .face_login_off
+                .map_or(String::new(), |why| format!("  face login off ({why})"));
+            writeln!(f, "{:<24} {} photos{role}{off}", person.name, person.photos)?;
         }
         Ok(())
     }
@@ -130,15 +144,34 @@ fn remove(settings: &Settings, store: &Store, name: &str) -> Result<()> {
     }
     let was_admin = store.is_admin(name)?;
     store.set_admin(name, false)?;
+    store.forget_person(name)?;
     if !had_photos && !was_admin {
         bail!(
             "no one called {name} is enrolled in {}",
             settings.gallery.display()
         );
     }
-    println!("Removed {name}; restart the server for it to forget them.");
+    println!(
+        "Removed {name}, and ended their sessions; restart the server for it to forget their face."
+    );
     if settings.web.admins.iter().any(|a| a == name) {
         println!("{name} is still listed in web.admins in the configuration.");
+    }
+    Ok(())
+}
+
+fn set_face_login(settings: &Settings, store: &Store, name: &str, enabled: bool) -> Result<()> {
+    if !settings.gallery.join(name).is_dir() || !gallery::valid_person_name(name) {
+        bail!(
+            "no one called {name} is enrolled in {}",
+            settings.gallery.display()
+        );
+    }
+    store.set_disabled(name, (!enabled).then_some(Disabled::ByAdmin))?;
+    if enabled {
+        println!("{name} may log in with their face again.");
+    } else {
+        println!("{name}'s face login is off, and their sessions have ended.");
     }
     Ok(())
 }

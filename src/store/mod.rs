@@ -1,8 +1,10 @@
 //! SQLite storage: the embedding cache (by photo hash and model id, so a restart does not
 //! recompute the gallery and a changed photo is recomputed), web sessions, and the audit log.
 
+mod people;
 mod sessions;
 
+pub use people::{Disabled, Standing};
 pub use sessions::SqliteSessionStore;
 
 use std::path::Path;
@@ -75,6 +77,18 @@ const MIGRATIONS: &[&str] = &[
                      outcome = 'refused' WHERE outcome LIKE 'refused: %';
     UPDATE audit SET detail = 'status ' || substr(outcome, 10) || COALESCE(', ' || detail, ''),
                      outcome = 'answered' WHERE outcome LIKE 'answered %';",
+    // who may log in with their face: off by an administrator or after failures in a row
+    "CREATE TABLE person_access (
+        person            TEXT PRIMARY KEY,
+        disabled          TEXT,
+        failures_in_a_row INTEGER NOT NULL DEFAULT 0,
+        last_failure      INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE trusted_browsers (
+        token_sha256 TEXT PRIMARY KEY,
+        person       TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// How a device is reached, as stored.
@@ -258,6 +272,10 @@ pub enum AuditOutcome {
     Busy,
     /// the server failed (the log says why)
     Failed,
+    /// recognised, but their face login is off
+    LoginDisabled,
+    /// recognised or near someone who must wait after failures in a row
+    PersonWait,
     /// a move accepted and sent
     Accepted,
     /// a repeated request id: answered again, not sent again
@@ -284,7 +302,8 @@ stored_names! {
     AuditKind: Login = "login", Lift = "lift", Device = "device";
     AuditOutcome: Recognized = "recognized", NotRecognized = "not_recognized",
         RateLimited = "rate_limited", NoFace = "no_face", FaceTooSmall = "face_too_small",
-        BadImage = "bad_image", Busy = "busy", Failed = "failed", Accepted = "accepted",
+        BadImage = "bad_image", Busy = "busy", Failed = "failed",
+        LoginDisabled = "login_disabled", PersonWait = "person_wait", Accepted = "accepted",
         Duplicate = "duplicate", Refused = "refused", FaultCleared = "fault_cleared",
         DeviceRefused = "device_refused", Arrived = "arrived", Fault = "fault",
         Offline = "offline", Online = "online", Recovered = "recovered", Report = "report",

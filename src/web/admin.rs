@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,15 +16,17 @@ use super::described::{
     ImageRefusals, Jpeg, NeedsAdmin, NeedsAdminToChange, PersonName, PhotoUpload,
 };
 use super::error::ErrorBody;
-use super::extract::{AdminUser, ApiPath};
+use super::extract::{AdminUser, ApiJson, ApiPath};
 use super::upload::{Upload, read_files};
 use super::{AppState, WebError};
 use crate::face::gallery::{Template, save_photo, valid_person_name};
 use crate::face::{FaceError, Which};
+use crate::store::Disabled;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(remove_person))
+        .routes(routes!(set_face_login))
         .routes(routes!(add_photo))
         .routes(routes!(thumbnail))
 }
@@ -154,8 +156,57 @@ async fn remove_person(
             "nobody called {name} is enrolled"
         )));
     }
-    tracing::info!(admin = %admin.person, person = %name, "person removed");
+    let (store, person) = (state.store.clone(), name.clone());
+    tokio::task::spawn_blocking(move || store.forget_person(&person)).await??;
+    tracing::info!(admin = %admin.person, person = %name, "person removed; their sessions ended");
     Ok(Json(Removed { removed: name }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct FaceLogin {
+    enabled: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FaceLoginSet {
+    person: String,
+    enabled: bool,
+}
+
+/// Turns a person's face login off (their sessions end at once) or on again (which also
+/// lifts a lock after failed attempts in a row).
+#[utoipa::path(put, path = "/api/v1/admin/people/{name}/login", tag = "people",
+    security(("session" = [], "csrf" = [])),
+    params(PersonName),
+    request_body = FaceLogin,
+    responses(
+        (status = 200, description = "set", body = FaceLoginSet),
+        (status = 400, description = "a bad name, nobody of that name, or not `{\"enabled\": bool}`", body = ErrorBody),
+        (status = 415, description = "not JSON", body = ErrorBody),
+        (status = 422, description = "not `{\"enabled\": bool}`", body = ErrorBody),
+        NeedsAdminToChange,
+    ))]
+async fn set_face_login(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<FaceLogin>,
+) -> Result<Json<FaceLoginSet>, WebError> {
+    let name = checked_name(&name)?.to_string();
+    if !state.gallery()?.people.iter().any(|p| p.name == name) {
+        return Err(WebError::BadRequest(format!(
+            "nobody called {name} is enrolled"
+        )));
+    }
+    let disabled = (!request.enabled).then_some(Disabled::ByAdmin);
+    let (store, person) = (state.store.clone(), name.clone());
+    tokio::task::spawn_blocking(move || store.set_disabled(&person, disabled)).await??;
+    tracing::info!(admin = %admin.person, person = %name, enabled = request.enabled, "face login set");
+    Ok(Json(FaceLoginSet {
+        person: name,
+        enabled: request.enabled,
+    }))
 }
 
 /// The person's first photo, 96 pixels high.

@@ -1,5 +1,7 @@
 //! The JSON API: health, the enrolled people, identify and verify.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -16,6 +18,7 @@ use super::upload::{Upload, read_files};
 use super::{AppState, WebError};
 use crate::face::gallery::{Candidate, MatchResult};
 use crate::face::{Verification, Which};
+use crate::store::Disabled;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -61,6 +64,9 @@ struct EnrolledPerson {
     name: String,
     /// How many photos they are enrolled with.
     templates: usize,
+    /// Why their face login is off (`by_admin`, `after_failures`); absent when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    face_login_off: Option<&'static str>,
 }
 
 /// The enrolled people (administrators).
@@ -73,6 +79,12 @@ async fn people(
     _admin: AdminUser,
     State(state): State<AppState>,
 ) -> Result<Json<People>, WebError> {
+    let store = state.store.clone();
+    let off: HashMap<String, Disabled> =
+        tokio::task::spawn_blocking(move || store.disabled_people())
+            .await??
+            .into_iter()
+            .collect();
     let gallery = state.gallery()?;
     let people = gallery
         .people
@@ -80,6 +92,7 @@ async fn people(
         .map(|p| EnrolledPerson {
             name: p.name.clone(),
             templates: p.templates.len(),
+            face_login_off: off.get(&p.name).map(|d| d.as_str()),
         })
         .collect();
     Ok(Json(People { people }))

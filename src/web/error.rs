@@ -35,6 +35,8 @@ pub enum WebError {
     NotLoggedIn,
     #[error("your session has ended; please log in again")]
     SessionExpired,
+    #[error("your access has ended; ask an administrator")]
+    AccessEnded,
     #[error("face not recognised")]
     NotRecognized,
     #[error("too many failed attempts; try again in {retry_after} seconds")]
@@ -155,6 +157,9 @@ impl WebError {
                 LiftError::Protocol(_) => (S::UNAUTHORIZED, "bad_signature", message),
                 LiftError::BadDevice { .. } => internal(),
             },
+            WebError::Access(AccessError::LoginDisabled { .. }) => {
+                (S::FORBIDDEN, "login_disabled", message)
+            }
             WebError::Access(AccessError::NotRecognized) | WebError::NotRecognized => {
                 (S::UNAUTHORIZED, "not_recognized", message)
             }
@@ -174,6 +179,7 @@ impl WebError {
             WebError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large", message),
             WebError::NotLoggedIn => (S::UNAUTHORIZED, "not_logged_in", message),
             WebError::SessionExpired => (S::UNAUTHORIZED, "session_expired", message),
+            WebError::AccessEnded => (S::UNAUTHORIZED, "access_ended", message),
             WebError::NotAdmin => (S::FORBIDDEN, "not_admin", message),
             WebError::CrossSite(_) => (S::FORBIDDEN, "cross_site", message),
             WebError::Store(_)

@@ -13,6 +13,7 @@ use tower_sessions::Session;
 
 use super::client::{ClientInfo, Origin, client_info};
 use super::{AppState, WebError};
+use crate::access::Rights;
 use crate::lift::Device;
 use crate::lift::protocol::{DEVICE_HEADER, Presented};
 
@@ -76,6 +77,15 @@ impl FromRequestParts<AppState> for CurrentUser {
             session.flush().await?;
             return Err(WebError::SessionExpired);
         }
+        // what the session remembers is who logged in; what they may do is read now
+        let admin = match state.access.rights(&user.person).await? {
+            Rights::Person { admin } => admin,
+            Rights::Ended => {
+                tracing::debug!(person = %user.person, "refused: access ended");
+                session.flush().await?;
+                return Err(WebError::AccessEnded);
+            }
+        };
         if parts.method != Method::GET && parts.method != Method::HEAD {
             check_same_origin(parts, state)?;
             let token = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -88,7 +98,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         session.insert(USER_KEY, &user).await?;
         Ok(CurrentUser {
             person: user.person,
-            admin: user.admin,
+            admin,
             csrf_token: user.csrf_token,
         })
     }

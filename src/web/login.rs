@@ -2,8 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{AppendHeaders, IntoResponse};
 use serde::Serialize;
 use tower_sessions::Session;
+use tower_sessions::cookie::{Cookie, SameSite};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,6 +16,11 @@ use super::error::ErrorBody;
 use super::extract::{Client, CurrentUser, start_session};
 use super::upload::{Upload, read_files};
 use super::{AppState, WebError};
+use crate::access::LoginClient;
+
+/// Kept by a browser that logged in successfully: its attempts are limited on their own, not
+/// with its address's (a shared kiosk or NAT), so a stranger failing there cannot lock it out.
+pub const BROWSER_COOKIE: &str = "facelift_browser";
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -46,20 +54,47 @@ async fn login(
     State(state): State<AppState>,
     session: Session,
     Client(client): Client,
+    headers: HeaderMap,
     upload: Upload,
-) -> Result<Json<LoggedIn>, WebError> {
+) -> Result<impl IntoResponse, WebError> {
     let [frame] = read_files(upload, ["frame"], state.max_body_bytes).await?;
-    let admitted = state.access.log_in(&client.address, frame).await?;
+    let login_client = LoginClient {
+        address: client.address.clone(),
+        browser: browser_token(&headers),
+    };
+    let admitted = state.access.log_in(&login_client, frame).await?;
     let now = state.clock.now();
     let csrf_token = start_session(&session, &admitted.person, admitted.admin, now).await?;
     tracing::info!(person = %admitted.person, client = %client.address, "logged in");
-    Ok(Json(LoggedIn {
+    let trust = admitted.new_browser_token.as_deref().map(|token| {
+        let cookie = Cookie::build((BROWSER_COOKIE, token))
+            .path("/api/v1/login")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .max_age(time::Duration::days(365))
+            .build();
+        (header::SET_COOKIE, cookie.to_string())
+    });
+    let answer = Json(LoggedIn {
         person: admitted.person,
         similarity: admitted.similarity,
         admin: admitted.admin,
         csrf_token,
         faces_seen: admitted.faces_seen,
-    }))
+    });
+    Ok((AppendHeaders(trust), answer))
+}
+
+/// The trusted-browser token the request's cookies carry, if any.
+fn browser_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value: &HeaderValue| value.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == BROWSER_COOKIE)
+        .map(|cookie| cookie.value().to_string())
 }
 
 #[derive(Serialize, ToSchema)]

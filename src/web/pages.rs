@@ -13,7 +13,7 @@ use minijinja::{Environment, context};
 
 use super::extract::{AdminUser, CurrentUser};
 use super::{AppState, WebError};
-use crate::store::AuditKind;
+use crate::store::{AuditKind, Disabled};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
@@ -133,21 +133,36 @@ async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppS
         }
         Err(_) => return Redirect::to("/").into_response(),
     };
+    let store = state.store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((
+            store.recent_audit(AuditKind::Login, 50)?,
+            store.disabled_people()?,
+        ))
+    })
+    .await;
+    let (attempts, off) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(error)) => return WebError::from(error).into_response(),
+        Err(error) => return WebError::from(error).into_response(),
+    };
     let people: Vec<minijinja::Value> = match state.gallery() {
         Ok(gallery) => gallery
             .people
             .iter()
-            .map(|p| context! { name => p.name, templates => p.templates.len() })
+            .map(|p| {
+                let off = off
+                    .iter()
+                    .find(|(name, _)| *name == p.name)
+                    .map(|(_, why)| match why {
+                        Disabled::ByAdmin => "off",
+                        Disabled::AfterFailures => "off after failed attempts",
+                    });
+                context! { name => p.name, templates => p.templates.len(), face_login_off => off }
+            })
             .collect(),
         Err(error) => return error.into_response(),
     };
-    let store = state.store.clone();
-    let attempts =
-        match tokio::task::spawn_blocking(move || store.recent_audit(AuditKind::Login, 50)).await {
-            Ok(Ok(attempts)) => attempts,
-            Ok(Err(error)) => return WebError::from(error).into_response(),
-            Err(error) => return WebError::from(error).into_response(),
-        };
     let attempts: Vec<minijinja::Value> = attempts
         .iter()
         .map(|a| {

@@ -29,6 +29,7 @@ const API: &[(&str, &str)] = &[
     ("post", "/api/v1/admin/lift/reset"),
     ("post", "/api/v1/admin/people/{name}/photos"),
     ("delete", "/api/v1/admin/people/{name}"),
+    ("put", "/api/v1/admin/people/{name}/login"),
     ("get", "/api/v1/admin/people/{name}/thumbnail"),
     ("post", "/api/v1/device/status"),
     ("get", "/api/v1/device/commands"),

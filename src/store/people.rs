@@ -1,0 +1,264 @@
+//! Whether each person may log in with their face: disabled by an administrator, or after too
+//! many failed attempts near them in a row; and the end of their sessions.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError};
+
+/// Why a person's face login is off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disabled {
+    /// an administrator turned it off
+    ByAdmin,
+    /// too many failed attempts near this person in a row (NIST SP 800-63B-4's 50, or 100 with
+    /// presentation attack detection)
+    AfterFailures,
+}
+
+impl Disabled {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disabled::ByAdmin => "by_admin",
+            Disabled::AfterFailures => "after_failures",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "after_failures" => Disabled::AfterFailures,
+            _ => Disabled::ByAdmin,
+        }
+    }
+}
+
+/// A person's standing; a person never mentioned is enabled with no failures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub disabled: Option<Disabled>,
+    /// failed attempts near this person since their last success
+    pub failures_in_a_row: u32,
+    /// Unix seconds of the last of them
+    pub last_failure: i64,
+}
+
+impl Store {
+    pub fn standing(&self, person: &str) -> Result<Standing, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT disabled, failures_in_a_row, last_failure FROM person_access
+                 WHERE person = ?1",
+                params![person],
+                |row| {
+                    let disabled: Option<String> = row.get(0)?;
+                    Ok(Standing {
+                        disabled: disabled.as_deref().map(Disabled::parse),
+                        failures_in_a_row: row.get(1)?,
+                        last_failure: row.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .map(Option::unwrap_or_default)
+    }
+
+    /// Turns a person's face login off (ending their sessions) or on again (forgetting their
+    /// failures).
+    pub fn set_disabled(&self, person: &str, disabled: Option<Disabled>) -> Result<(), StoreError> {
+        self.with(|c| {
+            let transaction = c.unchecked_transaction()?;
+            transaction.execute(
+                "INSERT INTO person_access (person, disabled) VALUES (?1, ?2)
+                 ON CONFLICT (person) DO UPDATE SET disabled = ?2,
+                     failures_in_a_row = CASE WHEN ?2 IS NULL THEN 0 ELSE failures_in_a_row END",
+                params![person, disabled.map(Disabled::as_str)],
+            )?;
+            if disabled.is_some() {
+                delete_sessions_of(&transaction, person)?;
+            }
+            transaction.commit()
+        })
+    }
+
+    /// Counts a failed attempt near `person` at `now`; at `disable_after` in a row their face
+    /// login is turned off. Answers their standing after it.
+    pub fn person_failed(
+        &self,
+        person: &str,
+        now: i64,
+        disable_after: u32,
+    ) -> Result<Standing, StoreError> {
+        self.with(|c| {
+            let transaction = c.unchecked_transaction()?;
+            transaction.execute(
+                "INSERT INTO person_access (person, failures_in_a_row, last_failure)
+                 VALUES (?1, 1, ?2)
+                 ON CONFLICT (person) DO UPDATE SET
+                     failures_in_a_row = failures_in_a_row + 1, last_failure = ?2",
+                params![person, now],
+            )?;
+            transaction.execute(
+                "UPDATE person_access SET disabled = ?3
+                 WHERE person = ?1 AND disabled IS NULL AND failures_in_a_row >= ?2",
+                params![person, disable_after, Disabled::AfterFailures.as_str()],
+            )?;
+            transaction.commit()
+        })?;
+        self.standing(person)
+    }
+
+    /// A success forgets the failures in a row.
+    pub fn person_succeeded(&self, person: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE person_access SET failures_in_a_row = 0 WHERE person = ?1",
+                params![person],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// The people whose face login is off, and why.
+    pub fn disabled_people(&self) -> Result<Vec<(String, Disabled)>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT person, disabled FROM person_access WHERE disabled IS NOT NULL
+                 ORDER BY person",
+            )?;
+            let rows = statement.query_map([], |row| {
+                let reason: String = row.get(1)?;
+                Ok((row.get(0)?, Disabled::parse(&reason)))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets a removed person: their standing and their sessions.
+    pub fn forget_person(&self, person: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            let transaction = c.unchecked_transaction()?;
+            transaction.execute(
+                "DELETE FROM person_access WHERE person = ?1",
+                params![person],
+            )?;
+            delete_sessions_of(&transaction, person)?;
+            transaction.execute(
+                "DELETE FROM trusted_browsers WHERE person = ?1",
+                params![person],
+            )?;
+            transaction.commit()
+        })
+    }
+
+    /// Remembers a browser that `person` logged in from; answers the token for its cookie
+    /// (only its hash is kept).
+    pub fn trust_browser(&self, person: &str, now: i64) -> Result<String, StoreError> {
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO trusted_browsers (token_sha256, person, created_at)
+                 VALUES (?1, ?2, ?3)",
+                params![token_hash(&token), person, now],
+            )
+        })?;
+        Ok(token)
+    }
+
+    /// The person a trusted browser's token was given to, if it is one.
+    pub fn trusted_browser(&self, token: &str) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT person FROM trusted_browsers WHERE token_sha256 = ?1",
+                params![token_hash(token)],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Ends every session of `person`; answers how many there were.
+    pub fn end_sessions_of(&self, person: &str) -> Result<usize, StoreError> {
+        self.with(|c| delete_sessions_of(c, person))
+    }
+}
+
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// The sessions hold tower-sessions' record data as JSON: `{"user": {"person": ...}}`.
+fn delete_sessions_of(c: &rusqlite::Connection, person: &str) -> rusqlite::Result<usize> {
+    c.execute(
+        "DELETE FROM sessions WHERE json_extract(data, '$.user.person') = ?1",
+        params![person],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session_of(store: &Store, id: &str, person: &str) {
+        let data = format!(r#"{{"user":{{"person":"{person}","admin":false}}}}"#);
+        store
+            .session_save(id, &data, i64::MAX, true)
+            .expect("session");
+    }
+
+    fn alive(store: &Store, id: &str) -> bool {
+        store.session_load(id, 0).expect("load").is_some()
+    }
+
+    #[test]
+    fn disabling_ends_only_that_persons_sessions_and_enabling_forgets_the_failures() {
+        let store = Store::open_in_memory().expect("store");
+        session_of(&store, "s1", "ann");
+        session_of(&store, "s2", "ann");
+        session_of(&store, "s3", "bob");
+        store.person_failed("ann", 10, 50).expect("failure");
+        store
+            .set_disabled("ann", Some(Disabled::ByAdmin))
+            .expect("disable");
+        assert!(!alive(&store, "s1") && !alive(&store, "s2"), "ann's ended");
+        assert!(alive(&store, "s3"), "bob's kept");
+        let standing = store.standing("ann").expect("standing");
+        assert_eq!(standing.disabled, Some(Disabled::ByAdmin));
+        assert_eq!(standing.failures_in_a_row, 1);
+
+        store.set_disabled("ann", None).expect("enable");
+        assert_eq!(
+            store.standing("ann").expect("standing"),
+            Standing {
+                disabled: None,
+                failures_in_a_row: 0,
+                last_failure: 10,
+            }
+        );
+    }
+
+    #[test]
+    fn failures_in_a_row_turn_face_login_off_at_the_limit_and_a_success_resets_them() {
+        let store = Store::open_in_memory().expect("store");
+        for now in 1..=4 {
+            store.person_failed("ann", now, 5).expect("failure");
+        }
+        store.person_succeeded("ann").expect("success");
+        assert_eq!(store.standing("ann").expect("s").failures_in_a_row, 0);
+        for now in 1..=4 {
+            let standing = store.person_failed("ann", now, 5).expect("failure");
+            assert_eq!(standing.disabled, None);
+        }
+        session_of(&store, "s1", "ann");
+        let standing = store.person_failed("ann", 9, 5).expect("failure");
+        assert_eq!(standing.disabled, Some(Disabled::AfterFailures));
+        assert_eq!(standing.last_failure, 9);
+        assert_eq!(
+            store.disabled_people().expect("list"),
+            vec![("ann".to_string(), Disabled::AfterFailures)]
+        );
+        store.forget_person("ann").expect("forget");
+        assert_eq!(store.standing("ann").expect("s"), Standing::default());
+        assert!(!alive(&store, "s1"), "a removed person's sessions end");
+    }
+}
