@@ -11,4 +11,5 @@ mod lift;
 mod observability;
 mod openapi;
 mod sessions;
+mod trust;
 mod vggface;
