@@ -87,6 +87,10 @@ pub struct Face {
     /// probability that the face is live (advisory; only when enabled)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<f32>,
+    /// the 68 landmarks (iBUG order) in the preprocessed frame's pixels: what presentation
+    /// attack detection compares between the frames of a burst
+    #[serde(skip)]
+    pub landmarks: Vec<Point>,
 }
 
 #[derive(Clone, Debug)]
@@ -126,10 +130,10 @@ struct Finder {
     landmarker: Session,
 }
 
-/// The faces chosen in one image, aligned and ready to embed.
+/// The faces chosen in one image, aligned and ready to embed, with their 68 landmarks.
 struct Found {
     prepared: Prepared,
-    faces: Vec<(Detection, RgbImage)>,
+    faces: Vec<(Detection, RgbImage, Vec<Point>)>,
     faces_seen: usize,
 }
 
@@ -370,7 +374,7 @@ impl Engine {
 
     fn embed_found(&mut self, found: Found) -> Result<FaceAnalysis> {
         let mut embeddings = Vec::with_capacity(found.faces.len());
-        for (_, aligned) in &found.faces {
+        for (_, aligned, _) in &found.faces {
             embeddings.push(self.embed_aligned(aligned)?);
         }
         self.finish(found, embeddings)
@@ -379,13 +383,14 @@ impl Engine {
     /// The analysis of found faces, given their embeddings (in the same order).
     fn finish(&mut self, found: Found, embeddings: Vec<Embedding>) -> Result<FaceAnalysis> {
         let mut faces = Vec::with_capacity(found.faces.len());
-        for ((detection, _), embedding) in found.faces.iter().zip(embeddings) {
+        for ((detection, _, landmarks), embedding) in found.faces.iter().zip(embeddings) {
             let liveness = self.liveness(&found.prepared.image, detection)?;
             faces.push(Face {
                 bbox: found.prepared.to_original(detection.bbox),
                 score: detection.score,
                 embedding,
                 liveness,
+                landmarks: landmarks.clone(),
             });
         }
         Ok(FaceAnalysis {
@@ -423,8 +428,10 @@ impl Finder {
         }
         let mut faces = Vec::with_capacity(chosen.len());
         for detection in chosen {
-            if let Some(aligned) = self.align_detection(config, &prepared.image, detection)? {
-                faces.push((*detection, aligned));
+            if let Some((aligned, landmarks)) =
+                self.align_detection(config, &prepared.image, detection)?
+            {
+                faces.push((*detection, aligned, landmarks));
             }
         }
         if faces.is_empty() {
@@ -472,17 +479,18 @@ impl Finder {
             return Ok(None);
         };
         let region = sharpened_region(frame, crop.rect(), &config.preprocess);
-        self.landmarks_in(&region, crop)
+        Ok(five_points(&self.landmarks_in(&region, crop)?))
     }
 
-    fn landmarks_in(&mut self, region: &Region, crop: Crop) -> Result<Option<[Point; 5]>> {
+    /// The 68 landmarks of the face in `crop`, read from `region`, in frame coordinates.
+    fn landmarks_in(&mut self, region: &Region, crop: Crop) -> Result<Vec<Point>> {
         let local = Crop {
             x: crop.x - region.x,
             y: crop.y - region.y,
             ..crop
         };
         let output = self.run_landmarks(&landmark_input(&region.image, local))?;
-        Ok(five_points(&points_from_output(&output, crop)))
+        Ok(points_from_output(&output, crop))
     }
 
     /// Aligns from `region` when it holds every pixel the warp reads, else sharpens anew.
@@ -517,7 +525,7 @@ impl Finder {
         config: &EngineConfig,
         frame: &RgbImage,
         face: &Detection,
-    ) -> Result<Option<RgbImage>> {
+    ) -> Result<Option<(RgbImage, Vec<Point>)>> {
         let Some(crop) = landmark_crop(face, frame.dimensions()) else {
             return Ok(None);
         };
@@ -526,10 +534,13 @@ impl Finder {
             crop.grown(0.4, frame.dimensions()),
             &config.preprocess,
         );
-        let Some(five) = self.landmarks_in(&region, crop)? else {
+        let landmarks = self.landmarks_in(&region, crop)?;
+        let Some(five) = five_points(&landmarks) else {
             return Ok(None);
         };
-        Ok(self.align_in(config, frame, Some(&region), &five))
+        Ok(self
+            .align_in(config, frame, Some(&region), &five)
+            .map(|aligned| (aligned, landmarks)))
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`EnginePool`], which keeps inference off the async threads.
 
 pub mod align;
+pub mod attacks;
 pub mod decode;
 pub mod detect;
 pub mod engine;
@@ -12,6 +13,7 @@ pub mod gallery;
 pub mod int8;
 pub mod landmarks;
 pub mod manifest;
+pub mod pad;
 pub mod pool;
 pub mod preprocess;
 pub mod resize;

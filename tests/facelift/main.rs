@@ -10,6 +10,7 @@ mod http;
 mod lift;
 mod observability;
 mod openapi;
+mod pad;
 mod sessions;
 mod trust;
 mod vggface;
