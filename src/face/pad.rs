@@ -158,11 +158,11 @@ mod tests {
     }
 
     fn with_eyes_and_outline(mut points: Vec<[f32; 3]>) -> Vec<[f32; 3]> {
-        for i in 36..42 {
-            points[i] = [-0.5 + 0.02 * (i - 36) as f32, -0.4, 0.0];
+        for (k, point) in points[36..42].iter_mut().enumerate() {
+            *point = [-0.5 + 0.02 * k as f32, -0.4, 0.0];
         }
-        for i in 42..48 {
-            points[i] = [0.5 + 0.02 * (i - 42) as f32, -0.4, 0.0];
+        for (k, point) in points[42..48].iter_mut().enumerate() {
+            *point = [0.5 + 0.02 * k as f32, -0.4, 0.0];
         }
         points[1] = [-1.0, -0.3, -0.6];
         points[15] = [1.0, -0.3, -0.6];
