@@ -1,7 +1,10 @@
 // Logs in through facelift's real login page in Debian's Chromium, whose fake camera plays a
 // Y4M file made from a photo, then (for an enrolled face) drives the lift panel.
 //
-//   node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized
+//   node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized|wait
+//
+// `wait`: a stranger presses "Log in" until the server makes them wait; the page must then
+// count the wait down with "Log in" off.
 //
 // Exits 0 when the page behaved as a person would expect, 1 with a reason otherwise. Over
 // https:// (the server's self-signed certificate, accepted as a phone's user accepts it once)
@@ -9,8 +12,8 @@
 import { chromium } from 'playwright-core';
 
 const [base, camera, shots, expected] = process.argv.slice(2);
-if (!base || !camera || !shots || !['recognized', 'not_recognized'].includes(expected)) {
-  console.error('usage: node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized');
+if (!base || !camera || !shots || !['recognized', 'not_recognized', 'wait'].includes(expected)) {
+  console.error('usage: node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized|wait');
   process.exit(2);
 }
 
@@ -50,6 +53,24 @@ try {
     );
     await page.screenshot({ path: `${shots}/lift-floor-2.png` });
     console.log(`logged in as ${await text('.who')}, floor now ${await text('#floor')}`);
+  } else if (expected === 'wait') {
+    const status = () => page.locator('#status').innerText();
+    for (let presses = 1; ; presses += 1) {
+      await page.waitForFunction(() => /Not recognised|try again in/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+      if (/try again in/.test(await status())) break;
+      if (presses > 8) throw new Error('never made to wait');
+      await page.waitForSelector('#login:not([disabled])', { timeout: 30_000 });
+      await page.click('#login');
+    }
+    const seconds = async () => Number((await status()).match(/try again in (\d+) s/)[1]);
+    const first = await seconds();
+    if (!(await page.locator('#login').isDisabled())) throw new Error('"Log in" stays on while waiting');
+    await page.screenshot({ path: `${shots}/login-countdown.png` });
+    await page.waitForTimeout(2_200);
+    const later = await seconds();
+    if (!(later < first)) throw new Error(`the countdown did not move: ${first} then ${later}`);
+    if (!(await page.locator('#login').isDisabled())) throw new Error('"Log in" came back before the end');
+    console.log(`counting down: ${first} s, then ${later} s, "Log in" off`);
   } else {
     await page.waitForFunction(() => /Not recognised/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
     await page.screenshot({ path: `${shots}/login-not-recognised.png` });

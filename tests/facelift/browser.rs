@@ -137,10 +137,19 @@ async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
     let log = app.store.recent_audit(AuditKind::Login, 2).expect("audit");
     assert_eq!(log[0].outcome, AuditOutcome::NotRecognized);
     assert_eq!(log[1].person.as_deref(), Some("person01"));
+
+    // the stranger keeps pressing "Log in" until the address must wait: a countdown
+    let (b, e, s) = (base.clone(), stranger.clone(), shots.clone());
+    tokio::task::spawn_blocking(move || run_browser(&b, &e, &s, "wait"))
+        .await
+        .expect("browser run");
+    let log = app.store.recent_audit(AuditKind::Login, 1).expect("audit");
+    assert_eq!(log[0].outcome, AuditOutcome::RateLimited);
     for shot in [
         "lift-panel.png",
         "lift-floor-2.png",
         "login-not-recognised.png",
+        "login-countdown.png",
     ] {
         assert!(shots.join(shot).is_file(), "{shot} kept");
     }
