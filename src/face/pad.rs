@@ -135,6 +135,107 @@ pub fn fit_homography(from: &[Point], to: &[Point]) -> Option<Matrix3<f64>> {
     (homography[(2, 2)].abs() > f64::EPSILON).then(|| homography / homography[(2, 2)])
 }
 
+/// A head turn the server can ask for, named from the person's side: "turn your head to
+/// your left".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Turn {
+    Left,
+    Right,
+}
+
+impl Turn {
+    /// The sign of `yaw` as the turn moves it in an unmirrored camera frame: facing the
+    /// camera, a person's left is the frame's right, so turning left moves the nose to larger x.
+    fn yaw_sign(self, mirrored: bool) -> f32 {
+        let sign = match self {
+            Turn::Left => 1.0,
+            Turn::Right => -1.0,
+        };
+        if mirrored { -sign } else { sign }
+    }
+}
+
+/// How much the yaw must change for a turn to count: about 10 degrees of head turn.
+pub const MIN_TURN: f32 = 0.15;
+/// The median planar residual (interocular distances) over turned frame pairs below which the
+/// motion is one plane's: measured on the shared photos, a moved photo leaves 0.0074 (median,
+/// 95%: 0.0142), two photos of one person turned apart 0.042 (5%: 0.027).
+pub const FLAT_RESIDUAL: f32 = 0.02;
+
+/// What the burst showed, for the audit log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BurstSignals {
+    /// the frames with a face's landmarks
+    pub frames: usize,
+    /// how far the yaw travelled, first frame to the furthest
+    pub yaw_travel: f32,
+    /// the median planar residual of the frame pairs turned at least `MIN_TURN` apart
+    pub planar_residual: Option<f32>,
+}
+
+/// Why a burst is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BurstRefusal {
+    #[error("the burst has too few frames with a face")]
+    TooFewFrames,
+    #[error("the asked head turn was not seen")]
+    TurnNotSeen,
+    #[error("the face moved as a flat picture does")]
+    Flat,
+}
+
+/// Judges the landmarks of a burst's frames (in capture order) against the asked turns:
+/// each turn seen in order, by at least `MIN_TURN` from where the last one ended, and the
+/// motion not that of one plane.
+pub fn judge_burst(
+    frames: &[Vec<Point>],
+    asked: &[Turn],
+    mirrored: bool,
+) -> (BurstSignals, Result<(), BurstRefusal>) {
+    let yaws: Vec<f32> = frames.iter().filter_map(|f| yaw(f)).collect();
+    let mut signals = BurstSignals {
+        frames: yaws.len(),
+        ..BurstSignals::default()
+    };
+    if yaws.len() < 2 || yaws.len() != frames.len() {
+        return (signals, Err(BurstRefusal::TooFewFrames));
+    }
+    signals.yaw_travel = yaws.iter().map(|y| (y - yaws[0]).abs()).fold(0.0, f32::max);
+    let mut pairs: Vec<f32> = Vec::new();
+    for i in 0..frames.len() {
+        for j in i + 1..frames.len() {
+            if (yaws[i] - yaws[j]).abs() >= MIN_TURN
+                && let Some(residual) = planar_residual(&frames[i], &frames[j])
+            {
+                pairs.push(residual);
+            }
+        }
+    }
+    pairs.sort_by(f32::total_cmp);
+    signals.planar_residual = pairs.get(pairs.len() / 2).copied();
+    // each turn from where the previous one ended, in order
+    let mut from = 0;
+    for turn in asked {
+        let sign = turn.yaw_sign(mirrored);
+        let Some(reached) =
+            (from + 1..yaws.len()).find(|&j| (yaws[j] - yaws[from]) * sign >= MIN_TURN)
+        else {
+            return (signals, Err(BurstRefusal::TurnNotSeen));
+        };
+        // follow the turn to its furthest frame
+        let mut end = reached;
+        while end + 1 < yaws.len() && (yaws[end + 1] - yaws[end]) * sign > 0.0 {
+            end += 1;
+        }
+        from = end;
+    }
+    match signals.planar_residual {
+        Some(residual) if residual >= FLAT_RESIDUAL => (signals, Ok(())),
+        _ => (signals, Err(BurstRefusal::Flat)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +337,65 @@ mod tests {
         let to = photo_moved(&from, &h);
         let fitted = fit_homography(&from, &to).expect("a fit");
         assert!((fitted - h).abs().max() < 1e-6, "{fitted}");
+    }
+
+    #[test]
+    fn a_head_turning_as_asked_passes_and_a_picture_turned_the_same_way_does_not() {
+        let head = with_eyes_and_outline(head());
+        // facing the camera, turning to the left moves the nose to larger x: yaw > 0
+        let live: Vec<Vec<Point>> = [0.0, 0.15, 0.3, 0.45]
+            .iter()
+            .map(|&a| view(&head, a))
+            .collect();
+        let (signals, verdict) = judge_burst(&live, &[Turn::Left], false);
+        assert_eq!(verdict, Ok(()), "{signals:?}");
+        assert!(signals.planar_residual.is_some_and(|r| r >= FLAT_RESIDUAL));
+        assert_eq!(
+            judge_burst(&live, &[Turn::Right], false).1,
+            Err(BurstRefusal::TurnNotSeen),
+            "the other way"
+        );
+        assert_eq!(
+            judge_burst(&live, &[Turn::Right], true).1,
+            Ok(()),
+            "mirrored"
+        );
+
+        // the frontal view printed and turned as a flat picture
+        let frontal = view(&head, 0.0);
+        let picture: Vec<Vec<Point>> = [0.0f64, 0.002, 0.004, 0.006]
+            .iter()
+            .map(|&p| {
+                let h = Matrix3::new(1.0 - 200.0 * p, 0.0, 640.0 * p, 0.0, 1.0, 0.0, p, 0.0, 1.0);
+                photo_moved(&frontal, &h)
+            })
+            .collect();
+        let (signals, verdict) = judge_burst(&picture, &[Turn::Left], false);
+        assert!(signals.yaw_travel > 0.0, "{signals:?}");
+        assert!(
+            matches!(verdict, Err(BurstRefusal::Flat | BurstRefusal::TurnNotSeen)),
+            "{signals:?} {verdict:?}"
+        );
+    }
+
+    #[test]
+    fn two_turns_must_come_in_the_asked_order() {
+        let head = with_eyes_and_outline(head());
+        let left_then_right: Vec<Vec<Point>> = [0.0, 0.3, 0.0, -0.3]
+            .iter()
+            .map(|&a| view(&head, a))
+            .collect();
+        assert_eq!(
+            judge_burst(&left_then_right, &[Turn::Left, Turn::Right], false).1,
+            Ok(())
+        );
+        assert_eq!(
+            judge_burst(&left_then_right, &[Turn::Right, Turn::Left], false).1,
+            Err(BurstRefusal::TurnNotSeen)
+        );
+        assert_eq!(
+            judge_burst(&left_then_right[..1], &[Turn::Left], false).1,
+            Err(BurstRefusal::TooFewFrames)
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use facelift::face::attacks::{picture_motion, warp};
 use facelift::face::landmarks::Point;
-use facelift::face::pad::{planar_residual, yaw};
+use facelift::face::pad::{Turn, judge_burst, planar_residual, yaw};
 use facelift::face::{FaceError, Which};
 use image::Rgb;
 
@@ -91,5 +91,94 @@ fn one_homography_explains_a_moved_photo_and_not_a_turned_head() {
     assert!(
         quantile(&attacks, 0.95) < quantile(&genuine, 0.05),
         "the two must separate"
+    );
+}
+
+/// Each person's photos with their landmarks, in order of yaw.
+fn faces_by_yaw() -> Vec<Vec<(image::RgbImage, Vec<Point>, f32)>> {
+    photos_by_person()
+        .into_iter()
+        .map(|(_, photos)| {
+            let mut faces: Vec<_> = photos
+                .iter()
+                .filter_map(|photo| {
+                    let bytes = std::fs::read(faces_dir().join(photo)).expect("photo");
+                    let image = image::load_from_memory(&bytes).expect("image").to_rgb8();
+                    let points = landmarks_of(image.clone())?;
+                    let turn = yaw(&points)?;
+                    Some((image, points, turn))
+                })
+                .collect();
+            faces.sort_by(|a, b| a.2.total_cmp(&b.2));
+            faces
+        })
+        .collect()
+}
+
+/// Bursts judged as the challenge login will judge them. Genuine: every person whose photos
+/// span a turn, played in order of yaw (a turn to their left) and backwards (to their right).
+/// Attacks: each person's most frontal photo held up as a flat picture and turned both ways
+/// to imitate the asked turn, a little more each frame.
+#[test]
+fn bursts_of_a_turning_person_pass_and_a_turned_picture_does_not() {
+    let people = faces_by_yaw();
+    let (mut genuine, mut genuine_refused) = (0, 0);
+    let (mut attacks, mut attacks_accepted) = (0, 0);
+    let mut refusals = std::collections::BTreeMap::<String, usize>::new();
+    for faces in &people {
+        let span = faces.last().map_or(0.0, |l| l.2) - faces.first().map_or(0.0, |f| f.2);
+        if faces.len() >= 2 && span >= 0.3 {
+            let mut burst: Vec<Vec<Point>> = faces.iter().map(|f| f.1.clone()).collect();
+            for turn in [Turn::Left, Turn::Right] {
+                genuine += 1;
+                let (signals, verdict) = judge_burst(&burst, &[turn], false);
+                if verdict.is_err() {
+                    genuine_refused += 1;
+                    println!("genuine {turn:?} refused: {verdict:?} {signals:?}");
+                }
+                burst.reverse();
+            }
+        }
+        let Some(frontal) = faces.iter().min_by(|a, b| a.2.abs().total_cmp(&b.2.abs())) else {
+            continue;
+        };
+        for (turn, sign) in [(Turn::Left, 1.0f32), (Turn::Right, -1.0)] {
+            let mut burst = vec![frontal.1.clone()];
+            for step in 1..=4 {
+                let angle = sign * 0.15 * step as f32;
+                let motion = picture_motion(
+                    frontal.0.dimensions(),
+                    angle,
+                    0.03 * step as f32,
+                    [3.0 * step as f32, 0.0],
+                )
+                .expect("motion");
+                let shown = warp(&frontal.0, &motion, Rgb([40, 40, 40])).expect("warp");
+                if let Some(points) = landmarks_of(shown) {
+                    burst.push(points);
+                }
+            }
+            attacks += 1;
+            let (signals, verdict) = judge_burst(&burst, &[turn], false);
+            match verdict {
+                Ok(()) => {
+                    attacks_accepted += 1;
+                    println!("attack {turn:?} accepted: {signals:?}");
+                }
+                Err(refusal) => {
+                    *refusals.entry(format!("{refusal:?}")).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "genuine bursts {genuine}, refused {genuine_refused}; turned-picture attacks {attacks}, \
+         accepted {attacks_accepted}, refused as {refusals:?}"
+    );
+    assert!(genuine >= 10 && attacks >= 20, "{genuine} {attacks}");
+    assert_eq!(attacks_accepted, 0, "APCER for a turned picture must be 0");
+    assert!(
+        genuine_refused * 20 <= genuine,
+        "BPCER {genuine_refused}/{genuine} over 5%"
     );
 }
