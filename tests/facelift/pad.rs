@@ -182,3 +182,70 @@ fn bursts_of_a_turning_person_pass_and_a_turned_picture_does_not() {
         "BPCER {genuine_refused}/{genuine} over 5%"
     );
 }
+
+/// A frame sent again, re-encoded and resized (a replay), is still known by its face hash;
+/// other photos, even of the same person, are not.
+#[test]
+fn a_replayed_frame_is_known_by_its_face_hash_and_other_photos_are_not() {
+    use facelift::face::pad::{SAME_FRAME_BITS, face_hash, hash_distance};
+    let mut same = Vec::new();
+    let mut hashes = Vec::new();
+    for (_, photos) in photos_by_person() {
+        for photo in photos {
+            let bytes = std::fs::read(faces_dir().join(&photo)).expect("photo");
+            let image = image::load_from_memory(&bytes).expect("image").to_rgb8();
+            let analysis = pool()
+                .run_blocking({
+                    let image = image.clone();
+                    move |engine| engine.analyze_image(image, Which::Best)
+                })
+                .expect("engine");
+            let Some(face) = analysis.ok().and_then(|a| a.best().cloned()) else {
+                continue;
+            };
+            let hash = face_hash(&image, face.bbox).expect("hash");
+            // the replay: re-encoded at quality 60 and scaled by 0.9
+            let (w, h) = image.dimensions();
+            let smaller = image::imageops::resize(
+                &image,
+                w * 9 / 10,
+                h * 9 / 10,
+                image::imageops::FilterType::Triangle,
+            );
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 60)
+                .encode_image(&smaller)
+                .expect("jpeg");
+            let replay = image::load_from_memory(&jpeg).expect("decoded").to_rgb8();
+            let scaled = face.bbox.map(|v| v * 0.9);
+            same.push(hash_distance(
+                hash,
+                face_hash(&replay, scaled).expect("hash"),
+            ));
+            hashes.push(hash);
+        }
+    }
+    let mut others: Vec<u32> = Vec::new();
+    for (i, a) in hashes.iter().enumerate() {
+        for b in &hashes[i + 1..] {
+            others.push(hash_distance(*a, *b));
+        }
+    }
+    same.sort_unstable();
+    others.sort_unstable();
+    println!(
+        "replays: max {} bits of 64; other photos: min {}, 1% {}",
+        same[same.len() - 1],
+        others[0],
+        others[others.len() / 100]
+    );
+    assert!(same.len() >= 50);
+    assert!(same.iter().all(|&d| d <= SAME_FRAME_BITS), "{same:?}");
+    let false_replays = others.iter().filter(|&&d| d <= SAME_FRAME_BITS).count();
+    assert_eq!(
+        false_replays,
+        0,
+        "pairs of other photos taken for replays, of {}",
+        others.len()
+    );
+}
