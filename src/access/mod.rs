@@ -7,10 +7,12 @@
 //! administrator loses access at once, and administrator rights come from the current
 //! configuration and database, never from what the session remembers.
 
+mod challenges;
 mod limits;
 
 use std::sync::{Arc, RwLock};
 
+pub use challenges::{Challenge, ChallengeError, Challenges};
 pub use limits::{ClientLimiter, FailureCeiling};
 
 use crate::clock::Clock;
