@@ -4,7 +4,7 @@
 mod people;
 mod sessions;
 
-pub use people::{Disabled, Standing};
+pub use people::{Disabled, Standing, TRUSTED_BROWSER_SECS};
 pub use sessions::SqliteSessionStore;
 
 use std::path::Path;

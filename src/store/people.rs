@@ -5,6 +5,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
 
+/// How long a trusted browser stays trusted: its cookie's lifetime.
+pub const TRUSTED_BROWSER_SECS: i64 = 365 * 24 * 3600;
+
 /// Why a person's face login is off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Disabled {
@@ -151,10 +154,14 @@ impl Store {
     }
 
     /// Remembers a browser that `person` logged in from; answers the token for its cookie
-    /// (only its hash is kept).
+    /// (only its hash is kept). Tokens older than their cookie are forgotten on the way.
     pub fn trust_browser(&self, person: &str, now: i64) -> Result<String, StoreError> {
         let token = hex::encode(rand::random::<[u8; 32]>());
         self.with(|c| {
+            c.execute(
+                "DELETE FROM trusted_browsers WHERE created_at <= ?1",
+                params![now - TRUSTED_BROWSER_SECS],
+            )?;
             c.execute(
                 "INSERT INTO trusted_browsers (token_sha256, person, created_at)
                  VALUES (?1, ?2, ?3)",
@@ -256,6 +263,19 @@ mod tests {
         assert_eq!(
             store.disabled_people().expect("list"),
             vec![("ann".to_string(), Disabled::AfterFailures)]
+        );
+        let token = store.trust_browser("ann", 100).expect("trust");
+        assert_eq!(
+            store.trusted_browser(&token).expect("read").as_deref(),
+            Some("ann")
+        );
+        store
+            .trust_browser("bob", 100 + TRUSTED_BROWSER_SECS)
+            .expect("trust");
+        assert_eq!(
+            store.trusted_browser(&token).expect("read"),
+            None,
+            "a year on"
         );
         store.forget_person("ann").expect("forget");
         assert_eq!(store.standing("ann").expect("s"), Standing::default());

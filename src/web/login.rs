@@ -17,6 +17,7 @@ use super::extract::{Client, CurrentUser, start_session};
 use super::upload::{Upload, read_files};
 use super::{AppState, WebError};
 use crate::access::LoginClient;
+use crate::store::TRUSTED_BROWSER_SECS;
 
 /// Kept by a browser that logged in successfully: its attempts are limited on their own, not
 /// with its address's (a shared kiosk or NAT), so a stranger failing there cannot lock it out.
@@ -71,7 +72,7 @@ async fn login(
             .path("/api/v1/login")
             .http_only(true)
             .same_site(SameSite::Strict)
-            .max_age(time::Duration::days(365))
+            .max_age(time::Duration::seconds(TRUSTED_BROWSER_SECS))
             .build();
         (header::SET_COOKIE, cookie.to_string())
     });
