@@ -111,7 +111,8 @@ impl ClientLimiter {
     }
 
     /// Seconds the client must still wait, if any.
-    pub fn wait(&self, client: &str, now: i64) -> Option<u64> {
+    #[cfg(test)]
+    fn wait(&self, client: &str, now: i64) -> Option<u64> {
         let clients = lock(&self.clients);
         let failures = clients.get(client)?;
         (failures.blocked_until > now).then(|| (failures.blocked_until - now) as u64)

@@ -138,16 +138,10 @@ impl Access {
         frame: Vec<u8>,
     ) -> Result<Admitted, AccessError> {
         let now = self.clock.now();
-        let audit = |outcome, person: Option<&str>, similarity, detail: Option<String>| {
-            self.audit(AuditEntry {
-                at: now,
-                kind: AuditKind::Login,
-                client: client.address.clone(),
-                person: person.map(str::to_string),
-                similarity,
-                outcome,
-                detail,
-            })
+        let log = AttemptLog {
+            access: self,
+            client: &client.address,
+            now,
         };
         let trusted = match &client.browser {
             Some(token) => self
@@ -162,7 +156,7 @@ impl Access {
         let place = match self.take_place(&client.address, trusted.as_deref(), now) {
             Ok(place) => place,
             Err(retry_after) => {
-                audit(AuditOutcome::RateLimited, None, None, None).await;
+                log.write(AuditOutcome::RateLimited, None, None, None).await;
                 return Err(AccessError::TooManyAttempts { retry_after });
             }
         };
@@ -175,12 +169,12 @@ impl Access {
         let analysis = match analysis {
             Ok(analysis) => analysis,
             Err(error) => {
-                audit(login_outcome(&error), None, None, None).await;
+                log.write(login_outcome(&error), None, None, None).await;
                 return Err(error.into());
             }
         };
         let Some(face) = analysis.best() else {
-            audit(AuditOutcome::NoFace, None, None, None).await;
+            log.write(AuditOutcome::NoFace, None, None, None).await;
             return Err(FaceError::NoFace.into());
         };
         let result = self
@@ -195,13 +189,13 @@ impl Access {
                 .best
                 .filter(|best| best.similarity >= self.person_limits.near_miss);
             return self
-                .refuse_unrecognized(place, near, similarity, now, &audit)
+                .refuse_unrecognized(place, near, similarity, &log)
                 .await;
         };
         let similarity = similarity.unwrap_or_default();
         let standing = self.standing(&person).await?;
         if standing.disabled.is_some() {
-            audit(
+            log.write(
                 AuditOutcome::LoginDisabled,
                 Some(&person),
                 Some(similarity),
@@ -211,7 +205,7 @@ impl Access {
             return Err(AccessError::LoginDisabled { person });
         }
         if let Some(retry_after) = self.person_must_wait(&standing, now) {
-            audit(
+            log.write(
                 AuditOutcome::PersonWait,
                 Some(&person),
                 Some(similarity),
@@ -221,20 +215,21 @@ impl Access {
             return Err(AccessError::TooManyAttempts { retry_after });
         }
         place.succeeded();
-        let admin = self.is_administrator(&person).await?;
-        let new_browser_token = {
+        let (admin, new_browser_token) = {
             let (person, trusted) = (person.clone(), trusted.is_some());
+            let admins = Arc::clone(&self.configured_admins);
             self.blocking(move |store| {
                 store.person_succeeded(&person)?;
-                if trusted {
-                    Ok(None)
+                let token = if trusted {
+                    None
                 } else {
-                    store.trust_browser(&person, now).map(Some)
-                }
+                    Some(store.trust_browser(&person, now)?)
+                };
+                Ok((is_administrator(&admins, store, &person)?, token))
             })
             .await?
         };
-        audit(
+        log.write(
             AuditOutcome::Recognized,
             Some(&person),
             Some(similarity),
@@ -252,27 +247,25 @@ impl Access {
 
     /// A face that matched no one: a failure for the client and the ceiling, and, when it came
     /// near someone, for that person too (unless they are in their wait, when it is not decided).
-    async fn refuse_unrecognized<F, Fut>(
+    async fn refuse_unrecognized(
         &self,
         place: Place<'_>,
         near: Option<Candidate>,
         similarity: Option<f32>,
-        now: i64,
-        audit: &F,
-    ) -> Result<Admitted, AccessError>
-    where
-        F: Fn(AuditOutcome, Option<&str>, Option<f32>, Option<String>) -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
+        log: &AttemptLog<'_>,
+    ) -> Result<Admitted, AccessError> {
+        let now = log.now;
         let Some(near) = near else {
             place.failed(now);
-            audit(AuditOutcome::NotRecognized, None, similarity, None).await;
+            log.write(AuditOutcome::NotRecognized, None, similarity, None)
+                .await;
             return Err(AccessError::NotRecognized);
         };
         let detail = Some(format!("near {} ({:.3})", near.person, near.similarity));
         let standing = self.standing(&near.person).await?;
         if let Some(retry_after) = self.person_must_wait(&standing, now) {
-            audit(AuditOutcome::PersonWait, None, similarity, detail).await;
+            log.write(AuditOutcome::PersonWait, None, similarity, detail)
+                .await;
             return Err(AccessError::TooManyAttempts { retry_after });
         }
         place.failed(now);
@@ -285,7 +278,8 @@ impl Access {
             tracing::warn!(person = %near.person, failures = after.failures_in_a_row,
                 "face login turned off after failed attempts in a row");
         }
-        audit(AuditOutcome::NotRecognized, None, similarity, detail).await;
+        log.write(AuditOutcome::NotRecognized, None, similarity, detail)
+            .await;
         Err(AccessError::NotRecognized)
     }
 
@@ -325,6 +319,7 @@ impl Access {
     /// What `person`, logged in, may still do: nothing once removed from the gallery or
     /// disabled by an administrator; administrator rights as the configuration and the
     /// database say now.
+    /// Asked on every request, so one trip to the database.
     pub async fn rights(&self, person: &str) -> Result<Rights, AccessError> {
         let enrolled = self
             .gallery
@@ -333,20 +328,18 @@ impl Access {
             .people
             .iter()
             .any(|p| p.name == person);
-        if !enrolled || self.standing(person).await?.disabled == Some(Disabled::ByAdmin) {
+        if !enrolled {
             return Ok(Rights::Ended);
         }
-        Ok(Rights::Person {
-            admin: self.is_administrator(person).await?,
-        })
-    }
-
-    /// Whether `person` is an administrator: listed in `web.admins`, or marked in the database
-    /// by `facelift person add --admin`.
-    pub async fn is_administrator(&self, person: &str) -> Result<bool, AccessError> {
         let (admins, person) = (Arc::clone(&self.configured_admins), person.to_string());
-        self.blocking(move |store| is_administrator(&admins, store, &person))
-            .await
+        self.blocking(move |store| {
+            if store.standing(&person)?.disabled == Some(Disabled::ByAdmin) {
+                return Ok(Rights::Ended);
+            }
+            let admin = is_administrator(&admins, store, &person)?;
+            Ok(Rights::Person { admin })
+        })
+        .await
     }
 
     /// A store call off the async threads.
@@ -369,6 +362,35 @@ impl Access {
             Ok(Err(error)) => tracing::error!(%error, "could not write the audit log"),
             Err(error) => tracing::error!(%error, "the audit writer failed"),
         }
+    }
+}
+
+/// One login attempt's audit lines: when and from where.
+struct AttemptLog<'a> {
+    access: &'a Access,
+    client: &'a str,
+    now: i64,
+}
+
+impl AttemptLog<'_> {
+    async fn write(
+        &self,
+        outcome: AuditOutcome,
+        person: Option<&str>,
+        similarity: Option<f32>,
+        detail: Option<String>,
+    ) {
+        self.access
+            .audit(AuditEntry {
+                at: self.now,
+                kind: AuditKind::Login,
+                client: self.client.to_string(),
+                person: person.map(str::to_string),
+                similarity,
+                outcome,
+                detail,
+            })
+            .await;
     }
 }
 

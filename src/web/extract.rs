@@ -39,7 +39,6 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct SessionUser {
     person: String,
-    admin: bool,
     login_at: i64,
     last_seen: i64,
     csrf_token: String,
@@ -119,16 +118,10 @@ impl FromRequestParts<AppState> for AdminUser {
 
 /// Starts a logged-in session for `person`, under a new session id (so an id planted before
 /// the login is worth nothing after it); answers the session's CSRF token.
-pub async fn start_session(
-    session: &Session,
-    person: &str,
-    admin: bool,
-    now: i64,
-) -> Result<String, WebError> {
+pub async fn start_session(session: &Session, person: &str, now: i64) -> Result<String, WebError> {
     session.cycle_id().await?;
     let user = SessionUser {
         person: person.to_string(),
-        admin,
         login_at: now,
         last_seen: now,
         csrf_token: random_token(),

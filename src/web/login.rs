@@ -65,7 +65,7 @@ async fn login(
     };
     let admitted = state.access.log_in(&login_client, frame).await?;
     let now = state.clock.now();
-    let csrf_token = start_session(&session, &admitted.person, admitted.admin, now).await?;
+    let csrf_token = start_session(&session, &admitted.person, now).await?;
     tracing::info!(person = %admitted.person, client = %client.address, "logged in");
     let trust = admitted.new_browser_token.as_deref().map(|token| {
         let cookie = Cookie::build((BROWSER_COOKIE, token))

@@ -17,12 +17,9 @@ mod tls;
 mod upload;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
 use std::time::Duration;
 
 use axum::Router;
-use utoipa_axum::router::OpenApiRouter;
-
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
@@ -34,6 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
+use utoipa_axum::router::OpenApiRouter;
 
 pub use client::{ClientInfo, ServedOverTls};
 pub use error::WebError;

@@ -2,6 +2,7 @@
 //! `static/`, all built into the binary. A browser gets a redirect or an error page where the
 //! API would answer JSON.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::Router;
@@ -141,8 +142,8 @@ async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppS
         ))
     })
     .await;
-    let (attempts, off) = match read {
-        Ok(Ok(read)) => read,
+    let (attempts, off): (_, HashMap<String, Disabled>) = match read {
+        Ok(Ok((attempts, off))) => (attempts, off.into_iter().collect()),
         Ok(Err(error)) => return WebError::from(error).into_response(),
         Err(error) => return WebError::from(error).into_response(),
     };
@@ -151,13 +152,10 @@ async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppS
             .people
             .iter()
             .map(|p| {
-                let off = off
-                    .iter()
-                    .find(|(name, _)| *name == p.name)
-                    .map(|(_, why)| match why {
-                        Disabled::ByAdmin => "off",
-                        Disabled::AfterFailures => "off after failed attempts",
-                    });
+                let off = off.get(&p.name).map(|why| match why {
+                    Disabled::ByAdmin => "off",
+                    Disabled::AfterFailures => "off after failed attempts",
+                });
                 context! { name => p.name, templates => p.templates.len(), face_login_off => off }
             })
             .collect(),

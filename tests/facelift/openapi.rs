@@ -6,10 +6,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use reqwest::StatusCode;
-use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
-use crate::helpers::{read_photo, repo_root};
+use crate::helpers::repo_root;
 use crate::http::{TestApp, spawn_app};
 
 /// The API as the README describes it: each must be in the document.
@@ -146,27 +145,16 @@ async fn the_document_describes_every_api_route_and_each_answers_as_described() 
     }
 }
 
-/// Logs in as the administrator outside the test's cookie jar: the session cookie and the
-/// CSRF token, for another program to use.
+/// Logs in as the administrator: the session cookie (`name=value`) and the CSRF token, for
+/// another program to use.
 async fn admin_credentials(app: &TestApp) -> (String, String) {
-    let form = Form::new().part("frame", Part::bytes(read_photo("img14.jpg")));
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/login", app.base))
-        .multipart(form)
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(response.status(), StatusCode::OK);
-    let cookie = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with(facelift::web::SESSION_COOKIE))
+    let (status, body, cookie) = app.login("img14.jpg").await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = cookie
+        .as_deref()
         .and_then(|c| c.split(';').next())
         .expect("a session cookie")
         .to_string();
-    let body: Value = response.json().await.expect("json");
     let token = body["csrf_token"].as_str().expect("token").to_string();
     (cookie, token)
 }
