@@ -101,7 +101,12 @@ impl App {
     pub async fn build(settings: Settings, parts: Parts) -> Result<Self, AppError> {
         let pool = match parts.pool {
             Some(pool) => pool,
-            None => Arc::new(open_engine_pool(&settings).map_err(AppError::Engine)?),
+            None => {
+                let mut for_logins = settings.clone();
+                // presentation attack detection takes the passive liveness score as a signal
+                for_logins.engine.liveness |= settings.pad != crate::config::PadMode::Off;
+                Arc::new(open_engine_pool(&for_logins).map_err(AppError::Engine)?)
+            }
         };
         let store = match parts.store {
             Some(store) => store,

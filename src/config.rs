@@ -37,9 +37,37 @@ pub struct Settings {
     /// Largest accepted upload, in bytes.
     pub max_body_bytes: usize,
     pub engine: EngineConfig,
+    /// Presentation attack detection: "challenge" (the default), "passive" or "off"
+    /// (`FACELIFT_PAD`).
+    pub pad: PadMode,
     pub web: WebSettings,
     pub lift: LiftSettings,
     pub tls: TlsSettings,
+}
+
+/// How a login proves that a live person is in front of the camera.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadMode {
+    /// A burst of frames doing head turns the server picked, checked for depth, one identity,
+    /// liveness and replay. Single frames are refused.
+    #[default]
+    Challenge,
+    /// Single frames, refused when the passive liveness score is low: for a deployment that
+    /// accepts that a good photo may pass.
+    Passive,
+    /// No presentation attack detection.
+    Off,
+}
+
+impl PadMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PadMode::Challenge => "challenge",
+            PadMode::Passive => "passive",
+            PadMode::Off => "off",
+        }
+    }
 }
 
 /// HTTPS served directly (without a tunnel in front).
@@ -83,9 +111,17 @@ pub struct WebSettings {
     /// In a row, after which the person's face login is off until an administrator turns it
     /// on again (NIST SP 800-63B-4: 50).
     pub person_disable_after: u32,
+    /// ... 100 when presentation attack detection is on (refusals by PAD count too).
+    pub person_disable_after_with_pad: u32,
     /// A failed attempt whose best match is at least this similar counts against that person
     /// (default: 0.7 of the model's threshold).
     pub near_miss_similarity: Option<f32>,
+    /// A login challenge must be answered within this long.
+    pub challenge_secs: u64,
+    /// The lowest passive liveness score (`fr_liveness`, 0 to 1) a login frame may have.
+    pub liveness_min: f32,
+    /// The faces of accepted bursts are remembered this long, to refuse them sent again.
+    pub replay_memory_secs: u64,
     /// On Ctrl-C or SIGTERM, requests in flight get this long to finish.
     pub shutdown_grace_secs: u64,
     /// A request still unanswered after this long gets 408 (the device's long poll and the
@@ -109,7 +145,11 @@ impl Default for WebSettings {
             person_failures_before_wait: 5,
             person_wait_secs: 30,
             person_disable_after: 50,
+            person_disable_after_with_pad: 100,
             near_miss_similarity: None,
+            challenge_secs: 20,
+            liveness_min: 0.5,
+            replay_memory_secs: 24 * 60 * 60,
             shutdown_grace_secs: 5,
             request_timeout_secs: 30,
             metrics_from: ["127.0.0.0/8", "::1/128"]
@@ -171,6 +211,7 @@ impl Default for Settings {
             queue: 16,
             max_body_bytes: 8 * 1024 * 1024,
             engine: EngineConfig::default(),
+            pad: PadMode::default(),
             web: WebSettings::default(),
             lift: LiftSettings::default(),
             tls: TlsSettings::default(),

@@ -57,13 +57,13 @@ impl Challenges {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A new challenge for `owner`: one turn or two, picked at random. `None` when too many
-    /// are outstanding.
+    /// A new challenge for `owner`, replacing any it still had: one turn or two, picked at
+    /// random. `None` when too many are outstanding.
     pub fn issue(&self, owner: &str, now: i64) -> Option<Challenge> {
         let turns = random_turns();
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let mut issued = self.lock();
-        issued.retain(|_, c| c.expires_at > now);
+        issued.retain(|_, c| c.expires_at > now && c.owner != owner);
         if issued.len() >= MAX_OUTSTANDING {
             return None;
         }

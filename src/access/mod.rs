@@ -9,17 +9,20 @@
 
 mod challenges;
 mod limits;
+pub mod pad;
 
 use std::sync::{Arc, RwLock};
 
 pub use challenges::{Challenge, ChallengeError, Challenges};
 pub use limits::{ClientLimiter, FailureCeiling};
+pub use pad::{PadRefusal, PadSignals};
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{PadMode, Settings};
 use crate::face::gallery::Candidate;
-use crate::face::{EnginePool, FaceError, Gallery, Which};
+use crate::face::{EnginePool, FaceError, Gallery, MatchResult};
 use crate::store::{AuditEntry, AuditKind, AuditOutcome, Disabled, Standing, Store, StoreError};
+use pad::{FrameEvidence, MAX_BURST_FRAMES, MIN_BURST_FRAMES, PadRules, SeenFaces, examine, judge};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -29,6 +32,19 @@ pub enum AccessError {
     NotRecognized,
     #[error("face login is turned off for {person}; ask an administrator")]
     LoginDisabled { person: String },
+    #[error(
+        "this server needs a live login: ask POST /api/v1/login/challenge for a challenge, \
+         then send its nonce with a burst of frames"
+    )]
+    ChallengeNeeded,
+    #[error("{0}")]
+    Challenge(ChallengeError),
+    #[error("a burst has {MIN_BURST_FRAMES} to {MAX_BURST_FRAMES} frames; this one has {sent}")]
+    BurstSize { sent: usize },
+    #[error("the liveness check failed: {0}")]
+    PresentationRefused(PadRefusal),
+    #[error("too many challenges are outstanding; try again in a moment")]
+    TooManyChallenges,
     #[error(transparent)]
     Face(#[from] FaceError),
     #[error("the gallery is unusable: a thread panicked while changing it")]
@@ -45,6 +61,17 @@ pub enum AccessError {
 pub struct LoginClient {
     pub address: String,
     pub browser: Option<String>,
+    /// whom challenges are issued to: the browser session (later, a kiosk)
+    pub challenge_owner: String,
+}
+
+/// What a client shows the camera.
+#[derive(Clone, Debug)]
+pub enum Presentation {
+    /// One camera frame (PAD modes `passive` and `off`).
+    Frame(Vec<u8>),
+    /// The frames captured, in order, while doing what the challenge `nonce` asked.
+    Burst { nonce: String, frames: Vec<Vec<u8>> },
 }
 
 /// Someone let in.
@@ -93,6 +120,9 @@ pub struct Access {
     person_limits: PersonLimits,
     /// administrators named in the configuration (`web.admins`)
     configured_admins: Arc<Vec<String>>,
+    pad: PadRules,
+    challenges: Arc<Challenges>,
+    seen: Arc<SeenFaces>,
 }
 
 impl Access {
@@ -107,10 +137,20 @@ impl Access {
         let person_limits = PersonLimits {
             before_wait: web.person_failures_before_wait.max(1),
             wait_secs: web.person_wait_secs as i64,
-            disable_after: web.person_disable_after.max(1),
+            disable_after: if settings.pad == PadMode::Off {
+                web.person_disable_after
+            } else {
+                web.person_disable_after_with_pad
+            }
+            .max(1),
             near_miss: web
                 .near_miss_similarity
                 .unwrap_or(NEAR_MISS_SHARE_OF_THRESHOLD * pool.threshold()),
+        };
+        let pad = PadRules {
+            mode: settings.pad,
+            mirrored: settings.engine.preprocess.mirror,
+            liveness_min: web.liveness_min,
         };
         Self {
             pool,
@@ -125,24 +165,84 @@ impl Access {
             ceiling: Arc::new(FailureCeiling::new(web.login_failures_per_minute)),
             person_limits,
             configured_admins: Arc::new(web.admins.clone()),
+            pad,
+            challenges: Arc::new(Challenges::new(web.challenge_secs)),
+            seen: Arc::new(SeenFaces::new(web.replay_memory_secs)),
         }
     }
 
-    /// Decides on a login from `frame`, sent by `client`. In order: the client's and the
-    /// ceiling's limits (a place is taken before the engine runs), the best face of the frame
-    /// matched against the gallery, then the matched (or nearly matched) person's standing.
-    /// Every attempt is audited with its outcome.
+    /// A challenge for a live login, bound to `owner` (the browser session or kiosk asking).
+    pub fn challenge(&self, owner: &str) -> Result<Challenge, AccessError> {
+        self.challenges
+            .issue(owner, self.clock.now())
+            .ok_or(AccessError::TooManyChallenges)
+    }
+
+    /// Forgets the faces of accepted bursts: for an evaluation that plays the same photos as
+    /// several independent live presentations.
+    pub fn forget_seen_faces(&self) {
+        self.seen.forget_all();
+    }
+
+    /// The presentation attack detection mode in force.
+    pub fn pad_mode(&self) -> PadMode {
+        self.pad.mode
+    }
+
+    /// Decides on a login from a presentation sent by `client`. In order: the challenge (a
+    /// nonce that is not good costs no engine time), the client's and the ceiling's limits (a
+    /// place is taken before the engine runs), every frame's best face matched against the
+    /// gallery, the matched (or nearly matched) person's standing, then presentation attack
+    /// detection. Every attempt is audited with its outcome and PAD's signals.
     pub async fn log_in(
         &self,
         client: &LoginClient,
-        frame: Vec<u8>,
+        presentation: Presentation,
     ) -> Result<Admitted, AccessError> {
         let now = self.clock.now();
-        let log = AttemptLog {
+        let mut log = AttemptLog {
             access: self,
             client: &client.address,
             now,
+            signals: PadSignals {
+                mode: self.pad.mode,
+                ..PadSignals::default()
+            },
         };
+        let (frames, asked) = match presentation {
+            Presentation::Frame(_) if self.pad.mode == PadMode::Challenge => {
+                log.write(
+                    AuditOutcome::PadRefused,
+                    None,
+                    None,
+                    Some("a single frame".into()),
+                )
+                .await;
+                return Err(AccessError::ChallengeNeeded);
+            }
+            Presentation::Frame(frame) => (vec![frame], None),
+            Presentation::Burst { nonce, frames } => {
+                if !(MIN_BURST_FRAMES..=MAX_BURST_FRAMES).contains(&frames.len()) {
+                    return Err(AccessError::BurstSize { sent: frames.len() });
+                }
+                match self.challenges.take(&nonce, &client.challenge_owner, now) {
+                    Ok(turns) => (frames, Some(turns)),
+                    Err(error) => {
+                        log.write(
+                            AuditOutcome::PadRefused,
+                            None,
+                            None,
+                            Some(error.to_string()),
+                        )
+                        .await;
+                        return Err(AccessError::Challenge(error));
+                    }
+                }
+            }
+        };
+        log.signals.turns = asked.clone().unwrap_or_default();
+        log.signals.frames_sent = frames.len();
+
         let trusted = match &client.browser {
             Some(token) => self
                 .blocking({
@@ -161,32 +261,40 @@ impl Access {
             }
         };
 
-        let analysis = self
-            .pool
-            .run(move |engine| engine.analyze_bytes(&frame, Which::Best))
-            .await
-            .and_then(|analysis| analysis);
-        let analysis = match analysis {
-            Ok(analysis) => analysis,
+        let frames = match self.examine(frames).await {
+            Ok(frames) => frames,
             Err(error) => {
                 log.write(login_outcome(&error), None, None, None).await;
                 return Err(error.into());
             }
         };
-        let Some(face) = analysis.best() else {
-            log.write(AuditOutcome::NoFace, None, None, None).await;
-            return Err(FaceError::NoFace.into());
-        };
-        let result = self
-            .gallery
-            .read()
-            .map_err(|_| AccessError::GalleryPoisoned)?
-            .best_match(&face.embedding, self.pool.threshold());
+        log.signals = judge(&self.pad, &frames, asked.as_deref(), &self.seen, now);
 
-        let similarity = result.similarity();
-        let Some(person) = result.person else {
-            let near = result
+        // identity: the frame most like someone leads; every other must be the same person
+        let matches: Vec<MatchResult> = {
+            let gallery = self
+                .gallery
+                .read()
+                .map_err(|_| AccessError::GalleryPoisoned)?;
+            frames
+                .iter()
+                .map(|f| gallery.best_match(&f.embedding, self.pool.threshold()))
+                .collect()
+        };
+        let lead = matches
+            .iter()
+            .enumerate()
+            .max_by(|a, b| {
+                let similarity = |m: &MatchResult| m.similarity().unwrap_or(f32::MIN);
+                similarity(a.1).total_cmp(&similarity(b.1))
+            })
+            .map(|(i, _)| i)
+            .unwrap_or_default();
+        let similarity = matches[lead].similarity();
+        let Some(person) = matches[lead].person.clone() else {
+            let near = matches[lead]
                 .best
+                .clone()
                 .filter(|best| best.similarity >= self.person_limits.near_miss);
             return self
                 .refuse_unrecognized(place, near, similarity, &log)
@@ -214,7 +322,22 @@ impl Access {
             .await;
             return Err(AccessError::TooManyAttempts { retry_after });
         }
+        if log.signals.refusal.is_none()
+            && matches.iter().any(|m| m.person.as_ref() != Some(&person))
+        {
+            log.signals.refusal = Some(PadRefusal::MixedFaces);
+        }
+        if let Some(refusal) = log.signals.refusal {
+            return self
+                .refuse_presentation(place, &person, similarity, refusal, &log)
+                .await;
+        }
+
         place.succeeded();
+        if asked.is_some() {
+            self.seen
+                .remember(frames.iter().filter_map(|f| f.hash), now);
+        }
         let (admin, new_browser_token) = {
             let (person, trusted) = (person.clone(), trusted.is_some());
             let admins = Arc::clone(&self.configured_admins);
@@ -240,9 +363,79 @@ impl Access {
             person,
             similarity,
             admin,
-            faces_seen: analysis.faces_seen,
+            faces_seen: frames[lead].faces_seen,
             new_browser_token,
         })
+    }
+
+    /// Every frame's best face, in one engine job (one place in the queue). A frame that is
+    /// no image fails the presentation; frames of a burst without a usable face are left out
+    /// (a head turning can blur one), unless none has one.
+    async fn examine(&self, frames: Vec<Vec<u8>>) -> Result<Vec<FrameEvidence>, FaceError> {
+        let results = self
+            .pool
+            .run(move |engine| {
+                frames
+                    .iter()
+                    .map(|frame| examine(engine, frame))
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        let mut found = Vec::with_capacity(results.len());
+        let mut faceless = None;
+        for result in results {
+            match result {
+                Ok(evidence) => found.push(evidence),
+                Err(error @ (FaceError::NoFace | FaceError::FaceTooSmall { .. })) => {
+                    faceless.get_or_insert(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        match faceless {
+            Some(error) if found.is_empty() => Err(error),
+            _ => Ok(found),
+        }
+    }
+
+    /// A recognised person whose presentation PAD refused: a failure for the client, the
+    /// ceiling and that person (someone may be holding up their photo).
+    async fn refuse_presentation(
+        &self,
+        place: Place<'_>,
+        person: &str,
+        similarity: f32,
+        refusal: PadRefusal,
+        log: &AttemptLog<'_>,
+    ) -> Result<Admitted, AccessError> {
+        let now = log.now;
+        place.failed(now);
+        self.count_against(person, now).await?;
+        log.write(
+            AuditOutcome::PadRefused,
+            Some(person),
+            Some(similarity),
+            None,
+        )
+        .await;
+        Err(AccessError::PresentationRefused(refusal))
+    }
+
+    /// One more failure in a row for `person`; their face login goes off at the limit.
+    async fn count_against(&self, person: &str, now: i64) -> Result<(), AccessError> {
+        let disable_after = self.person_limits.disable_after;
+        let name = person.to_string();
+        let (before, after) = self
+            .blocking(move |store| {
+                let before = store.standing(&name)?;
+                Ok((before, store.person_failed(&name, now, disable_after)?))
+            })
+            .await?;
+        if after.disabled == Some(Disabled::AfterFailures) && before.disabled.is_none() {
+            tracing::warn!(%person, failures = after.failures_in_a_row,
+                "face login turned off after failed attempts in a row");
+        }
+        Ok(())
     }
 
     /// A face that matched no one: a failure for the client and the ceiling, and, when it came
@@ -269,15 +462,7 @@ impl Access {
             return Err(AccessError::TooManyAttempts { retry_after });
         }
         place.failed(now);
-        let disable_after = self.person_limits.disable_after;
-        let person = near.person.clone();
-        let after = self
-            .blocking(move |store| store.person_failed(&person, now, disable_after))
-            .await?;
-        if after.disabled == Some(Disabled::AfterFailures) && standing.disabled.is_none() {
-            tracing::warn!(person = %near.person, failures = after.failures_in_a_row,
-                "face login turned off after failed attempts in a row");
-        }
+        self.count_against(&near.person, now).await?;
         log.write(AuditOutcome::NotRecognized, None, similarity, detail)
             .await;
         Err(AccessError::NotRecognized)
@@ -365,11 +550,12 @@ impl Access {
     }
 }
 
-/// One login attempt's audit lines: when and from where.
+/// One login attempt's audit lines: when, from where, and what PAD saw.
 struct AttemptLog<'a> {
     access: &'a Access,
     client: &'a str,
     now: i64,
+    signals: PadSignals,
 }
 
 impl AttemptLog<'_> {
@@ -388,7 +574,10 @@ impl AttemptLog<'_> {
                 person: person.map(str::to_string),
                 similarity,
                 outcome,
-                detail,
+                detail: Some(match detail {
+                    Some(detail) => format!("{}; {detail}", self.signals),
+                    None => self.signals.to_string(),
+                }),
             })
             .await;
     }

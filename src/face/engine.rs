@@ -367,6 +367,20 @@ impl Engine {
         embedder_input(&found.faces[0].1, &self.models.embedder)
     }
 
+    /// As `analyze_bytes`, also giving back the preprocessed frame that the landmarks are in
+    /// (presentation attack detection hashes the face in it).
+    pub fn analyze_bytes_with_frame(
+        &mut self,
+        bytes: &[u8],
+        which: Which,
+    ) -> Result<(FaceAnalysis, RgbImage)> {
+        let image = timed("decode", || self.decode(bytes))?;
+        let found = timed("find", || self.finder.find(&self.config, image, which))?;
+        let frame = found.prepared.image.clone();
+        let analysis = timed("embed", || self.embed_found(found))?;
+        Ok((analysis, frame))
+    }
+
     pub fn analyze_image(&mut self, image: RgbImage, which: Which) -> Result<FaceAnalysis> {
         let found = timed("find", || self.finder.find(&self.config, image, which))?;
         timed("embed", || self.embed_found(found))

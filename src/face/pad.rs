@@ -137,7 +137,9 @@ pub fn fit_homography(from: &[Point], to: &[Point]) -> Option<Matrix3<f64>> {
 
 /// A head turn the server can ask for, named from the person's side: "turn your head to
 /// your left".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Turn {
     Left,
@@ -147,7 +149,7 @@ pub enum Turn {
 impl Turn {
     /// The sign of `yaw` as the turn moves it in an unmirrored camera frame: facing the
     /// camera, a person's left is the frame's right, so turning left moves the nose to larger x.
-    fn yaw_sign(self, mirrored: bool) -> f32 {
+    pub fn yaw_sign(self, mirrored: bool) -> f32 {
         let sign = match self {
             Turn::Left => 1.0,
             Turn::Right => -1.0,

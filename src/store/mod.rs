@@ -276,6 +276,8 @@ pub enum AuditOutcome {
     LoginDisabled,
     /// recognised or near someone who must wait after failures in a row
     PersonWait,
+    /// presentation attack detection refused it (the detail says why)
+    PadRefused,
     /// a move accepted and sent
     Accepted,
     /// a repeated request id: answered again, not sent again
@@ -303,7 +305,8 @@ stored_names! {
     AuditOutcome: Recognized = "recognized", NotRecognized = "not_recognized",
         RateLimited = "rate_limited", NoFace = "no_face", FaceTooSmall = "face_too_small",
         BadImage = "bad_image", Busy = "busy", Failed = "failed",
-        LoginDisabled = "login_disabled", PersonWait = "person_wait", Accepted = "accepted",
+        LoginDisabled = "login_disabled", PersonWait = "person_wait",
+        PadRefused = "pad_refused", Accepted = "accepted",
         Duplicate = "duplicate", Refused = "refused", FaultCleared = "fault_cleared",
         DeviceRefused = "device_refused", Arrived = "arrived", Fault = "fault",
         Offline = "offline", Online = "online", Recovered = "recovered", Report = "report",

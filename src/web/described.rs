@@ -14,6 +14,19 @@ pub struct FrameUpload {
     frame: Vec<u8>,
 }
 
+/// The login upload: with PAD's challenge, the challenge's nonce and a burst of frames in the
+/// order they were captured; otherwise one frame.
+#[derive(ToSchema)]
+pub struct LoginUpload {
+    /// The nonce of `POST /api/v1/login/challenge` (PAD mode "challenge").
+    #[schema(max_length = 64)]
+    nonce: Option<String>,
+    /// The camera frames (JPEG, PNG or WebP), each its own `frame` field: 3 to 12 with a
+    /// nonce, else one.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    frame: Vec<Vec<u8>>,
+}
+
 /// The verify upload: two photos.
 #[derive(ToSchema)]
 pub struct PairUpload {

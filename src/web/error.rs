@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::access::AccessError;
+use crate::access::{AccessError, ChallengeError};
 use crate::face::FaceError;
 use crate::lift::{LiftError, ProtocolError};
 
@@ -167,6 +167,23 @@ impl WebError {
             | WebError::TooManyAttempts { .. } => {
                 (S::TOO_MANY_REQUESTS, "too_many_attempts", message)
             }
+            WebError::Access(AccessError::ChallengeNeeded) => {
+                (S::BAD_REQUEST, "challenge_required", message)
+            }
+            WebError::Access(AccessError::Challenge(error)) => match error {
+                ChallengeError::Unknown => (S::UNAUTHORIZED, "challenge_unknown", message),
+                ChallengeError::Expired => (S::UNAUTHORIZED, "challenge_expired", message),
+                ChallengeError::OtherClient => (S::UNAUTHORIZED, "challenge_other_client", message),
+            },
+            WebError::Access(AccessError::BurstSize { .. }) => {
+                (S::BAD_REQUEST, "bad_burst", message)
+            }
+            WebError::Access(AccessError::PresentationRefused(_)) => {
+                (S::UNAUTHORIZED, "pad_refused", message)
+            }
+            WebError::Access(AccessError::TooManyChallenges) => {
+                (S::SERVICE_UNAVAILABLE, "busy", message)
+            }
             WebError::Access(
                 AccessError::GalleryPoisoned | AccessError::Store(_) | AccessError::Task(_),
             ) => internal(),
@@ -221,7 +238,9 @@ impl IntoResponse for WebError {
             WebError::TooManyAttempts { retry_after }
             | WebError::Access(AccessError::TooManyAttempts { retry_after }) => Some(*retry_after),
             WebError::Face(FaceError::Busy)
-            | WebError::Access(AccessError::Face(FaceError::Busy)) => Some(1),
+            | WebError::Access(
+                AccessError::Face(FaceError::Busy) | AccessError::TooManyChallenges,
+            ) => Some(1),
             _ => None,
         };
         if let Some(seconds) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok())

@@ -11,13 +11,19 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::described::{FrameUpload, ImageRefusals, NeedsSession, NeedsSessionToChange};
+use super::described::{ImageRefusals, LoginUpload, NeedsSession, NeedsSessionToChange};
 use super::error::ErrorBody;
 use super::extract::{Client, CurrentUser, start_session};
-use super::upload::{Upload, read_files};
+use super::upload::{Upload, read_presentation};
 use super::{AppState, WebError};
 use crate::access::LoginClient;
+use crate::access::pad::{MAX_BURST_FRAMES, MIN_BURST_FRAMES};
+use crate::face::pad::Turn;
 use crate::store::TRUSTED_BROWSER_SECS;
+
+/// The session key of the token challenges are issued to: a browser's challenge works only
+/// in the session that asked for it.
+const CHALLENGE_OWNER_KEY: &str = "challenge_owner";
 
 /// Kept by a browser that logged in successfully: its attempts are limited on their own, not
 /// with its address's (a shared kiosk or NAT), so a stranger failing there cannot lock it out.
@@ -26,6 +32,7 @@ pub const BROWSER_COOKIE: &str = "facelift_browser";
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(login))
+        .routes(routes!(challenge))
         .routes(routes!(logout))
         .routes(routes!(me))
 }
@@ -40,13 +47,92 @@ struct LoggedIn {
     faces_seen: usize,
 }
 
-/// Logs in with a camera frame: the best face must match an enrolled person. Starts a session
-/// (cookie `facelift_session`).
+/// What to do for a live login, and the nonce to send back with the frames.
+#[derive(Serialize, ToSchema)]
+struct ChallengeAnswer {
+    nonce: String,
+    /// the head turns to make, in order, named from the person's side
+    turns: Vec<Turn>,
+    /// the same, in words to show
+    instruction: String,
+    /// seconds left to send the burst
+    expires_in: i64,
+    /// how many frames to send, and how far apart to capture them
+    min_frames: usize,
+    max_frames: usize,
+    frame_interval_ms: u64,
+}
+
+/// Asks for a live-login challenge: one or two head turns the server picks, and a one-time
+/// nonce that works only in this session and only for `expires_in` seconds. Capture a burst
+/// of frames while doing it and send them with the nonce to `POST /api/v1/login`.
+#[utoipa::path(post, path = "/api/v1/login/challenge", tag = "login",
+    responses(
+        (status = 200, description = "the challenge; a session cookie binds it to this client",
+            body = ChallengeAnswer),
+        (status = 503, description = "too many challenges are outstanding", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait"))),
+    ))]
+async fn challenge(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Json<ChallengeAnswer>, WebError> {
+    let owner = challenge_owner(&session, true).await?;
+    let issued = state.access.challenge(&owner)?;
+    let instruction = issued
+        .turns
+        .iter()
+        .enumerate()
+        .map(|(i, turn)| {
+            let side = match turn {
+                Turn::Left => "left",
+                Turn::Right => "right",
+            };
+            if i == 0 {
+                format!("Turn your head slowly to your {side}")
+            } else {
+                format!("then to your {side}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Json(ChallengeAnswer {
+        nonce: issued.nonce,
+        instruction: format!("{instruction}."),
+        turns: issued.turns,
+        expires_in: issued.expires_at - state.clock.now(),
+        min_frames: MIN_BURST_FRAMES,
+        max_frames: MAX_BURST_FRAMES,
+        frame_interval_ms: 250,
+    }))
+}
+
+/// The session's challenge owner token: made when `create` (asking for a challenge), else
+/// whatever the session has (nothing: a challenge from another session never matches).
+async fn challenge_owner(session: &Session, create: bool) -> Result<String, WebError> {
+    if let Some(owner) = session.get::<String>(CHALLENGE_OWNER_KEY).await? {
+        return Ok(owner);
+    }
+    if !create {
+        return Ok(String::new());
+    }
+    let owner = hex::encode(rand::random::<[u8; 16]>());
+    session.insert(CHALLENGE_OWNER_KEY, &owner).await?;
+    Ok(owner)
+}
+
+/// Logs in with the camera: with PAD's challenge (the default), the nonce of a challenge and
+/// a burst of frames doing it; otherwise one frame. The best face of every frame must match
+/// one and the same enrolled person. Starts a session (cookie `facelift_session`).
 #[utoipa::path(post, path = "/api/v1/login", tag = "login",
-    request_body(content = FrameUpload, content_type = "multipart/form-data"),
+    request_body(content = LoginUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "logged in; the session cookie is set", body = LoggedIn),
-        (status = 401, description = "the face is not recognised", body = ErrorBody),
+        (status = 400, description = "a single frame where a challenge is needed \
+            (`challenge_required`), or a burst of the wrong size", body = ErrorBody),
+        (status = 401, description = "the face is not recognised (`not_recognized`), the \
+            liveness check failed (`pad_refused`), or the challenge is unknown, used, expired \
+            or another client's", body = ErrorBody),
         (status = 429, description = "too many failed attempts from this address",
             body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
         ImageRefusals,
@@ -58,12 +144,13 @@ async fn login(
     headers: HeaderMap,
     upload: Upload,
 ) -> Result<impl IntoResponse, WebError> {
-    let [frame] = read_files(upload, ["frame"], state.max_body_bytes).await?;
+    let presentation = read_presentation(upload, state.max_body_bytes).await?;
     let login_client = LoginClient {
         address: client.address.clone(),
         browser: browser_token(&headers),
+        challenge_owner: challenge_owner(&session, false).await?,
     };
-    let admitted = state.access.log_in(&login_client, frame).await?;
+    let admitted = state.access.log_in(&login_client, presentation).await?;
     let now = state.clock.now();
     let csrf_token = start_session(&session, &admitted.person, now).await?;
     tracing::info!(person = %admitted.person, client = %client.address, "logged in");

@@ -5,6 +5,8 @@ use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::StatusCode;
 
 use super::WebError;
+use crate::access::Presentation;
+use crate::access::pad::MAX_BURST_FRAMES;
 
 /// A multipart upload; a body that is not one is refused in the API's error shape.
 pub struct Upload(Multipart);
@@ -49,6 +51,53 @@ pub async fn read_files<const N: usize>(
         })?;
     }
     Ok(files)
+}
+
+/// Reads a login upload: a `nonce` field and the `frame` fields of a burst, in order, or one
+/// `frame` alone.
+pub async fn read_presentation(
+    Upload(mut multipart): Upload,
+    limit: usize,
+) -> Result<Presentation, WebError> {
+    let (mut nonce, mut frames) = (None, Vec::new());
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(&e, limit)),
+        };
+        let name = field.name().map(str::to_string);
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| multipart_error(&e, limit))?;
+        match name.as_deref() {
+            Some("frame") if frames.len() >= MAX_BURST_FRAMES => {
+                return Err(WebError::BadRequest(format!(
+                    "at most {MAX_BURST_FRAMES} frames"
+                )));
+            }
+            Some("frame") => frames.push(bytes.to_vec()),
+            Some("nonce") => {
+                let text = std::str::from_utf8(&bytes)
+                    .ok()
+                    .filter(|t| t.len() <= 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .ok_or_else(|| WebError::BadRequest("the nonce is not one we issue".into()))?;
+                nonce = Some(text.to_string());
+            }
+            _ => {}
+        }
+    }
+    match (nonce, frames.len()) {
+        (_, 0) => Err(WebError::BadRequest(
+            "the multipart field \"frame\" is missing".into(),
+        )),
+        (Some(nonce), _) => Ok(Presentation::Burst { nonce, frames }),
+        (None, 1) => Ok(Presentation::Frame(frames.remove(0))),
+        (None, _) => Err(WebError::BadRequest(
+            "several frames need the nonce of a challenge".into(),
+        )),
+    }
 }
 
 fn multipart_error(error: &MultipartError, limit: usize) -> WebError {

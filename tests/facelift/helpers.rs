@@ -51,6 +51,8 @@ pub fn read_photo(name: &str) -> Vec<u8> {
 }
 
 /// Settings pointing at the repository's models, with one engine thread (tests run in parallel).
+/// Presentation attack detection is off: these log in with single photos. The PAD tests turn
+/// it on.
 pub fn settings() -> Settings {
     Settings {
         models_dir: repo_root().join("models"),
@@ -59,6 +61,7 @@ pub fn settings() -> Settings {
             threads: 1,
             ..Default::default()
         },
+        pad: facelift::config::PadMode::Off,
         ..Settings::default()
     }
 }
@@ -69,6 +72,7 @@ pub fn pool() -> &'static Arc<EnginePool> {
     POOL.get_or_init(|| {
         let pool = facelift::open_engine_pool(&Settings {
             workers: 2,
+            pad: facelift::config::PadMode::Challenge,
             ..settings()
         })
         .expect("the models are in models/: run scripts/setup");

@@ -46,6 +46,8 @@ async fn serve() -> Server {
         .arg("--data-dir")
         .arg(data.path())
         .env("FACELIFT_LOG", "warn")
+        // single frames, checked by the passive liveness score: the setting from the environment
+        .env("FACELIFT_PAD", "passive")
         .stderr(Stdio::null())
         .spawn()
         .expect("facelift serve");
