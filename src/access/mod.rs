@@ -10,6 +10,7 @@
 mod challenges;
 mod limits;
 pub mod pad;
+pub mod pad_eval;
 
 use std::sync::{Arc, RwLock};
 

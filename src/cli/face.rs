@@ -529,3 +529,27 @@ impl Display for Evaluation {
         Ok(())
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct PadEvalArgs {
+    /// Folder of photos with an identities.csv (file,person): DeepFace's test photos in
+    /// ../shared/data/deepface-faces
+    #[arg(long)]
+    faces: PathBuf,
+    #[command(flatten)]
+    output: Output,
+}
+
+pub fn pad_eval(settings: &Settings, args: PadEvalArgs) -> Result<()> {
+    let mut settings = settings.clone();
+    // the passive liveness score is one of PAD's signals
+    settings.engine.liveness = true;
+    let pool = std::sync::Arc::new(open_pool(&settings)?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(crate::access::pad_eval::evaluate(
+        &settings,
+        pool,
+        &args.faces,
+    ))?;
+    args.output.print(&report)
+}

@@ -61,6 +61,9 @@ pub enum Command {
     Enroll(face::EnrollArgs),
     /// Accuracy on labelled pairs: AUC, accuracy, error rates, best threshold
     Eval(face::EvalArgs),
+    /// Presentation attack detection measured as ISO/IEC 30107-3 does: APCER per attack type
+    /// and BPCER, every presentation sent through the server's own login decision
+    PadEval(face::PadEvalArgs),
     /// Run the server
     Serve(serve::ServeArgs),
     /// Register, list or remove lift controllers (kept in <data-dir>/facelift.db)
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ModelInputs(args) => face::model_inputs(&settings, args),
         Command::Enroll(args) => face::enroll(&settings, args),
         Command::Eval(args) => face::eval(&settings, args),
+        Command::PadEval(args) => face::pad_eval(&settings, args),
         Command::Serve(_) => serve::serve(settings),
         Command::Device(args) => device::device(&settings, args),
         Command::DeviceSim(args) => device::device_sim(&settings, args),

@@ -70,6 +70,54 @@ fn sample(image: &RgbImage, x: f64, y: f64) -> Option<Rgb<u8>> {
     })))
 }
 
+/// `image` shown on a phone or laptop screen and filmed: shrunk into a dark bezel on a grey
+/// desk, the panel's gamma and backlight, the moire of its pixel grid beating with the
+/// camera's, and the defocus of a screen held close. (The JPEG at the end is the caller's.)
+pub fn on_screen(image: &RgbImage) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let mut frame = RgbImage::from_pixel(w, h, Rgb([120, 118, 112]));
+    // the screen fills 80% of the frame, its bezel 4% more
+    let (sw, sh) = ((w as f32 * 0.8) as u32, (h as f32 * 0.8) as u32);
+    let (bx, by) = ((w - sw) / 2, (h - sh) / 2);
+    let bezel = (w.min(h) as f32 * 0.04) as u32;
+    for y in by.saturating_sub(bezel)..(by + sh + bezel).min(h) {
+        for x in bx.saturating_sub(bezel)..(bx + sw + bezel).min(w) {
+            frame.put_pixel(x, y, Rgb([18, 18, 20]));
+        }
+    }
+    let shown = image::imageops::resize(image, sw, sh, image::imageops::FilterType::Triangle);
+    for (x, y, pixel) in shown.enumerate_pixels() {
+        // a backlit panel: lifted blacks, a cooler white, and the grid's moire
+        let moire = 1.0 + 0.07 * ((x as f32 * 0.93 + y as f32 * 0.31) * 2.1).sin();
+        let value = pixel.0.map(f32::from);
+        let lit = [
+            (18.0 + 0.86 * 255.0 * (value[0] / 255.0).powf(0.85)) * moire,
+            (18.0 + 0.88 * 255.0 * (value[1] / 255.0).powf(0.85)) * moire,
+            (22.0 + 0.92 * 255.0 * (value[2] / 255.0).powf(0.85)) * moire,
+        ];
+        frame.put_pixel(
+            x + bx,
+            y + by,
+            Rgb(lit.map(|v| v.round().clamp(0.0, 255.0) as u8)),
+        );
+    }
+    image::imageops::blur(&frame, 1.2)
+}
+
+/// `image` printed on paper and held up: less contrast (ink never reaches black, paper never
+/// white), a warm paper tone, and the softness of print and focus.
+pub fn printed(image: &RgbImage) -> RgbImage {
+    let toned = RgbImage::from_fn(image.width(), image.height(), |x, y| {
+        let value = image.get_pixel(x, y).0.map(f32::from);
+        let paper = [236.0, 228.0, 210.0];
+        Rgb(std::array::from_fn(|c| {
+            let ink = 30.0 + (paper[c] - 30.0) * (value[c] / 255.0).powf(1.15);
+            ink.round().clamp(0.0, 255.0) as u8
+        }))
+    });
+    image::imageops::blur(&toned, 1.6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,3 +249,33 @@ fn a_replayed_frame_is_known_by_its_face_hash_and_other_photos_are_not() {
         others.len()
     );
 }
+
+/// ISO/IEC 30107-3's measure, through the server's own login decision: every attack type of
+/// the trust issue at its target, and the bona fide bursts let in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pad_eval_meets_the_attack_and_bona_fide_targets() {
+    let report = facelift::access::pad_eval::evaluate(
+        &crate::helpers::settings(),
+        std::sync::Arc::clone(pool()),
+        &faces_dir(),
+    )
+    .await
+    .expect("the evaluation runs");
+    println!("{report}");
+    let rate = |kind: usize| &report.attacks[kind - 1].1;
+    for kind in [1, 2, 4, 5, 6] {
+        assert!(rate(kind).presented >= 7, "type {kind}: {report}");
+        assert_eq!(
+            rate(kind).errors,
+            0,
+            "type {kind} must never get in: {report}"
+        );
+    }
+    assert!(
+        rate(3).presented >= 50 && rate(3).rate() <= 0.10,
+        "{report}"
+    );
+    assert!(report.bona_fide.presented >= 20, "{report}");
+    assert!(report.bona_fide.rate() <= 0.05, "{report}");
+    assert!(report.iapar() < 0.15, "{report}");
+}
