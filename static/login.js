@@ -4,6 +4,9 @@
   const canvas = document.getElementById('frame');
   const button = document.getElementById('login');
   const status = document.getElementById('status');
+  const instruction = document.getElementById('instruction');
+  // "challenge": the server asks for head turns and a burst of frames; else one frame
+  const pad = button.dataset.pad;
 
   function say(text, isError) {
     status.textContent = text;
@@ -17,7 +20,40 @@
     bad_image: 'The camera picture could not be read. Please try again.',
     busy: 'The system is busy. Please try again in a moment.',
     login_disabled: 'Face login is turned off for you. Please ask the building manager.',
+    pad_refused: 'We could not see a live face turning as asked. Press “Log in” and turn your head slowly the way the screen says.',
+    challenge_expired: 'That took too long. Press “Log in” to try again.',
+    challenge_unknown: 'Please press “Log in” again.',
+    challenge_other_client: 'Please press “Log in” again.',
   };
+
+  function show(text) {
+    instruction.textContent = text || '';
+    instruction.hidden = !text;
+  }
+
+  const sleep = (ms) => new Promise((resolve) => window.setTimeout(resolve, ms));
+  const sides = { left: 'left', right: 'right' };
+
+  // Asks for a challenge, shows its turns one after the other and captures a frame every
+  // interval meanwhile: the burst and its nonce.
+  async function captureChallenge() {
+    const response = await fetch('/api/v1/login/challenge', { method: 'POST', credentials: 'same-origin' });
+    const challenge = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      return { error: challenge };
+    }
+    const count = Math.min(challenge.max_frames, 10);
+    const perTurn = Math.ceil(count / challenge.turns.length);
+    const frames = [];
+    for (let i = 0; i < count; i += 1) {
+      const turn = challenge.turns[Math.min(challenge.turns.length - 1, Math.floor(i / perTurn))];
+      show((i < perTurn ? 'Turn your head slowly to your ' : 'Now to your ') + sides[turn] + ' ' + (turn === 'left' ? '←' : '→'));
+      frames.push(await capture());
+      await sleep(challenge.frame_interval_ms);
+    }
+    show('');
+    return { nonce: challenge.nonce, frames };
+  }
 
   // After too many attempts: a countdown, with "Log in" off until it ends.
   function waitThen(seconds) {
@@ -67,11 +103,25 @@
 
   async function login() {
     button.disabled = true;
-    say('Checking…');
+    say(pad === 'challenge' ? 'Keep your face in the picture and do what it says.' : 'Checking…');
     try {
-      const blob = await capture();
       const form = new FormData();
-      form.append('frame', blob, 'frame.jpg');
+      if (pad === 'challenge') {
+        const burst = await captureChallenge();
+        if (burst.error) {
+          if (burst.error.error === 'busy') {
+            say(messages.busy, true);
+            button.disabled = false;
+            return;
+          }
+          throw new Error(burst.error.message);
+        }
+        say('Checking…');
+        form.append('nonce', burst.nonce);
+        burst.frames.forEach((blob, i) => form.append('frame', blob, 'frame' + i + '.jpg'));
+      } else {
+        form.append('frame', await capture(), 'frame.jpg');
+      }
       const response = await fetch('/api/v1/login', { method: 'POST', body: form, credentials: 'same-origin' });
       const body = await response.json().catch(() => ({}));
       if (response.ok) {
@@ -86,6 +136,7 @@
         say(messages[body.error] || body.message || 'Something went wrong. Please try again.', true);
       }
     } catch (error) {
+      show('');
       say('The server could not be reached. Check the connection and try again.', true);
     }
     button.disabled = false;

@@ -533,30 +533,35 @@ fn jpeg_all(images: &[RgbImage], quality: u8) -> Vec<Vec<u8>> {
     images.iter().map(|image| jpeg(image, quality)).collect()
 }
 
-/// A person's photos played so that they make `turns`: for each turn, in order of yaw the way
-/// it turns (a turn and back the other way: there, then back). At most 6 photos, spread over
-/// the span, so that two turns fit in a burst; a burst of fewer than 3 frames holds its start.
+/// A person's photos played so that they make `turns`.
 fn turn_burst<'a>(photos: &'a [Photo], turns: &[Turn], mirrored: bool) -> Vec<&'a RgbImage> {
-    let picked: Vec<&Photo> = if photos.len() <= 6 {
-        photos.iter().collect()
+    let by_yaw: Vec<(&RgbImage, f32)> = photos.iter().map(|p| (&p.image, p.yaw)).collect();
+    turn_order(&by_yaw, turns, mirrored)
+}
+
+/// Views of a head (each with its yaw, in order of yaw) played so that they make `turns`:
+/// for each turn, in order of yaw the way it turns (a turn and back the other way: there,
+/// then back). At most 6 views, spread over the span, so that two turns fit in a burst; a
+/// burst of fewer than 3 frames holds its start.
+pub fn turn_order<T: Clone>(by_yaw: &[(T, f32)], turns: &[Turn], mirrored: bool) -> Vec<T> {
+    let picked: Vec<&(T, f32)> = if by_yaw.len() <= 6 {
+        by_yaw.iter().collect()
     } else {
         (0..6)
-            .map(|i| &photos[i * (photos.len() - 1) / 5])
+            .map(|i| &by_yaw[i * (by_yaw.len() - 1) / 5])
             .collect()
     };
-    let mut frames: Vec<&RgbImage> = Vec::new();
+    let mut frames: Vec<T> = Vec::new();
     for (k, turn) in turns.iter().enumerate() {
+        let sign = turn.yaw_sign(mirrored);
         let mut ordered = picked.clone();
-        ordered.sort_by(|a, b| {
-            let sign = turn.yaw_sign(mirrored);
-            (a.yaw * sign).total_cmp(&(b.yaw * sign))
-        });
+        ordered.sort_by(|a, b| (a.1 * sign).total_cmp(&(b.1 * sign)));
         // a later turn starts where the last one ended
         let skip = usize::from(k > 0);
-        frames.extend(ordered.iter().skip(skip).map(|p| &p.image));
+        frames.extend(ordered.iter().skip(skip).map(|view| view.0.clone()));
     }
-    while frames.len() < super::pad::MIN_BURST_FRAMES {
-        frames.insert(0, frames[0]);
+    while !frames.is_empty() && frames.len() < super::pad::MIN_BURST_FRAMES {
+        frames.insert(0, frames[0].clone());
     }
     frames
 }

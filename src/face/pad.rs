@@ -188,8 +188,8 @@ pub enum BurstRefusal {
 }
 
 /// Judges the landmarks of a burst's frames (in capture order) against the asked turns:
-/// each turn seen in order, by at least `MIN_TURN` from where the last one ended, and the
-/// motion not that of one plane.
+/// each turn seen in order, by at least `MIN_TURN` after the last one ended, and the motion
+/// not that of one plane.
 pub fn judge_burst(
     frames: &[Vec<Point>],
     asked: &[Turn],
@@ -216,13 +216,24 @@ pub fn judge_burst(
     }
     pairs.sort_by(f32::total_cmp);
     signals.planar_residual = pairs.get(pairs.len() / 2).copied();
-    // each turn from where the previous one ended, in order
+    // each turn after the previous one ended, in order; a turn starts wherever the head was
+    // furthest the other way (a person may start a little turned, or turn back first)
     let mut from = 0;
     for turn in asked {
         let sign = turn.yaw_sign(mirrored);
-        let Some(reached) =
-            (from + 1..yaws.len()).find(|&j| (yaws[j] - yaws[from]) * sign >= MIN_TURN)
-        else {
+        let mut start = from;
+        let mut reached = None;
+        for j in from + 1..yaws.len() {
+            let moved = (yaws[j] - yaws[start]) * sign;
+            if moved >= MIN_TURN {
+                reached = Some(j);
+                break;
+            }
+            if moved < 0.0 {
+                start = j;
+            }
+        }
+        let Some(reached) = reached else {
             return (signals, Err(BurstRefusal::TurnNotSeen));
         };
         // follow the turn to its furthest frame

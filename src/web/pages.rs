@@ -100,7 +100,8 @@ async fn login_page(
         Err(_) => match state.gallery() {
             Ok(gallery) => {
                 let nobody_enrolled = gallery.people.is_empty();
-                render("login.html", context! { nobody_enrolled })
+                let pad = state.access.pad_mode().as_str();
+                render("login.html", context! { nobody_enrolled, pad })
             }
             Err(error) => error.into_response(),
         },

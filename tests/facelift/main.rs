@@ -2,6 +2,7 @@
 //! `../shared/data`. Run `scripts/setup` first (`scripts/test` does).
 
 mod browser;
+mod challenge;
 mod cli;
 mod engine;
 mod gallery;
