@@ -118,7 +118,8 @@ pub struct WebSettings {
     pub near_miss_similarity: Option<f32>,
     /// A login challenge must be answered within this long.
     pub challenge_secs: u64,
-    /// The lowest passive liveness score (`fr_liveness`, 0 to 1) a login frame may have.
+    /// The lowest passive liveness score (`fr_liveness`, 0 to 1) a login frame may have (for
+    /// a burst, its frames' lower quartile).
     pub liveness_min: f32,
     /// The faces of accepted bursts are remembered this long, to refuse them sent again.
     pub replay_memory_secs: u64,

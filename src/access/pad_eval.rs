@@ -339,6 +339,7 @@ pub async fn evaluate(
                 .1
                 .count(&eval.present(&theirs.nonce, right).await?, false);
 
+            eval.access.forget_seen_faces();
             // attack 7: an attacker with photos of the person in several poses shows them in
             // turn on a screen; each photo is a real 3-D head, so the geometry cannot tell
             let shown = eval.challenge()?;
@@ -350,6 +351,7 @@ pub async fn evaluate(
                 .1
                 .count(&eval.present(&shown.nonce, frames).await?, false);
 
+            eval.access.forget_seen_faces();
             // attack 6: the start of this person's turn, the end of another's
             let (other_name, other_photos) = &people[(index + 1) % people.len()];
             if other_name != name {

@@ -1,8 +1,11 @@
 // Logs in through facelift's real login page in Debian's Chromium, whose fake camera plays a
 // Y4M file made from a photo, then (for an enrolled face) drives the lift panel.
 //
-//   node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized|wait
+//   node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|pad_refused|not_recognized|wait
 //
+// With the server's challenge (its default), "Log in" shows head turns to make while the page
+// captures a burst: `recognized` needs a camera file in which the head turns; `pad_refused`
+// expects a still photo of an enrolled face to be refused as not live.
 // `wait`: a stranger presses "Log in" until the server makes them wait; the page must then
 // count the wait down with "Log in" off.
 //
@@ -12,8 +15,8 @@
 import { chromium } from 'playwright-core';
 
 const [base, camera, shots, expected] = process.argv.slice(2);
-if (!base || !camera || !shots || !['recognized', 'not_recognized', 'wait'].includes(expected)) {
-  console.error('usage: node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|not_recognized|wait');
+if (!base || !camera || !shots || !['recognized', 'pad_refused', 'not_recognized', 'wait'].includes(expected)) {
+  console.error('usage: node login.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR recognized|pad_refused|not_recognized|wait');
   process.exit(2);
 }
 
@@ -40,6 +43,11 @@ try {
   await page.click('#login');
 
   if (expected === 'recognized') {
+    if (await page.locator('#login').getAttribute('data-pad') === 'challenge') {
+      await page.waitForSelector('#instruction:not([hidden])', { timeout: 10_000 });
+      console.log(`asked: ${await text('#instruction')}`);
+      await page.screenshot({ path: `${shots}/login-challenge.png` });
+    }
     await page.waitForURL(`${base}/lift`, { timeout: 30_000 });
     await page.waitForFunction(() => document.getElementById('floor').textContent === '1');
     await page.screenshot({ path: `${shots}/lift-panel.png` });
@@ -53,6 +61,11 @@ try {
     );
     await page.screenshot({ path: `${shots}/lift-floor-2.png` });
     console.log(`logged in as ${await text('.who')}, floor now ${await text('#floor')}`);
+  } else if (expected === 'pad_refused') {
+    await page.waitForFunction(() => /could not see a live face/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+    await page.screenshot({ path: `${shots}/login-photo-refused.png` });
+    if (new URL(page.url()).pathname !== '/') throw new Error(`left the login page for ${page.url()}`);
+    console.log(`the photo was refused: ${await text('#status')}`);
   } else if (expected === 'wait') {
     const status = () => page.locator('#status').innerText();
     for (let presses = 1; ; presses += 1) {

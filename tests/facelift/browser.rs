@@ -6,15 +6,40 @@ use facelift::store::{AuditKind, AuditOutcome};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::challenge::person01_by_yaw;
 use crate::helpers::{photo, repo_root};
 use crate::http::{AppOptions, DeviceLink, DeviceOptions, spawn_app_with};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
 
-/// A few frames of a still photo, letterboxed to 640x480, as Y4M (4:2:0, full-range BT.601),
-/// the format Chromium's fake camera plays.
+/// A few frames of a still photo, letterboxed to 640x480, as Y4M: a photo held up to the
+/// camera.
 fn y4m_from_photo(name: &str, out: &Path) {
+    write_y4m(&[letterboxed(name)], 10, out);
+}
+
+/// person01 turning their head to one side and back to the other, over and over: their own
+/// photos whose head pose differs (see `challenge::person01_by_yaw`), five spread over the
+/// span played in order of yaw and back, each held for a fifth of a second. The fake camera
+/// loops the file, so whichever turns the challenge asks come within a burst.
+fn y4m_turning(out: &Path) {
+    let views = person01_by_yaw();
+    let picked: Vec<&str> = (0..5)
+        .map(|i| views[i * (views.len() - 1) / 4].0.as_str())
+        .collect();
+    let there_and_back = picked.iter().chain(picked.iter().rev().skip(1).take(3));
+    let frames: Vec<image::RgbImage> = there_and_back
+        .flat_map(|name| {
+            let frame = letterboxed(name);
+            [frame.clone(), frame]
+        })
+        .collect();
+    write_y4m(&frames, 10, out);
+}
+
+/// A photo letterboxed into a 640x480 camera frame.
+fn letterboxed(name: &str) -> image::RgbImage {
     let photo = image::open(photo(name)).expect("photo").into_rgb8();
     let scale = (WIDTH as f32 / photo.width() as f32).min(HEIGHT as f32 / photo.height() as f32);
     let (w, h) = (
@@ -29,7 +54,22 @@ fn y4m_from_photo(name: &str, out: &Path) {
         i64::from((WIDTH - w) / 2),
         i64::from((HEIGHT - h) / 2),
     );
+    frame
+}
 
+/// Frames as Y4M (4:2:0, full-range BT.601) at `fps`, the format Chromium's fake camera plays.
+fn write_y4m(frames: &[image::RgbImage], fps: u32, out: &Path) {
+    let mut y4m = format!("YUV4MPEG2 W{WIDTH} H{HEIGHT} F{fps}:1 Ip A1:1 C420jpeg\n").into_bytes();
+    // a single still frame is repeated, so the file plays as a short clip
+    let repeat = if frames.len() == 1 { 3 } else { 1 };
+    for frame in frames.iter().cycle().take(frames.len() * repeat) {
+        y4m.extend_from_slice(b"FRAME\n");
+        y4m.extend_from_slice(&yuv420(frame));
+    }
+    std::fs::write(out, y4m).expect("write y4m");
+}
+
+fn yuv420(frame: &image::RgbImage) -> Vec<u8> {
     let rgb = |x: u32, y: u32| frame.get_pixel(x, y).0.map(f32::from);
     let mut planes = Vec::new();
     for y in 0..HEIGHT {
@@ -59,12 +99,7 @@ fn y4m_from_photo(name: &str, out: &Path) {
             }
         }
     }
-    let mut y4m = format!("YUV4MPEG2 W{WIDTH} H{HEIGHT} F30:1 Ip A1:1 C420jpeg\n").into_bytes();
-    for _ in 0..3 {
-        y4m.extend_from_slice(b"FRAME\n");
-        y4m.extend_from_slice(&planes);
-    }
-    std::fs::write(out, y4m).expect("write y4m");
+    planes
 }
 
 fn run_browser(base: &str, camera: &Path, shots: &Path, expected: &str) {
@@ -107,20 +142,24 @@ fn fresh_artifacts(run: &str) -> PathBuf {
 async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
     let shots = fresh_artifacts("http");
     let cameras = tempfile::tempdir().expect("tempdir");
-    let (enrolled, stranger) = (
-        cameras.path().join("person01.y4m"),
+    let (enrolled, photo_of_enrolled, stranger) = (
+        cameras.path().join("person01-turning.y4m"),
+        cameras.path().join("person01-photo.y4m"),
         cameras.path().join("stranger.y4m"),
     );
-    y4m_from_photo("img4.jpg", &enrolled);
+    y4m_turning(&enrolled);
+    y4m_from_photo("img4.jpg", &photo_of_enrolled);
     y4m_from_photo("img38.jpg", &stranger);
 
     // the panel is driven only by the simulated controller's reports, over real HTTP
     let mut device = DeviceOptions::new(DeviceLink::Push);
     device.travel_ms_per_floor = 800;
-    let options = AppOptions {
+    let mut options = AppOptions {
         device: Some(device),
         ..AppOptions::default()
     };
+    // the challenge, as a server runs by default
+    options.settings.pad = facelift::config::PadMode::Challenge;
     let app = spawn_app_with(options).await;
     app.lift_ready().await;
     let base = app.base.clone();
@@ -129,14 +168,29 @@ async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
     tokio::task::spawn_blocking(move || run_browser(&b, &e, &s, "recognized"))
         .await
         .expect("browser run");
+    let (b, e, s) = (base.clone(), photo_of_enrolled.clone(), shots.clone());
+    tokio::task::spawn_blocking(move || run_browser(&b, &e, &s, "pad_refused"))
+        .await
+        .expect("browser run");
     let (b, e, s) = (base.clone(), stranger.clone(), shots.clone());
     tokio::task::spawn_blocking(move || run_browser(&b, &e, &s, "not_recognized"))
         .await
         .expect("browser run");
 
-    let log = app.store.recent_audit(AuditKind::Login, 2).expect("audit");
+    let log = app.store.recent_audit(AuditKind::Login, 3).expect("audit");
     assert_eq!(log[0].outcome, AuditOutcome::NotRecognized);
+    assert_eq!(log[1].outcome, AuditOutcome::PadRefused, "the still photo");
     assert_eq!(log[1].person.as_deref(), Some("person01"));
+    assert_eq!(log[2].outcome, AuditOutcome::Recognized, "the turning head");
+    assert_eq!(log[2].person.as_deref(), Some("person01"));
+    assert!(
+        log[2]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("pad=challenge")),
+        "{:?}",
+        log[2].detail
+    );
 
     // the stranger keeps pressing "Log in" until the address must wait: a countdown
     let (b, e, s) = (base.clone(), stranger.clone(), shots.clone());
@@ -148,6 +202,8 @@ async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
     for shot in [
         "lift-panel.png",
         "lift-floor-2.png",
+        "login-challenge.png",
+        "login-photo-refused.png",
         "login-not-recognised.png",
         "login-countdown.png",
     ] {
@@ -162,17 +218,18 @@ async fn a_face_logs_in_through_chromium_and_drives_the_lift_live() {
 async fn a_face_logs_in_over_direct_https_with_http2_and_drives_the_lift() {
     let shots = fresh_artifacts("https");
     let cameras = tempfile::tempdir().expect("tempdir");
-    let enrolled = cameras.path().join("person01.y4m");
-    y4m_from_photo("img4.jpg", &enrolled);
+    let enrolled = cameras.path().join("person01-turning.y4m");
+    y4m_turning(&enrolled);
 
     let mut device = DeviceOptions::new(DeviceLink::Push);
     device.travel_ms_per_floor = 800;
-    let app = spawn_app_with(AppOptions {
+    let mut options = AppOptions {
         device: Some(device),
         tls: true,
         ..AppOptions::default()
-    })
-    .await;
+    };
+    options.settings.pad = facelift::config::PadMode::Challenge;
+    let app = spawn_app_with(options).await;
     app.lift_ready().await;
     assert!(app.base.starts_with("https://"), "{}", app.base);
 

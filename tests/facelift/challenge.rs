@@ -278,7 +278,7 @@ async fn passive_mode_takes_one_frame_and_logs_its_liveness() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let detail = last_login(&app).await.detail.expect("signals");
     assert!(
-        detail.starts_with("pad=passive frames=1") && detail.contains("liveness_min="),
+        detail.starts_with("pad=passive frames=1") && detail.contains("liveness_q25="),
         "{detail}"
     );
 }
