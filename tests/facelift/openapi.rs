@@ -17,6 +17,7 @@ const API: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
     ("post", "/api/v1/login"),
+    ("post", "/api/v1/login/challenge"),
     ("post", "/api/v1/logout"),
     ("get", "/api/v1/me"),
     ("get", "/api/v1/people"),
