@@ -389,3 +389,52 @@ async fn a_stranger_far_from_everyone_counts_against_no_one() {
         assert_eq!(app.store.standing(person).expect("s").failures_in_a_row, 0);
     }
 }
+
+/// With PAD on, a frame of a person that PAD refuses counts against that person (it may be
+/// their photo held up), and their face login goes off after 100 in a row, not 50.
+#[tokio::test]
+async fn refusals_by_pad_count_against_the_person_shown_and_turn_their_login_off_after_100() {
+    let clock = clock();
+    let app = app_with(&clock, |settings| {
+        settings.pad = facelift::config::PadMode::Passive;
+        // every frame refused by PAD: a liveness score cannot reach 1.01
+        settings.web.liveness_min = 1.01;
+        settings.web.login_failures_before_wait = 1_000;
+        settings.web.login_failures_per_minute = 1_000;
+        settings.web.session_inactivity_secs = 24 * 3600;
+    })
+    .await;
+    let mut attacker = Browser::new("203.0.113.70");
+    for attempt in 1..=100 {
+        clock.advance(30);
+        let (status, body) = attacker.log_in(&app, "img4.jpg").await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("pad_refused")),
+            "attempt {attempt}"
+        );
+        let standing = app.store.standing("person01").expect("standing");
+        assert_eq!(standing.failures_in_a_row, attempt);
+        assert_eq!(
+            standing.disabled.is_some(),
+            attempt == 100,
+            "after {attempt} in a row"
+        );
+    }
+    let entry = &app.store.recent_audit(AuditKind::Login, 1).expect("audit")[0];
+    assert_eq!(entry.outcome, AuditOutcome::PadRefused);
+    assert!(
+        entry
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("pad=passive") && d.ends_with("refused=not_live")),
+        "{:?}",
+        entry.detail
+    );
+    clock.advance(30);
+    let (status, body) = Browser::new("198.51.100.9").log_in(&app, "img4.jpg").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("login_disabled"))
+    );
+}
