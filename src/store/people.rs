@@ -7,6 +7,8 @@ use super::{Store, StoreError};
 
 /// How long a trusted browser stays trusted: its cookie's lifetime.
 pub const TRUSTED_BROWSER_SECS: i64 = 365 * 24 * 3600;
+/// A person's phones, tablets and the kiosks they use, with room to spare.
+pub const TRUSTED_BROWSERS_PER_PERSON: i64 = 20;
 
 /// Why a person's face login is off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +156,9 @@ impl Store {
     }
 
     /// Remembers a browser that `person` logged in from; answers the token for its cookie
-    /// (only its hash is kept). Tokens older than their cookie are forgotten on the way.
+    /// (only its hash is kept). Tokens older than their cookie are forgotten on the way, and
+    /// a person keeps at most `TRUSTED_BROWSERS_PER_PERSON` (the oldest go first), so that
+    /// logins from clients that drop cookies do not grow the table.
     pub fn trust_browser(&self, person: &str, now: i64) -> Result<String, StoreError> {
         let token = hex::encode(rand::random::<[u8; 32]>());
         self.with(|c| {
@@ -166,6 +170,12 @@ impl Store {
                 "INSERT INTO trusted_browsers (token_sha256, person, created_at)
                  VALUES (?1, ?2, ?3)",
                 params![token_hash(&token), person, now],
+            )?;
+            c.execute(
+                "DELETE FROM trusted_browsers WHERE person = ?1 AND token_sha256 NOT IN
+                 (SELECT token_sha256 FROM trusted_browsers WHERE person = ?1
+                  ORDER BY created_at DESC LIMIT ?2)",
+                params![person, TRUSTED_BROWSERS_PER_PERSON],
             )
         })?;
         Ok(token)
@@ -276,6 +286,17 @@ mod tests {
             store.trusted_browser(&token).expect("read"),
             None,
             "a year on"
+        );
+        // a client that drops its cookie gets a new token at every login: the oldest go
+        let first = store.trust_browser("cy", 200).expect("trust");
+        let mut last = String::new();
+        for i in 1..=TRUSTED_BROWSERS_PER_PERSON {
+            last = store.trust_browser("cy", 200 + i).expect("trust");
+        }
+        assert_eq!(store.trusted_browser(&first).expect("read"), None);
+        assert_eq!(
+            store.trusted_browser(&last).expect("read").as_deref(),
+            Some("cy")
         );
         store.forget_person("ann").expect("forget");
         assert_eq!(store.standing("ann").expect("s"), Standing::default());
