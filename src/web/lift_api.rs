@@ -14,6 +14,7 @@ use super::described::{NeedsAdminToChange, NeedsSession, NeedsSessionToChange};
 use super::error::ErrorBody;
 use super::extract::{AdminUser, ApiJson, CurrentUser};
 use super::{AppState, WebError};
+use crate::access::Rights;
 use crate::lift::{Accepted, LiftStatus};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -79,20 +80,41 @@ async fn request_move(
         NeedsSession,
     ))]
 async fn events(
-    _user: CurrentUser,
+    user: CurrentUser,
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, axum::Error>>> {
     let changes = state.lift.subscribe();
-    let stream = futures_util::stream::unfold((changes, true), |(mut changes, first)| async move {
-        if !first {
-            changes.changed().await.ok()?;
+    let (access, person) = (state.access.clone(), user.person);
+    let stream = futures_util::stream::unfold((changes, true), move |(mut changes, first)| {
+        let (access, person) = (access.clone(), person.clone());
+        async move {
+            // until the lift changes; the person's access is checked before each event and
+            // every few seconds meanwhile, and the stream ends with it
+            while !first {
+                let changed = tokio::select! {
+                    changed = changes.changed() => {
+                        changed.ok()?;
+                        true
+                    }
+                    () = tokio::time::sleep(RIGHTS_CHECK) => false,
+                };
+                if !matches!(access.rights(&person).await, Ok(Rights::Person { .. })) {
+                    return None;
+                }
+                if changed {
+                    break;
+                }
+            }
+            let status = changes.borrow_and_update().clone();
+            let event = Event::default().event("lift").json_data(&status);
+            Some((event, (changes, false)))
         }
-        let status = changes.borrow_and_update().clone();
-        let event = Event::default().event("lift").json_data(&status);
-        Some((event, (changes, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+/// How often an open event stream checks that its person may still use the lift.
+const RIGHTS_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Serialize, ToSchema)]
 struct Reset {

@@ -111,6 +111,18 @@ async fn disabling_or_removing_a_person_ends_their_sessions_and_refuses_their_lo
     assert_eq!(resident.log_in(&app, "img4.jpg").await.0, StatusCode::OK);
     assert_eq!(admin.log_in(&app, "img14.jpg").await.0, StatusCode::OK);
     assert_eq!(resident.me(&app).await, StatusCode::OK);
+    let mut stream = resident
+        .client
+        .get(format!("{}/api/v1/lift/events", app.base))
+        .header("x-forwarded-for", &resident.address)
+        .send()
+        .await
+        .expect("event stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(
+        stream.chunk().await.expect("read").is_some(),
+        "the first event"
+    );
 
     assert_eq!(
         admin.set_face_login(&app, "person01", false).await,
@@ -121,6 +133,12 @@ async fn disabling_or_removing_a_person_ends_their_sessions_and_refuses_their_lo
         StatusCode::UNAUTHORIZED,
         "ended at once"
     );
+    // the open event stream ends within its check interval (5 s)
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while stream.chunk().await.expect("read").is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream of a disabled person ends");
     let (status, body) = resident.log_in(&app, "img4.jpg").await;
     assert_eq!(
         (status, body["error"].as_str()),
