@@ -90,19 +90,21 @@ async fn events(
         async move {
             // until the lift changes; the person's access is checked before each event and
             // every few seconds meanwhile, and the stream ends with it
-            while !first {
-                let changed = tokio::select! {
-                    changed = changes.changed() => {
-                        changed.ok()?;
-                        true
+            if !first {
+                loop {
+                    let changed = tokio::select! {
+                        changed = changes.changed() => {
+                            changed.ok()?;
+                            true
+                        }
+                        () = tokio::time::sleep(RIGHTS_CHECK) => false,
+                    };
+                    if !matches!(access.rights(&person).await, Ok(Rights::Person { .. })) {
+                        return None;
                     }
-                    () = tokio::time::sleep(RIGHTS_CHECK) => false,
-                };
-                if !matches!(access.rights(&person).await, Ok(Rights::Person { .. })) {
-                    return None;
-                }
-                if changed {
-                    break;
+                    if changed {
+                        break;
+                    }
                 }
             }
             let status = changes.borrow_and_update().clone();
