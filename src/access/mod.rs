@@ -148,6 +148,12 @@ impl Access {
                 .near_miss_similarity
                 .unwrap_or(NEAR_MISS_SHARE_OF_THRESHOLD * pool.threshold()),
         };
+        // the faces accepted before a restart are still known
+        let seen = SeenFaces::new(web.replay_memory_secs);
+        match store.faces_since(clock.now().saturating_sub(seen.keep_secs())) {
+            Ok(faces) => seen.remember_each(faces),
+            Err(error) => tracing::error!(%error, "could not read the faces of accepted logins"),
+        }
         let pad = PadRules {
             mode: settings.pad,
             mirrored: settings.engine.preprocess.mirror,
@@ -168,7 +174,7 @@ impl Access {
             configured_admins: Arc::new(web.admins.clone()),
             pad,
             challenges: Arc::new(Challenges::new(web.challenge_secs)),
-            seen: Arc::new(SeenFaces::new(web.replay_memory_secs)),
+            seen: Arc::new(seen),
         }
     }
 
@@ -335,14 +341,19 @@ impl Access {
         }
 
         place.succeeded();
-        if asked.is_some() {
-            self.seen
-                .remember(frames.iter().filter_map(|f| f.hash), now);
-        }
+        let faces: Vec<u64> = match asked {
+            Some(_) => frames.iter().filter_map(|f| f.hash).collect(),
+            None => Vec::new(),
+        };
+        self.seen.remember(faces.iter().copied(), now);
         let (admin, new_browser_token) = {
             let (person, trusted) = (person.clone(), trusted.is_some());
             let admins = Arc::clone(&self.configured_admins);
+            let keep_secs = self.seen.keep_secs();
             self.blocking(move |store| {
+                if !faces.is_empty() {
+                    store.remember_faces(&faces, now, keep_secs)?;
+                }
                 store.person_succeeded(&person)?;
                 let token = if trusted {
                     None

@@ -246,13 +246,22 @@ impl SeenFaces {
     }
 
     pub fn remember(&self, hashes: impl IntoIterator<Item = u64>, now: i64) {
+        self.remember_each(hashes.into_iter().map(|hash| (now, hash)));
+    }
+
+    /// Remembers hashes each with its own time, oldest first (as the store gives them back).
+    pub fn remember_each(&self, faces: impl IntoIterator<Item = (i64, u64)>) {
         let mut remembered = self.lock();
-        for hash in hashes {
+        for face in faces {
             if remembered.len() >= MAX_SEEN {
                 remembered.pop_front();
             }
-            remembered.push_back((now, hash));
+            remembered.push_back(face);
         }
+    }
+
+    pub fn keep_secs(&self) -> i64 {
+        self.keep_secs
     }
 
     /// Forgets every face: for an evaluation that plays the same photos as several

@@ -89,6 +89,9 @@ const MIGRATIONS: &[&str] = &[
         person       TEXT NOT NULL,
         created_at   INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // the faces of accepted login bursts, to refuse them sent again (after a restart too)
+    "CREATE TABLE seen_faces (at INTEGER NOT NULL, hash INTEGER NOT NULL);
+    CREATE INDEX seen_faces_at ON seen_faces (at);",
 ];
 
 /// How a device is reached, as stored.

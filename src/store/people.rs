@@ -181,6 +181,43 @@ impl Store {
         Ok(token)
     }
 
+    /// Remembers the face hashes of an accepted login burst, and forgets those remembered
+    /// more than `keep_secs` ago.
+    pub fn remember_faces(
+        &self,
+        hashes: &[u64],
+        now: i64,
+        keep_secs: i64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let transaction = c.unchecked_transaction()?;
+            transaction.execute(
+                "DELETE FROM seen_faces WHERE at < ?1",
+                params![now.saturating_sub(keep_secs)],
+            )?;
+            for hash in hashes {
+                // the 64 bits as SQLite's signed integer
+                transaction.execute(
+                    "INSERT INTO seen_faces (at, hash) VALUES (?1, ?2)",
+                    params![now, *hash as i64],
+                )?;
+            }
+            transaction.commit()
+        })
+    }
+
+    /// The face hashes remembered at `since` or later, oldest first.
+    pub fn faces_since(&self, since: i64) -> Result<Vec<(i64, u64)>, StoreError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT at, hash FROM seen_faces WHERE at >= ?1 ORDER BY at")?;
+            let rows = statement.query_map(params![since], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)? as u64))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// The person a trusted browser's token was given to, if it is one.
     pub fn trusted_browser(&self, token: &str) -> Result<Option<String>, StoreError> {
         self.with(|c| {
@@ -298,6 +335,16 @@ mod tests {
             store.trusted_browser(&last).expect("read").as_deref(),
             Some("cy")
         );
+        store
+            .remember_faces(&[u64::MAX, 7], 1_000, 100)
+            .expect("faces");
+        store.remember_faces(&[9], 1_050, 100).expect("faces");
+        assert_eq!(
+            store.faces_since(1_000).expect("faces"),
+            vec![(1_000, u64::MAX), (1_000, 7), (1_050, 9)]
+        );
+        store.remember_faces(&[], 1_101, 100).expect("faces");
+        assert_eq!(store.faces_since(0).expect("faces"), vec![(1_050, 9)]);
         store.forget_person("ann").expect("forget");
         assert_eq!(store.standing("ann").expect("s"), Standing::default());
         assert!(!alive(&store, "s1"), "a removed person's sessions end");

@@ -112,9 +112,16 @@ async fn last_login(app: &TestApp) -> facelift::store::AuditEntry {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_turn_logs_in_and_a_held_up_photo_a_replay_or_a_stolen_nonce_does_not() {
-    let mut options = AppOptions::default();
-    options.settings.pad = PadMode::Challenge;
-    let app = spawn_app_with(options).await;
+    let store = std::sync::Arc::new(facelift::store::Store::open_in_memory().expect("store"));
+    let options = || {
+        let mut options = AppOptions {
+            store: Some(std::sync::Arc::clone(&store)),
+            ..AppOptions::default()
+        };
+        options.settings.pad = PadMode::Challenge;
+        options
+    };
+    let app = spawn_app_with(options()).await;
     let views = person01_by_yaw();
     let resident = cookie_client();
 
@@ -195,6 +202,28 @@ async fn a_live_turn_logs_in_and_a_held_up_photo_a_replay_or_a_stolen_nonce_does
             .detail
             .expect("signals")
             .contains("refused=replayed")
+    );
+
+    // and after a restart (the faces of accepted bursts are in the store)
+    let restarted = spawn_app_with(options()).await;
+    let elsewhere = cookie_client();
+    let fresh = loop {
+        let again = ask_challenge(&restarted, &elsewhere).await;
+        if turns_of(&again) == turns {
+            break again;
+        }
+    };
+    let (status, body) = send_burst(
+        &restarted,
+        &elsewhere,
+        fresh["nonce"].as_str().expect("nonce"),
+        live.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("pad_refused")),
+        "replayed after a restart: {body}"
     );
 
     // a challenge issued to another browser's session is no good here
