@@ -167,7 +167,7 @@ async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppS
         .map(|a| {
             context! {
                 time => utc_time(a.at), client => a.client, person => a.person,
-                similarity => a.similarity, outcome => a.outcome,
+                similarity => a.similarity, outcome => a.outcome, detail => a.detail,
             }
         })
         .collect();

@@ -390,7 +390,8 @@ async fn pages_redirect_strangers_and_refuse_non_admins() {
     assert!(
         html.contains("person01")
             && html.contains("<td>not_recognized</td>")
-            && html.contains("<td>recognized</td>"),
+            && html.contains("<td>recognized</td>")
+            && html.contains("<td class=\"detail\">pad=off frames=1"),
         "{html}"
     );
 }
