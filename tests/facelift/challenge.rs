@@ -310,4 +310,23 @@ async fn passive_mode_takes_one_frame_and_logs_its_liveness() {
         detail.starts_with("pad=passive frames=1") && detail.contains("liveness_q25="),
         "{detail}"
     );
+
+    // the reproduction, a photo of a screen, which the face alone let in: refused by
+    // the liveness score alone here (0.000); another photo on the same screen passes it
+    // (img2: 0.989), which is why passive is not the default
+    let photo = image::load_from_memory(&read_photo("img4.jpg"))
+        .expect("photo")
+        .to_rgb8();
+    let screen = jpeg(&on_screen(&photo), 60);
+    let form = Form::new().part("frame", Part::bytes(screen).file_name("f.jpg"));
+    let response = app
+        .client
+        .post(format!("{}/api/v1/login", app.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let detail = last_login(&app).await.detail.expect("signals");
+    assert!(detail.ends_with("refused=not_live"), "{detail}");
 }
