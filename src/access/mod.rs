@@ -230,7 +230,10 @@ impl Access {
             Presentation::Frame(frame) => (vec![frame], None),
             Presentation::Burst { nonce, frames } => {
                 if !(MIN_BURST_FRAMES..=MAX_BURST_FRAMES).contains(&frames.len()) {
-                    return Err(AccessError::BurstSize { sent: frames.len() });
+                    let error = AccessError::BurstSize { sent: frames.len() };
+                    log.write(AuditOutcome::BadImage, None, None, Some(error.to_string()))
+                        .await;
+                    return Err(error);
                 }
                 match self.challenges.take(&nonce, &client.challenge_owner, now) {
                     Ok(turns) => (frames, Some(turns)),
