@@ -29,7 +29,16 @@ struct Failures {
     in_flight: u32,
     blocked_until: i64,
     last: i64,
+    /// live attempts decided while waiting: the minute they count in, how many, one at a time
+    probation_minute: i64,
+    probation_used: u32,
+    probation_in_flight: bool,
 }
+
+/// While a client waits, this many live attempts a minute are still decided (one at a time),
+/// so that a resident who passes the challenge at a shared address is not locked out by a
+/// stranger's failures there, and the stranger gains at most this many tries a minute.
+pub const PROBATION_PER_MINUTE: u32 = 6;
 
 /// The counts stay meaningful after a panic elsewhere: each update is a few field writes on a
 /// whole map, so a poisoned lock still guards whole values.
@@ -71,6 +80,36 @@ impl ClientLimiter {
         }
         failures.in_flight += 1;
         Ok(())
+    }
+
+    /// A place for a live attempt (a challenge burst) by a client that must wait: one at a
+    /// time, `PROBATION_PER_MINUTE` a minute; else the seconds to wait. Its end, whatever the
+    /// outcome, is `end_probation`: it neither adds to nor clears the client's failures.
+    pub fn begin_probation(&self, client: &str, now: i64) -> Result<(), u64> {
+        let mut clients = lock(&self.clients);
+        let Some(failures) = clients.get_mut(client) else {
+            return Err(1);
+        };
+        let minute = now.div_euclid(MINUTE);
+        if failures.probation_minute != minute {
+            failures.probation_minute = minute;
+            failures.probation_used = 0;
+        }
+        if failures.probation_in_flight {
+            return Err(1);
+        }
+        if failures.probation_used >= PROBATION_PER_MINUTE {
+            return Err((MINUTE - now.rem_euclid(MINUTE)) as u64);
+        }
+        failures.probation_used += 1;
+        failures.probation_in_flight = true;
+        Ok(())
+    }
+
+    pub fn end_probation(&self, client: &str) {
+        if let Some(failures) = lock(&self.clients).get_mut(client) {
+            failures.probation_in_flight = false;
+        }
     }
 
     /// The attempt failed: counted, and the wait starts or doubles.
@@ -122,7 +161,7 @@ impl ClientLimiter {
 fn forget_if_idle(clients: &mut HashMap<String, Failures>, client: &str) {
     if clients
         .get(client)
-        .is_some_and(|f| f.count == 0 && f.in_flight == 0)
+        .is_some_and(|f| f.count == 0 && f.in_flight == 0 && !f.probation_in_flight)
     {
         clients.remove(client);
     }
@@ -134,7 +173,9 @@ fn make_room(clients: &mut HashMap<String, Failures>, cutoff: i64, now: i64) {
     if clients.len() < MAX_TRACKED_CLIENTS {
         return;
     }
-    clients.retain(|_, f| f.in_flight > 0 || f.last > cutoff || f.blocked_until > now);
+    clients.retain(|_, f| {
+        f.in_flight > 0 || f.probation_in_flight || f.last > cutoff || f.blocked_until > now
+    });
     if clients.len() >= MAX_TRACKED_CLIENTS {
         let stalest = clients
             .iter()
@@ -222,6 +263,47 @@ mod tests {
         limiter.begin("a", 200).expect("after the wait");
         limiter.success("a");
         assert_eq!(limiter.wait("a", 200), None, "a success resets");
+    }
+
+    #[test]
+    fn a_waiting_client_still_gets_a_few_live_attempts_a_minute_one_at_a_time() {
+        let limiter = ClientLimiter::new(2, 30, 900);
+        assert_eq!(
+            limiter.begin_probation("kiosk", 600),
+            Err(1),
+            "only while waiting"
+        );
+        fail_now(&limiter, "kiosk", 600);
+        fail_now(&limiter, "kiosk", 600);
+        assert!(limiter.begin("kiosk", 601).is_err());
+        assert_eq!(limiter.begin_probation("kiosk", 601), Ok(()));
+        assert_eq!(
+            limiter.begin_probation("kiosk", 601),
+            Err(1),
+            "one at a time"
+        );
+        limiter.end_probation("kiosk");
+        for _ in 1..PROBATION_PER_MINUTE {
+            assert_eq!(limiter.begin_probation("kiosk", 602), Ok(()));
+            limiter.end_probation("kiosk");
+        }
+        assert_eq!(
+            limiter.begin_probation("kiosk", 602),
+            Err(58),
+            "the minute's are used"
+        );
+        assert_eq!(
+            limiter.wait("kiosk", 602),
+            Some(28),
+            "the wait is unchanged"
+        );
+        assert_eq!(limiter.begin_probation("kiosk", 620), Err(40));
+        assert_eq!(
+            limiter.begin_probation("kiosk", 660),
+            Ok(()),
+            "a new minute"
+        );
+        limiter.end_probation("kiosk");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod pad_eval;
 use std::sync::{Arc, RwLock};
 
 pub use challenges::{Challenge, ChallengeError, Challenges};
-pub use limits::{ClientLimiter, FailureCeiling};
+pub use limits::{ClientLimiter, FailureCeiling, PROBATION_PER_MINUTE};
 pub use pad::{PadRefusal, PadSignals};
 
 use crate::clock::Clock;
@@ -263,7 +263,8 @@ impl Access {
                 .map(|_| token.clone()),
             None => None,
         };
-        let place = match self.take_place(&client.address, trusted.as_deref(), now) {
+        let live = asked.is_some();
+        let place = match self.take_place(&client.address, trusted.as_deref(), live, now) {
             Ok(place) => place,
             Err(retry_after) => {
                 log.write(AuditOutcome::RateLimited, None, None, None).await;
@@ -484,23 +485,50 @@ impl Access {
     }
 
     /// A place for one attempt under the client's limit and (unless the browser is trusted)
-    /// the ceiling; or the seconds to wait.
-    fn take_place(&self, address: &str, trusted: Option<&str>, now: i64) -> Result<Place<'_>, u64> {
+    /// the ceiling; or the seconds to wait. A `live` attempt (a challenge burst) from a client
+    /// that must wait may still be decided on probation (a few a minute, one at a time): a
+    /// resident who passes the challenge at a shared address is not locked out by a stranger's
+    /// failures there, while the ceiling and the per-person limits still bound the stranger.
+    fn take_place(
+        &self,
+        address: &str,
+        trusted: Option<&str>,
+        live: bool,
+        now: i64,
+    ) -> Result<Place<'_>, u64> {
         // a browser that logged in before is limited on its own, so that strangers failing on
         // the same address (a kiosk, a NAT) do not lock its person out
         let client = trusted.map_or_else(|| address.to_string(), |t| format!("browser:{t}"));
-        self.clients.begin(&client, now)?;
+        let probation = match self.clients.begin(&client, now) {
+            Ok(()) => false,
+            Err(retry_after) if live && trusted.is_none() => {
+                self.clients
+                    .begin_probation(&client, now)
+                    .map_err(|_| retry_after)?;
+                true
+            }
+            Err(retry_after) => return Err(retry_after),
+        };
         let in_ceiling = trusted.is_none();
         if in_ceiling && let Err(retry_after) = self.ceiling.begin(now) {
-            self.clients.release(&client);
+            self.give_back(&client, probation);
             return Err(retry_after);
         }
         Ok(Place {
             access: self,
             client,
+            probation,
             in_ceiling,
             settled: false,
         })
+    }
+
+    fn give_back(&self, client: &str, probation: bool) {
+        if probation {
+            self.clients.end_probation(client);
+        } else {
+            self.clients.release(client);
+        }
     }
 
     /// Seconds `standing`'s person must still wait before their next attempt, if any.
@@ -608,13 +636,19 @@ const NEAR_MISS_SHARE_OF_THRESHOLD: f32 = 0.7;
 struct Place<'a> {
     access: &'a Access,
     client: String,
+    /// taken while the client waits: its outcome leaves the client's count alone
+    probation: bool,
     in_ceiling: bool,
     settled: bool,
 }
 
 impl Place<'_> {
     fn failed(mut self, now: i64) {
-        self.access.clients.failure(&self.client, now);
+        if self.probation {
+            self.access.clients.end_probation(&self.client);
+        } else {
+            self.access.clients.failure(&self.client, now);
+        }
         if self.in_ceiling {
             self.access.ceiling.end(Some(now));
         }
@@ -622,7 +656,11 @@ impl Place<'_> {
     }
 
     fn succeeded(mut self) {
-        self.access.clients.success(&self.client);
+        if self.probation {
+            self.access.clients.end_probation(&self.client);
+        } else {
+            self.access.clients.success(&self.client);
+        }
         if self.in_ceiling {
             self.access.ceiling.end(None);
         }
@@ -633,7 +671,7 @@ impl Place<'_> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.access.clients.release(&self.client);
+            self.access.give_back(&self.client, self.probation);
             if self.in_ceiling {
                 self.access.ceiling.end(None);
             }

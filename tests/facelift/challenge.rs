@@ -59,7 +59,7 @@ fn frames_form(nonce: &str, frames: Vec<Vec<u8>>) -> Form {
     )
 }
 
-async fn ask_challenge(app: &TestApp, client: &reqwest::Client) -> Value {
+pub async fn ask_challenge(app: &TestApp, client: &reqwest::Client) -> Value {
     let response = client
         .post(format!("{}/api/v1/login/challenge", app.base))
         .send()
@@ -69,7 +69,7 @@ async fn ask_challenge(app: &TestApp, client: &reqwest::Client) -> Value {
     response.json().await.expect("json")
 }
 
-async fn send_burst(
+pub async fn send_burst(
     app: &TestApp,
     client: &reqwest::Client,
     nonce: &str,
@@ -85,7 +85,7 @@ async fn send_burst(
     (status, response.json().await.expect("json"))
 }
 
-fn turns_of(challenge: &Value) -> Vec<Turn> {
+pub fn turns_of(challenge: &Value) -> Vec<Turn> {
     serde_json::from_value(challenge["turns"].clone()).expect("turns")
 }
 
@@ -99,7 +99,7 @@ fn jpeg(image: &image::RgbImage, quality: u8) -> Vec<u8> {
     bytes
 }
 
-fn cookie_client() -> reqwest::Client {
+pub fn cookie_client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .build()

@@ -456,3 +456,51 @@ async fn refusals_by_pad_count_against_the_person_shown_and_turn_their_login_off
         (StatusCode::FORBIDDEN, Some("login_disabled"))
     );
 }
+
+/// With the challenge, a resident who never logged in at a shared address still passes there
+/// after a stranger made it wait: a live attempt from a waiting address is decided on
+/// probation, a few a minute, which is all the stranger gains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_challenge_a_resident_passes_at_an_address_a_stranger_made_wait() {
+    use crate::challenge::{ask_challenge, cookie_client, person01_by_yaw, send_burst, turns_of};
+    let clock = clock();
+    let app = app_with(&clock, |settings| {
+        settings.pad = facelift::config::PadMode::Challenge;
+    })
+    .await;
+    let stranger = cookie_client();
+    let still = vec![read_photo("img38.jpg"); 3];
+    let try_stranger = async || {
+        let challenge = ask_challenge(&app, &stranger).await;
+        let nonce = challenge["nonce"].as_str().expect("nonce").to_string();
+        send_burst(&app, &stranger, &nonce, still.clone()).await.0
+    };
+    for _ in 0..5 {
+        assert_eq!(try_stranger().await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        try_stranger().await,
+        StatusCode::UNAUTHORIZED,
+        "decided on probation, not refused with 429"
+    );
+
+    let resident = cookie_client();
+    let challenge = ask_challenge(&app, &resident).await;
+    let order =
+        facelift::access::pad_eval::turn_order(&person01_by_yaw(), &turns_of(&challenge), false);
+    let frames = order.iter().map(|name| read_photo(name)).collect();
+    let nonce = challenge["nonce"].as_str().expect("nonce");
+    let (status, body) = send_burst(&app, &resident, nonce, frames).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // the stranger's live attempts while the address waits are few
+    let mut probation = 2;
+    while try_stranger().await == StatusCode::UNAUTHORIZED {
+        probation += 1;
+        assert!(
+            probation <= facelift::access::PROBATION_PER_MINUTE,
+            "unbounded"
+        );
+    }
+    assert_eq!(probation, facelift::access::PROBATION_PER_MINUTE);
+}
