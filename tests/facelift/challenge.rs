@@ -85,6 +85,23 @@ pub async fn send_burst(
     (status, response.json().await.expect("json"))
 }
 
+/// Sends `frames` again with a fresh challenge asking the same `turns` (asked for until one
+/// does), as an attacker who recorded an accepted burst would.
+async fn replay(
+    app: &TestApp,
+    client: &reqwest::Client,
+    turns: &[Turn],
+    frames: Vec<Vec<u8>>,
+) -> (StatusCode, Value) {
+    let fresh = loop {
+        let again = ask_challenge(app, client).await;
+        if turns_of(&again) == turns {
+            break again;
+        }
+    };
+    send_burst(app, client, fresh["nonce"].as_str().expect("nonce"), frames).await
+}
+
 pub fn turns_of(challenge: &Value) -> Vec<Turn> {
     serde_json::from_value(challenge["turns"].clone()).expect("turns")
 }
@@ -178,19 +195,7 @@ async fn a_live_turn_logs_in_and_a_held_up_photo_a_replay_or_a_stolen_nonce_does
 
     // the accepted burst again with a fresh nonce for the same turns: seen before
     let turns = turns_of(&challenge);
-    let fresh = loop {
-        let again = ask_challenge(&app, &resident).await;
-        if turns_of(&again) == turns {
-            break again;
-        }
-    };
-    let (status, body) = send_burst(
-        &app,
-        &resident,
-        fresh["nonce"].as_str().expect("nonce"),
-        live.clone(),
-    )
-    .await;
+    let (status, body) = replay(&app, &resident, &turns, live.clone()).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("pad_refused")),
@@ -206,20 +211,7 @@ async fn a_live_turn_logs_in_and_a_held_up_photo_a_replay_or_a_stolen_nonce_does
 
     // and after a restart (the faces of accepted bursts are in the store)
     let restarted = spawn_app_with(options()).await;
-    let elsewhere = cookie_client();
-    let fresh = loop {
-        let again = ask_challenge(&restarted, &elsewhere).await;
-        if turns_of(&again) == turns {
-            break again;
-        }
-    };
-    let (status, body) = send_burst(
-        &restarted,
-        &elsewhere,
-        fresh["nonce"].as_str().expect("nonce"),
-        live.clone(),
-    )
-    .await;
+    let (status, body) = replay(&restarted, &cookie_client(), &turns, live.clone()).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("pad_refused")),
