@@ -71,7 +71,9 @@ try {
     for (let presses = 1; ; presses += 1) {
       await page.waitForFunction(() => /Not recognised|try again in/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
       if (/try again in/.test(await status())) break;
-      if (presses > 8) throw new Error('never made to wait');
+      // 5 failures make the address wait; with the challenge, live attempts are still decided
+      // on probation, 6 a minute (12 more if a minute turns meanwhile)
+      if (presses > 20) throw new Error('never made to wait');
       await page.waitForSelector('#login:not([disabled])', { timeout: 30_000 });
       await page.click('#login');
     }
