@@ -58,12 +58,23 @@ pub enum AccessError {
 
 /// Who is trying: the address as far as it can be trusted, and the token of a browser that
 /// logged in successfully before (its cookie), if it sent one.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct LoginClient {
     pub address: String,
     pub browser: Option<String>,
     /// whom challenges are issued to: the browser session (later, a kiosk)
     pub challenge_owner: String,
+}
+
+/// The tokens are secrets: only whether there is one is shown.
+impl std::fmt::Debug for LoginClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginClient")
+            .field("address", &self.address)
+            .field("browser", &self.browser.as_ref().map(|_| "<redacted>"))
+            .field("challenge_owner", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What a client shows the camera.
@@ -700,5 +711,22 @@ fn login_outcome(error: &FaceError) -> AuditOutcome {
         | FaceError::TooLarge { .. } => AuditOutcome::BadImage,
         FaceError::Busy => AuditOutcome::Busy,
         _ => AuditOutcome::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_client_never_shows_its_tokens() {
+        let client = LoginClient {
+            address: "192.0.2.7".into(),
+            browser: Some("browser-secret-token".into()),
+            challenge_owner: "owner-secret-token".into(),
+        };
+        let shown = format!("{client:?}");
+        assert!(shown.contains("192.0.2.7"), "{shown}");
+        assert!(!shown.contains("secret-token"), "{shown}");
     }
 }
