@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use facelift::access::pad::examine;
-use facelift::access::pad_eval::turn_order;
+use facelift::access::pad_eval::{self, turn_order};
 use facelift::app::{App, Parts};
 use facelift::config::PadMode;
 use facelift::face::pad::{Turn, yaw};
@@ -49,17 +49,7 @@ async fn serve(
 /// A photo as the login page sends a camera frame: at most 640 pixels a side, JPEG 90.
 fn camera_frame(path: &Path) -> anyhow::Result<Vec<u8>> {
     let photo = image::open(path)?.to_rgb8();
-    let scale = (640.0 / photo.width().max(photo.height()) as f32).min(1.0);
-    let (w, h) = (
-        (photo.width() as f32 * scale) as u32,
-        (photo.height() as f32 * scale) as u32,
-    );
-    let frame = image::imageops::resize(&photo, w, h, image::imageops::FilterType::Triangle);
-    let mut bytes = Vec::new();
-    frame.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-        &mut bytes, 90,
-    ))?;
-    Ok(bytes)
+    Ok(pad_eval::jpeg(&pad_eval::camera_frame(&photo), 90))
 }
 
 #[tokio::main]

@@ -509,7 +509,7 @@ fn opposite(turn: Turn) -> Turn {
 }
 
 /// A photo scaled to a camera frame's size.
-fn camera_frame(image: &RgbImage) -> RgbImage {
+pub fn camera_frame(image: &RgbImage) -> RgbImage {
     let (w, h) = image.dimensions();
     let scale = (FRAME_SIDE as f32 / w.max(h) as f32).min(1.0);
     if scale >= 1.0 {
@@ -522,7 +522,8 @@ fn camera_frame(image: &RgbImage) -> RgbImage {
     image::imageops::resize(image, w, h, image::imageops::FilterType::Triangle)
 }
 
-fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
+/// `image` as a JPEG of `quality`, as a camera page or board sends it.
+pub fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
     let mut bytes = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality);
     image

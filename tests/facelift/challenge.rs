@@ -2,7 +2,7 @@
 //! a burst doing it with the nonce. PAD is on, as it is by default.
 
 use facelift::access::pad::examine;
-use facelift::access::pad_eval::turn_order;
+use facelift::access::pad_eval::{jpeg, turn_order};
 use facelift::config::PadMode;
 use facelift::face::attacks::{on_screen, picture_motion, warp};
 use facelift::face::pad::{Turn, yaw};
@@ -104,16 +104,6 @@ async fn replay(
 
 pub fn turns_of(challenge: &Value) -> Vec<Turn> {
     serde_json::from_value(challenge["turns"].clone()).expect("turns")
-}
-
-fn jpeg(image: &image::RgbImage, quality: u8) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    image
-        .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-            &mut bytes, quality,
-        ))
-        .expect("jpeg");
-    bytes
 }
 
 pub fn cookie_client() -> reqwest::Client {
