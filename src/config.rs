@@ -123,6 +123,11 @@ pub struct WebSettings {
     pub liveness_min: f32,
     /// The faces of accepted bursts are remembered this long, to refuse them sent again.
     pub replay_memory_secs: u64,
+    /// Largest width x height of a login frame, checked from its header before it waits for
+    /// an engine: a camera frame (the login page sends 640x480; a 4K frame, 3840x2160, still
+    /// passes), far below the enrolment limit (`engine.max_pixels`), so that a small file claiming a huge
+    /// picture costs no decoding.
+    pub login_max_pixels: u64,
     /// On Ctrl-C or SIGTERM, requests in flight get this long to finish.
     pub shutdown_grace_secs: u64,
     /// A request still unanswered after this long gets 408 (the device's long poll and the
@@ -151,6 +156,7 @@ impl Default for WebSettings {
             challenge_secs: 20,
             liveness_min: 0.5,
             replay_memory_secs: 24 * 60 * 60,
+            login_max_pixels: 3840 * 2160,
             shutdown_grace_secs: 5,
             request_timeout_secs: 30,
             metrics_from: ["127.0.0.0/8", "::1/128"]

@@ -20,8 +20,9 @@ pub use pad::{PadRefusal, PadSignals};
 
 use crate::clock::Clock;
 use crate::config::{PadMode, Settings};
+use crate::face::decode::check_header;
 use crate::face::gallery::Candidate;
-use crate::face::{EnginePool, FaceError, Gallery, MatchResult};
+use crate::face::{DecodeLimits, EnginePool, FaceError, Gallery, MatchResult};
 use crate::store::{AuditEntry, AuditKind, AuditOutcome, Disabled, Standing, Store, StoreError};
 use pad::{FrameEvidence, MAX_BURST_FRAMES, MIN_BURST_FRAMES, PadRules, SeenFaces, examine, judge};
 
@@ -135,6 +136,8 @@ pub struct Access {
     pad: PadRules,
     challenges: Arc<Challenges>,
     seen: Arc<SeenFaces>,
+    /// what a login frame's header may promise (`web.login_max_pixels`)
+    frame_limits: DecodeLimits,
 }
 
 impl Access {
@@ -186,6 +189,9 @@ impl Access {
             pad,
             challenges: Arc::new(Challenges::new(web.challenge_secs)),
             seen: Arc::new(seen),
+            frame_limits: DecodeLimits {
+                max_pixels: web.login_max_pixels.min(settings.engine.max_pixels),
+            },
         }
     }
 
@@ -399,6 +405,10 @@ impl Access {
     /// no image fails the presentation; frames of a burst without a usable face are left out
     /// (a head turning can blur one), unless none has one.
     async fn examine(&self, frames: Vec<Vec<u8>>) -> Result<Vec<FrameEvidence>, FaceError> {
+        // from the headers, before any frame waits for an engine
+        for frame in &frames {
+            check_header(frame, self.frame_limits)?;
+        }
         let results = self
             .pool
             .run(move |engine| {

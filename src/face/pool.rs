@@ -15,8 +15,9 @@ use super::manifest::ModelSet;
 use super::{FaceError, Result};
 
 /// Bumped by a change to decoding, preprocessing or alignment that changes embeddings
-/// (2: the alignment warp rounds once, to nearest).
-const PIPELINE_REVISION: u32 = 2;
+/// (2: the alignment warp rounds once, to nearest; 3: 16-bit PNGs keep their high byte and
+/// CMYK JPEGs are converted by `decode`, at the working size).
+const PIPELINE_REVISION: u32 = 3;
 
 type Job = Box<dyn FnOnce(&mut Engine) + Send>;
 

@@ -6,7 +6,10 @@ mod challenge;
 mod cli;
 mod engine;
 mod gallery;
+mod hardening;
 mod helpers;
+#[path = "../common/hostile_images.rs"]
+mod hostile_images;
 mod http;
 mod lift;
 mod observability;
