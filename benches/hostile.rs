@@ -9,24 +9,13 @@
 #[path = "../tests/common/hostile_images.rs"]
 mod hostile_images;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "../tests/common/child_server.rs"]
+mod child_server;
 
+use std::time::Instant;
+
+use child_server::ChildServer;
 use reqwest::multipart::{Form, Part};
-
-/// The server's peak resident memory since the last reset, in MB.
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn reset_peak_rss(pid: u32) {
-    // "5" resets the peak resident set size (Linux 4.0 and later)
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-}
 
 async fn post_frame(client: &reqwest::Client, base: &str, bytes: Vec<u8>) -> (u16, String) {
     let form = Form::new().part("frame", Part::bytes(bytes).file_name("frame"));
@@ -45,52 +34,13 @@ async fn post_frame(client: &reqwest::Client, base: &str, bytes: Vec<u8>) -> (u1
     }
 }
 
-/// Stops the server when the bench ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let shared = Path::new("../shared/data/deepface-faces");
-    let dir = tempfile::tempdir()?;
-    let folder = dir.path().join("gallery/person01");
-    std::fs::create_dir_all(&folder)?;
-    for photo in ["img1.jpg", "img2.jpg"] {
-        std::fs::copy(shared.join(photo), folder.join(photo))?;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_facelift"))
-            .arg("serve")
-            .env("FACELIFT_BIND", format!("127.0.0.1:{port}"))
-            .env("FACELIFT_GALLERY", dir.path().join("gallery"))
-            .env("FACELIFT_DATA_DIR", dir.path().join("data"))
-            // one frame, judged by its liveness score: every upload reaches the engine
-            .env("FACELIFT_PAD", "passive")
-            .env("FACELIFT_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    let pid = server.0.id();
+    // one frame, judged by its liveness score: every upload reaches the engine
+    let server = ChildServer::start(&[("FACELIFT_PAD", "passive")]).await?;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "the server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let real = std::fs::read(shared.join("img4.jpg"))?;
+    let real = std::fs::read("../shared/data/deepface-faces/img4.jpg")?;
 
     type Build = fn() -> Vec<u8>;
     let images: [(&str, Build); 12] = [
@@ -133,19 +83,19 @@ async fn main() -> anyhow::Result<()> {
     ];
     // warm up: the first run of each model allocates its buffers
     post_frame(&client, &base, real.clone()).await;
-    reset_peak_rss(pid);
-    let idle = peak_rss_mb(pid).unwrap_or(0.0);
+    server.reset_peak_rss();
+    let idle = server.peak_rss_mb().unwrap_or(0.0);
     println!("server resident after a first login: {idle:.0} MB");
     println!("image                              bytes     answer             ms  peak RSS MB");
     let mut worst: (f64, f64) = (0.0, 0.0);
     for (name, build) in images {
         let bytes = build();
         let size = bytes.len();
-        reset_peak_rss(pid);
+        server.reset_peak_rss();
         let start = Instant::now();
         let (status, error) = post_frame(&client, &base, bytes).await;
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        let peak = peak_rss_mb(pid).unwrap_or(0.0);
+        let peak = server.peak_rss_mb().unwrap_or(0.0);
         if status != 200 {
             worst = (worst.0.max(ms), worst.1.max(peak));
         }

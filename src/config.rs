@@ -32,7 +32,8 @@ pub struct Settings {
     pub model_precision: Option<Precision>,
     /// Engines (each with its own ONNX Runtime sessions) working in parallel.
     pub workers: usize,
-    /// Images that may wait for an engine before new ones get "busy".
+    /// Requests that may wait for an engine (in a waiting room, before their upload is read)
+    /// before new ones get "busy"; one address may hold an eighth of them.
     pub queue: usize,
     /// Largest accepted upload, in bytes.
     pub max_body_bytes: usize,
@@ -215,7 +216,7 @@ impl Default for Settings {
             model_output: None,
             model_precision: None,
             workers: 1,
-            queue: 16,
+            queue: 64,
             max_body_bytes: 8 * 1024 * 1024,
             engine: EngineConfig::default(),
             pad: PadMode::default(),

@@ -480,5 +480,6 @@ fn code(error: &protocol::ProtocolError) -> &'static str {
         P::Unsigned(_) | P::UnknownDevice | P::BadSignature | P::BadMessage(_) => "bad_signature",
         P::Stale { .. } => "stale",
         P::Replayed => "replayed",
+        P::Unverifiable => "internal",
     }
 }

@@ -136,6 +136,17 @@ impl LiftMachine {
         self.position
     }
 
+    /// Knows these request ids (oldest first) as already accepted: after a restart, the ones
+    /// the store kept, so that a repeated request does not move the lift again.
+    pub fn remember_requests(&mut self, requests: impl IntoIterator<Item = (String, i32)>) {
+        for request in requests {
+            if self.recent_requests.len() == REMEMBERED_REQUESTS {
+                self.recent_requests.pop_front();
+            }
+            self.recent_requests.push_back(request);
+        }
+    }
+
     /// Accepts a move to `floor` under `request_id`, or says why not.
     pub fn request_move(
         &mut self,

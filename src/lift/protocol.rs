@@ -116,6 +116,8 @@ pub enum ProtocolError {
     Replayed,
     #[error("bad message: {0}")]
     BadMessage(String),
+    #[error("the message could not be checked against earlier ones; try again")]
+    Unverifiable,
 }
 
 /// A request id is 1 to 64 letters, digits, `-` or `_`.
@@ -314,8 +316,8 @@ impl Verifier {
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let window = self.window_secs;
-        seen.retain(|_, at| (now - *at).abs() <= window);
+        let window = self.window_secs.unsigned_abs();
+        seen.retain(|_, at| at.abs_diff(now) <= window);
         if seen
             .insert((device.to_string(), nonce.to_string()), timestamp)
             .is_some()
@@ -346,9 +348,16 @@ impl Verifier {
         self.check_window(timestamp, now)
     }
 
+    /// How far a message's timestamp may be from now, in seconds.
+    pub fn window_secs(&self) -> i64 {
+        self.window_secs
+    }
+
     fn check_window(&self, timestamp: i64, now: i64) -> Result<(), ProtocolError> {
+        // compared without `abs`: the skew of i64::MIN has no absolute value in i64, and in a
+        // release build it wrapped to a negative number that passed
         let skew = timestamp.saturating_sub(now);
-        if skew.abs() > self.window_secs {
+        if timestamp.abs_diff(now) > self.window_secs.unsigned_abs() {
             return Err(ProtocolError::Stale {
                 skew,
                 window: self.window_secs,
@@ -490,6 +499,35 @@ mod tests {
             ),
             Err(ProtocolError::Unsigned(TIMESTAMP_HEADER))
         );
+    }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_i64_is_stale_not_an_overflow() {
+        let secret = Secret::new("s3cret");
+        let verifier = Verifier::new(30);
+        let body = b"{}";
+        for timestamp in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let signed = sign_request(&secret, "POST", "/api/v1/device/status", body, timestamp);
+            let text = timestamp.to_string();
+            let presented = Presented {
+                timestamp: Some(&text),
+                ..presented(&signed)
+            };
+            let message = Message {
+                method: "POST",
+                path: "/api/v1/device/status",
+                body,
+            };
+            for now in [1_800_000_000, 0, -5] {
+                assert!(
+                    matches!(
+                        verifier.verify_request("a", &secret, &message, &presented, now),
+                        Err(ProtocolError::Stale { .. })
+                    ),
+                    "timestamp {timestamp} at {now}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::protocol::{
 use super::{Accepted, Device, Floors, LiftError, LiftMachine, LiftStatus, LinkError, Timeouts};
 use crate::clock::Clock;
 use crate::config::LiftSettings;
-use crate::store::{AuditEntry, AuditKind, AuditOutcome, Store};
+use crate::store::{AuditEntry, AuditKind, AuditOutcome, REQUEST_MEMORY_SECS, Store};
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -53,7 +53,12 @@ impl LiftService {
             move_timeout: Duration::from_millis(settings.move_timeout_ms),
             offline_after: Duration::from_millis(settings.offline_after_ms),
         };
-        let machine = LiftMachine::new(floors, timeouts);
+        let mut machine = LiftMachine::new(floors, timeouts);
+        let since = clock.now().saturating_sub(REQUEST_MEMORY_SECS);
+        match store.lift_requests_since(since) {
+            Ok(requests) => machine.remember_requests(requests),
+            Err(error) => tracing::error!(%error, "could not read the recent lift requests"),
+        }
         let (changes, _) = watch::channel(LiftStatus::of(&machine));
         let (events, heard) = mpsc::unbounded_channel();
         let link = device
@@ -126,6 +131,7 @@ impl LiftService {
         );
         let accepted = result?;
         if !accepted.duplicate {
+            self.inner.remember_request(&accepted);
             self.inner.publish();
             if let Some(link) = &self.inner.link {
                 link.send(MoveCommand {
@@ -153,8 +159,9 @@ impl LiftService {
         true
     }
 
-    /// Checks a message from a device: known device, signature, time window, not a replay.
-    pub fn verify_device_request(
+    /// Checks a message from a device: known device, signature, time window, not a replay,
+    /// in this run (memory) or before a restart (the store).
+    pub async fn verify_device_request(
         &self,
         device_name: Option<&str>,
         method: &str,
@@ -169,14 +176,36 @@ impl LiftService {
             .filter(|d| Some(d.name.as_str()) == device_name)
             .ok_or(ProtocolError::UnknownDevice)?;
         let message = protocol::Message { method, path, body };
+        let now = self.inner.clock.now();
         self.inner.verifier.verify_request(
             &device.name,
             &device.secret,
             &message,
             presented,
-            self.inner.clock.now(),
+            now,
         )?;
-        Ok(device)
+        // signed and inside the window, so the timestamp parses
+        let stamped = presented
+            .timestamp
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .unwrap_or(now);
+        let (store, name) = (Arc::clone(&self.inner.store), device.name.clone());
+        let nonce = presented.nonce.unwrap_or_default().to_string();
+        let forget_before = now.saturating_sub(self.inner.verifier.window_secs());
+        let fresh = tokio::task::spawn_blocking(move || {
+            store.remember_device_nonce(&name, &nonce, stamped, forget_before)
+        })
+        .await;
+        match fresh {
+            Ok(Ok(true)) => Ok(device),
+            Ok(Ok(false)) => Err(ProtocolError::Replayed.into()),
+            Ok(Err(error)) => {
+                // refused rather than let through unchecked
+                tracing::error!(%error, "could not record a device nonce");
+                Err(ProtocolError::Unverifiable.into())
+            }
+            Err(_) => Err(ProtocolError::Unverifiable.into()),
+        }
     }
 
     /// A verified status report.
@@ -264,6 +293,21 @@ fn spawn_listener(weak: Weak<Inner>, mut heard: mpsc::UnboundedReceiver<LinkEven
 }
 
 impl Inner {
+    /// Keeps an accepted move's request id in the store, for a restart.
+    fn remember_request(&self, accepted: &Accepted) {
+        let store = Arc::clone(&self.store);
+        let (id, floor, now) = (
+            accepted.request_id.clone(),
+            accepted.floor,
+            self.clock.now(),
+        );
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.remember_lift_request(&id, floor, now) {
+                tracing::error!(%error, "could not record a lift request id");
+            }
+        });
+    }
+
     /// The machine's state stays whole after a panic elsewhere: every change to it is made
     /// under this lock by methods that do not panic midway.
     fn lock(&self) -> MutexGuard<'_, LiftMachine> {

@@ -1,9 +1,11 @@
 //! SQLite storage: the embedding cache (by photo hash and model id, so a restart does not
 //! recompute the gallery and a changed photo is recomputed), web sessions, and the audit log.
 
+mod lift;
 mod people;
 mod sessions;
 
+pub use lift::REQUEST_MEMORY_SECS;
 pub use people::{Disabled, Standing, TRUSTED_BROWSER_SECS};
 pub use sessions::SqliteSessionStore;
 
@@ -92,6 +94,20 @@ const MIGRATIONS: &[&str] = &[
     // the faces of accepted login bursts, to refuse them sent again (after a restart too)
     "CREATE TABLE seen_faces (at INTEGER NOT NULL, hash INTEGER NOT NULL);
     CREATE INDEX seen_faces_at ON seen_faces (at);",
+    // replay protection and move dedupe that survive a restart
+    "CREATE TABLE device_nonces (
+        device TEXT NOT NULL,
+        nonce  TEXT NOT NULL,
+        at     INTEGER NOT NULL,
+        PRIMARY KEY (device, nonce)
+    ) WITHOUT ROWID;
+    CREATE INDEX device_nonces_at ON device_nonces (at);
+    CREATE TABLE lift_requests (
+        request_id TEXT PRIMARY KEY,
+        floor      INTEGER NOT NULL,
+        at         INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX lift_requests_at ON lift_requests (at);",
 ];
 
 /// How a device is reached, as stored.

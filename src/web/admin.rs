@@ -18,7 +18,7 @@ use super::described::{
 use super::error::ErrorBody;
 use super::extract::{AdminUser, ApiJson, ApiPath};
 use super::upload::{Upload, read_files};
-use super::{AppState, WebError};
+use super::{AppState, EngineTicket, WebError};
 use crate::face::gallery::{Template, save_photo, valid_person_name};
 use crate::face::{FaceError, Which};
 use crate::store::Disabled;
@@ -68,6 +68,7 @@ async fn add_photo(
     AdminUser(admin): AdminUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
+    _place: EngineTicket,
     upload: Upload,
 ) -> Result<(StatusCode, Json<Enrolled>), WebError> {
     let name = checked_name(&name)?.to_string();

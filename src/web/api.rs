@@ -15,7 +15,7 @@ use super::described::{
 use super::error::ErrorBody;
 use super::extract::{AdminUser, CurrentUser};
 use super::upload::{Upload, read_files};
-use super::{AppState, WebError};
+use super::{AppState, EngineTicket, WebError};
 use crate::face::gallery::{Candidate, MatchResult};
 use crate::face::{Verification, Which};
 use crate::store::Disabled;
@@ -128,6 +128,7 @@ struct IdentifiedFace {
 async fn identify(
     _admin: AdminUser,
     State(state): State<AppState>,
+    _place: EngineTicket,
     upload: Upload,
 ) -> Result<Json<Identified>, WebError> {
     let [frame] = read_files(upload, ["frame"], state.max_body_bytes).await?;
@@ -173,6 +174,7 @@ async fn identify(
 async fn verify(
     _user: CurrentUser,
     State(state): State<AppState>,
+    _place: EngineTicket,
     upload: Upload,
 ) -> Result<Json<Verification>, WebError> {
     let [a, b] = read_files(upload, ["a", "b"], state.max_body_bytes).await?;

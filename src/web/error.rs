@@ -55,6 +55,10 @@ pub enum WebError {
     Task(#[from] tokio::task::JoinError),
     #[error("the gallery is unusable: a thread panicked while changing it")]
     GalleryPoisoned,
+    #[error("the admission to the face engine is unusable: a thread panicked")]
+    AdmissionPoisoned,
+    #[error("this address already has {0} images waiting for the face engine; try again shortly")]
+    OverShare(usize),
     #[error("encoding the answer: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("{what}: {source}")]
@@ -154,6 +158,7 @@ impl WebError {
                 LiftError::Protocol(ProtocolError::BadMessage(_)) => {
                     (S::UNPROCESSABLE_ENTITY, "bad_message", message)
                 }
+                LiftError::Protocol(ProtocolError::Unverifiable) => internal(),
                 LiftError::Protocol(_) => (S::UNAUTHORIZED, "bad_signature", message),
                 LiftError::BadDevice { .. } => internal(),
             },
@@ -198,12 +203,14 @@ impl WebError {
             WebError::SessionExpired => (S::UNAUTHORIZED, "session_expired", message),
             WebError::AccessEnded => (S::UNAUTHORIZED, "access_ended", message),
             WebError::NotAdmin => (S::FORBIDDEN, "not_admin", message),
+            WebError::OverShare(_) => (S::SERVICE_UNAVAILABLE, "busy", message),
             WebError::CrossSite(_) => (S::FORBIDDEN, "cross_site", message),
             WebError::Store(_)
             | WebError::Session(_)
             | WebError::NoSessionLayer
             | WebError::Task(_)
             | WebError::GalleryPoisoned
+            | WebError::AdmissionPoisoned
             | WebError::Encode(_)
             | WebError::Files { .. } => internal(),
         }
@@ -238,6 +245,7 @@ impl IntoResponse for WebError {
             WebError::TooManyAttempts { retry_after }
             | WebError::Access(AccessError::TooManyAttempts { retry_after }) => Some(*retry_after),
             WebError::Face(FaceError::Busy)
+            | WebError::OverShare(_)
             | WebError::Access(
                 AccessError::Face(FaceError::Busy) | AccessError::TooManyChallenges,
             ) => Some(1),

@@ -202,6 +202,7 @@ impl FromRequest<AppState> for DeviceAuth {
         let device = state
             .lift
             .verify_device_request(name, parts.method.as_str(), &path, &presented, &body)
+            .await
             .inspect_err(|e| {
                 tracing::warn!(error = %e, device = name.unwrap_or("-"), %path, "device message refused");
             })?

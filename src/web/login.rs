@@ -15,7 +15,7 @@ use super::described::{ImageRefusals, LoginUpload, NeedsSession, NeedsSessionToC
 use super::error::ErrorBody;
 use super::extract::{Client, CurrentUser, start_session};
 use super::upload::{Upload, read_presentation};
-use super::{AppState, WebError};
+use super::{AppState, EngineTicket, WebError};
 use crate::access::LoginClient;
 use crate::access::pad::{MAX_BURST_FRAMES, MIN_BURST_FRAMES};
 use crate::face::pad::Turn;
@@ -139,6 +139,8 @@ async fn challenge_owner(session: &Session, create: bool) -> Result<String, WebE
     ))]
 async fn login(
     State(state): State<AppState>,
+    // before the session and the upload: a refusal reads neither
+    _place: EngineTicket,
     session: Session,
     Client(client): Client,
     headers: HeaderMap,

@@ -1,6 +1,7 @@
 //! HTTP: the router and the state it shares; serving it is in `serve`.
 
 mod admin;
+mod admission;
 mod api;
 mod client;
 mod described;
@@ -21,9 +22,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::HeaderValue;
-use axum::http::StatusCode;
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{self, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -33,6 +33,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use utoipa_axum::router::OpenApiRouter;
 
+pub use admission::{Admission, EngineTicket};
 pub use client::{ClientInfo, ServedOverTls};
 pub use error::WebError;
 pub use extract::{AdminUser, CSRF_HEADER, Client, CurrentUser, DeviceAuth};
@@ -63,6 +64,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
     pub max_body_bytes: usize,
+    /// places in front of the face engines, taken before an upload is read
+    pub admission: Arc<Admission>,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
             access,
             clock,
             max_body_bytes: settings.max_body_bytes,
+            admission: Admission::new(settings.workers, settings.queue),
             settings: Arc::new(settings),
         }
     }
@@ -126,9 +130,15 @@ pub fn build_router(state: AppState) -> Router {
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            secure_cookies,
+            security_headers,
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // failures are logged where they happen (`WebError`); an overloaded server answering
+        // thousands of 503s a second must not also write thousands of error lines
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(()),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
@@ -173,30 +183,65 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), route, id)
 }
 
-/// Marks cookies `Secure` when the client's connection is HTTPS, directly or through a
-/// trusted proxy (a tunnel such as ngrok), and only then: over plain HTTP on a LAN a Secure
-/// cookie would never come back.
-async fn secure_cookies(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// What every answer may load and who may frame it: scripts and styles only from this origin
+/// (no inline code anywhere), pictures also from the page's own captures, nothing framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The camera for this origin only (the login page); nothing else a page could ask for.
+const PERMISSIONS_POLICY: &str =
+    "camera=(self), microphone=(), geolocation=(), payment=(), usb=(), serial=()";
+
+/// HTTPS only, for a year, once a browser has reached us over HTTPS.
+const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
+/// The security headers of every answer (pages, static files, the API), and on HTTPS the
+/// `Secure` cookies and HSTS.
+async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let https = client::client_info(&parts, &state.settings.web.trusted_proxies).https;
     let mut response = next.run(Request::from_parts(parts, body)).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            HeaderName::from_static("permissions-policy"),
+            PERMISSIONS_POLICY,
+        ),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     if https {
-        let cookies: Vec<HeaderValue> = response
-            .headers_mut()
-            .get_all(SET_COOKIE)
-            .iter()
-            .cloned()
-            .collect();
-        response.headers_mut().remove(SET_COOKIE);
-        for cookie in cookies {
-            let secured = match cookie.to_str() {
-                Ok(text) if !text.to_ascii_lowercase().contains("; secure") => {
-                    HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(cookie)
-                }
-                _ => cookie,
-            };
-            response.headers_mut().append(SET_COOKIE, secured);
-        }
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+        );
+        secure_cookies(headers);
     }
     response
+}
+
+/// Marks cookies `Secure` when the client's connection is HTTPS, directly or through a
+/// trusted proxy (a tunnel such as ngrok), and only then: over plain HTTP on a LAN a Secure
+/// cookie would never come back.
+fn secure_cookies(headers: &mut HeaderMap) {
+    let cookies: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+    headers.remove(SET_COOKIE);
+    for cookie in cookies {
+        let secured = match cookie.to_str() {
+            Ok(text) if !text.to_ascii_lowercase().contains("; secure") => {
+                HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(cookie)
+            }
+            _ => cookie,
+        };
+        headers.append(SET_COOKIE, secured);
+    }
 }

@@ -34,6 +34,11 @@ const browser = await chromium.launch({
 });
 const page = await browser.newPage({ viewport: { width: 800, height: 900 }, ignoreHTTPSErrors: https });
 const text = (selector) => page.locator(selector).innerText();
+// the server's Content-Security-Policy allows no inline code: anything it blocks fails the run
+const blocked = [];
+page.on('console', (message) => {
+  if (/Content Security Policy/i.test(message.text())) blocked.push(message.text());
+});
 try {
   await page.goto(`${base}/`);
   const protocol = await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
@@ -92,6 +97,8 @@ try {
     if (new URL(page.url()).pathname !== '/') throw new Error(`left the login page for ${page.url()}`);
     console.log(`stayed on the login page: ${await text('#status')}`);
   }
+  if (blocked.length) throw new Error(`the Content-Security-Policy blocked: ${blocked.join('; ')}`);
+  console.log('nothing blocked by the Content-Security-Policy');
 } catch (error) {
   await page.screenshot({ path: `${shots}/failure-${expected}.png` }).catch(() => {});
   console.error(`status line: ${await text('#status').catch(() => '(none)')}`);

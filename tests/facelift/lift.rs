@@ -4,9 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use facelift::lift::Condition;
+use std::sync::Arc;
+
 use facelift::lift::protocol::{self, DEVICE_HEADER, Secret};
-use facelift::store::{AuditKind, AuditOutcome};
+use facelift::lift::{Condition, Device, Link};
+use facelift::store::{AuditKind, AuditOutcome, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -493,4 +495,87 @@ async fn an_oversized_device_message_is_refused_as_too_large() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"], "too_large");
     assert_eq!(app.lift.status().floor, before.floor);
+}
+
+#[tokio::test]
+async fn captured_device_messages_and_a_repeated_move_are_refused_after_a_restart() {
+    let secret = Secret::generate();
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let device = Device {
+        name: DEVICE.into(),
+        secret: secret.clone(),
+        link: Link::Pull,
+    };
+    store.put_device(&device.to_row()).expect("register");
+    // no simulator: only hand-made messages speak for the device
+    let options = || AppOptions {
+        store: Some(Arc::clone(&store)),
+        device: None,
+        ..AppOptions::default()
+    };
+    let app = spawn_app_with(options()).await;
+    let (now, seq) = (unix_now(), unix_now() as u64 * 1000);
+    let report = Message::report(&secret, 1, seq, now);
+    let (status, body) = report.send(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let poll = Message::signed(
+        &secret,
+        "GET",
+        "/api/v1/device/commands?wait=0",
+        Vec::new(),
+        now,
+    );
+    assert_eq!(poll.send(&app).await.0, StatusCode::NO_CONTENT);
+    app.lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(1))
+        .await;
+    let token = log_in(&app).await;
+    let request = json!({"floor": 2, "request_id": "morning-1"});
+    let (status, body) = press(&app, &token, request.clone()).await;
+    assert_eq!(
+        (status, &body["duplicate"]),
+        (StatusCode::ACCEPTED, &json!(false)),
+        "{body}"
+    );
+    assert!(app.shut_down(SOON).await, "stopped");
+
+    let restarted = spawn_app_with(options()).await;
+    for (what, message) in [("the report", &report), ("the long poll", &poll)] {
+        let (status, body) = message.send(&restarted).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("replayed")),
+            "{what} replayed after the restart"
+        );
+    }
+    // the device, freshly heard, is still at floor 1
+    let fresh = Message::report(&secret, 1, seq + 10, unix_now());
+    assert_eq!(fresh.send(&restarted).await.0, StatusCode::OK);
+    restarted
+        .lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(1))
+        .await;
+    let token = log_in(&restarted).await;
+    let (status, body) = press(&restarted, &token, request).await;
+    assert_eq!(
+        (status, &body["duplicate"]),
+        (StatusCode::ACCEPTED, &json!(true)),
+        "the same request id is the same move: {body}"
+    );
+    assert_eq!(
+        restarted.lift.status().state,
+        Condition::Idle,
+        "and it does not move the lift again"
+    );
+
+    // a timestamp at the end of i64 is stale, however often it is sent
+    for timestamp in [i64::MIN, i64::MAX] {
+        let edge = Message::report(&secret, 2, seq + 20, timestamp);
+        for _ in 0..2 {
+            let (status, body) = edge.send(&restarted).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("stale")),
+                "timestamp {timestamp}"
+            );
+        }
+    }
 }

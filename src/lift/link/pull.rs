@@ -1,5 +1,6 @@
 //! Pull: the device (behind NAT) long-polls the server; the command waits here for it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub const MAX_POLL: Duration = Duration::from_secs(30);
 pub struct PullLink {
     pending: Mutex<Option<MoveCommand>>,
     queued: Notify,
+    /// numbers the polls; only the newest may take a command
+    polls: AtomicU64,
 }
 
 impl PullLink {
@@ -26,13 +29,20 @@ impl PullLink {
         self.pending().take();
     }
 
-    /// Waits up to `wait` (at most `MAX_POLL`) for the next command.
+    /// Waits up to `wait` (at most `MAX_POLL`) for the next command. One poll is outstanding
+    /// at a time: a newer one (the device reconnecting) ends the older without a command, so
+    /// a stale or replayed poll cannot take a command meant for the device.
     pub async fn next_command(&self, wait: Duration) -> Option<MoveCommand> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_POLL);
+        let this_poll = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.queued.notify_waiters();
         loop {
             let queued = self.queued.notified();
             tokio::pin!(queued);
             queued.as_mut().enable();
+            if self.polls.load(Ordering::SeqCst) != this_poll {
+                return None;
+            }
             if let Some(command) = self.pending().take() {
                 return Some(command);
             }
@@ -47,5 +57,35 @@ impl PullLink {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_newer_poll_ends_the_older_one_and_takes_the_command() {
+        let link = std::sync::Arc::new(PullLink::default());
+        let older = {
+            let link = std::sync::Arc::clone(&link);
+            tokio::spawn(async move { link.next_command(Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let newer = {
+            let link = std::sync::Arc::clone(&link);
+            tokio::spawn(async move { link.next_command(Duration::from_secs(5)).await })
+        };
+        let ended = tokio::time::timeout(Duration::from_secs(1), older)
+            .await
+            .expect("the older poll ends at once")
+            .expect("task");
+        assert_eq!(ended, None);
+        let command = MoveCommand {
+            request_id: "r1".into(),
+            floor: 2,
+        };
+        link.queue(command.clone());
+        assert_eq!(newer.await.expect("task"), Some(command));
     }
 }
