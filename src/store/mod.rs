@@ -3,6 +3,7 @@
 
 mod lift;
 mod people;
+mod private;
 mod sessions;
 
 pub use lift::REQUEST_MEMORY_SECS;
@@ -108,7 +109,15 @@ const MIGRATIONS: &[&str] = &[
         at         INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX lift_requests_at ON lift_requests (at);",
+    // sessions are filed under the hash of their id; rows under raw ids cannot be found again
+    "DELETE FROM sessions;",
 ];
+
+/// What a session is filed under: the SHA-256 of its id, never the id (the cookie) itself.
+fn session_key(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(id.as_bytes()))
+}
 
 /// How a device is reached, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,12 +155,18 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) `facelift.db` in `data_dir`.
+    /// The folder is made readable by its owner only (0700), and the database by its owner
+    /// only (0600; SQLite gives its `-wal` and `-shm` files the same mode): they hold device
+    /// secrets and CSRF tokens.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
-        Self::from_connection(Connection::open(data_dir.join("facelift.db"))?)
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| StoreError::Io { path, source }
+        };
+        private::create_dir(data_dir).map_err(io(data_dir))?;
+        let database = data_dir.join("facelift.db");
+        private::create_file(&database).map_err(io(&database))?;
+        Self::from_connection(Connection::open(&database)?)
     }
 
     pub fn open_in_memory() -> Result<Self, StoreError> {
@@ -456,7 +471,8 @@ impl Store {
         })
     }
 
-    /// The session's data and expiry (unix seconds), unless it has expired.
+    /// The session's data and expiry (unix seconds), unless it has expired. Sessions are
+    /// filed under the SHA-256 of their id: a copy of the database lets no one use them.
     pub(crate) fn session_load(
         &self,
         id: &str,
@@ -465,7 +481,7 @@ impl Store {
         self.with(|c| {
             c.query_row(
                 "SELECT data, expires_at FROM sessions WHERE id = ?1 AND expires_at > ?2",
-                params![id, now],
+                params![session_key(id), now],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
@@ -485,13 +501,18 @@ impl Store {
         } else {
             "INSERT OR REPLACE INTO sessions (id, data, expires_at) VALUES (?1, ?2, ?3)"
         };
-        self.with(|c| c.execute(sql, params![id, data, expires_at]))
+        self.with(|c| c.execute(sql, params![session_key(id), data, expires_at]))
             .map(|changed| changed == 1)
     }
 
     pub(crate) fn session_delete(&self, id: &str) -> Result<(), StoreError> {
-        self.with(|c| c.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
-            .map(|_| ())
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM sessions WHERE id = ?1",
+                params![session_key(id)],
+            )
+        })
+        .map(|_| ())
     }
 
     /// Deletes the sessions that expired before `now`; returns how many.
@@ -540,6 +561,56 @@ fn decode_vector(bytes: &[u8]) -> Embedding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_and_database_are_the_owners_only_and_hold_no_session_id() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().expect("tempdir");
+        let data_dir = parent.path().join("data");
+        let store = Store::open(&data_dir).expect("store");
+        store
+            .put_device(&DeviceRow {
+                name: "lift-a".into(),
+                secret: "0123456789abcdef".into(),
+                link: LinkKind::Pull,
+                address: None,
+            })
+            .expect("device");
+        let id = "Aq3vXyZ0sessionid";
+        assert!(store.session_save(id, "{}", i64::MAX, true).expect("save"));
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("exists")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(&data_dir), 0o700, "the folder");
+        for file in ["facelift.db", "facelift.db-wal", "facelift.db-shm"] {
+            assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
+        }
+        let stored: Vec<String> = store
+            .with(|c| {
+                let mut statement = c.prepare("SELECT id FROM sessions")?;
+                let rows = statement.query_map([], |row| row.get(0))?;
+                rows.collect()
+            })
+            .expect("ids");
+        assert_eq!(stored, [session_key(id)]);
+        assert_ne!(stored[0], id);
+        assert!(
+            store.session_load(id, 0).expect("load").is_some(),
+            "found by its id"
+        );
+        drop(store);
+
+        // a database left world-readable by an older version is tightened on open
+        let loose = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(data_dir.join("facelift.db"), loose).expect("chmod");
+        let _store = Store::open(&data_dir).expect("reopen");
+        assert_eq!(mode(&data_dir.join("facelift.db")), 0o600);
+    }
 
     /// Outcomes written as free text before migration 6 read back as names, the rest in the detail.
     #[test]

@@ -178,3 +178,111 @@ async fn every_answer_carries_the_security_headers_and_pages_run_no_inline_code(
         .unwrap_or_default();
     assert!(hsts.starts_with("max-age="), "HSTS over HTTPS: {hsts:?}");
 }
+
+#[tokio::test]
+async fn an_upload_that_is_no_multipart_form_is_refused_in_the_json_shape() {
+    let app = spawn_app().await;
+    let (status, body, _) = app.login("img4.jpg").await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["csrf_token"].as_str().expect("token").to_string();
+    let cases: [(&str, Option<&str>, &[u8]); 5] = [
+        ("no body, no type", None, b""),
+        ("plain text", Some("text/plain"), b"hello"),
+        (
+            "multipart without a boundary",
+            Some("multipart/form-data"),
+            b"--x--",
+        ),
+        (
+            "multipart, empty",
+            Some("multipart/form-data; boundary=x"),
+            b"",
+        ),
+        (
+            "multipart, cut",
+            Some("multipart/form-data; boundary=x"),
+            b"--x\r\nContent-Disp",
+        ),
+    ];
+    for path in ["/api/v1/login", "/api/v1/verify"] {
+        for (what, content_type, bytes) in cases {
+            let mut request = app
+                .client
+                .post(format!("{}{path}", app.base))
+                .header("x-csrf-token", &token)
+                .header("origin", &app.base)
+                .body(bytes.to_vec());
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await.expect("request");
+            let status = response.status();
+            let kind = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let text = response.text().await.expect("body");
+            assert!(status.is_client_error(), "{path}, {what}: {status} {text}");
+            assert!(
+                kind.starts_with("application/json"),
+                "{path}, {what}: {kind} {text}"
+            );
+            let body: Value = serde_json::from_str(&text).expect("JSON");
+            assert!(
+                body["error"].is_string() && body["message"].is_string(),
+                "{path}, {what}: {body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_sent_before_an_upload_is_read_is_not_lost_to_a_reset() {
+    let app = spawn_app().await;
+    let (status, body, cookie) = app.login("img4.jpg").await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["csrf_token"].as_str().expect("token").to_string();
+    let cookie = cookie.expect("a session cookie");
+    let cookie = cookie.split(';').next().expect("name=value").to_string();
+    let address = app.base.trim_start_matches("http://").to_string();
+    let base = app.base.clone();
+    // a raw client that sends a 2 MB upload and reads the answer only afterwards, as a slow
+    // phone would: if the server closed with the upload unread, the reset would wipe the
+    // answer from the client's buffer before it is read
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        stream
+            .set_write_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let upload = vec![b'a'; 2 * 1024 * 1024];
+        let head = format!(
+            "POST /api/v1/admin/people/person01/photos HTTP/1.1\r\nHost: {address}\r\n\
+             Cookie: {cookie}\r\nx-csrf-token: {token}\r\nOrigin: {base}\r\n\
+             Content-Type: multipart/form-data; boundary=x\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            upload.len()
+        );
+        stream.write_all(head.as_bytes()).expect("head");
+        // the server may stop reading; what was written is enough either way
+        let _ = stream.write_all(&upload);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        (
+            read.map_err(|e| e.to_string()),
+            String::from_utf8_lossy(&answer).to_string(),
+        )
+    })
+    .await
+    .expect("client");
+    let (read, text) = answer;
+    assert!(
+        read.is_ok(),
+        "the connection was reset: {read:?}, read so far {text:?}"
+    );
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert!(text.contains("not_admin"), "{text}");
+}
