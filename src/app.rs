@@ -186,7 +186,13 @@ impl App {
         listener: std::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let grace = std::time::Duration::from_secs(self.state.settings.web.shutdown_grace_secs);
-        web::serve(listener, self.router(), self.tls.as_ref(), grace, shutdown).await
+        let settings = &self.state.settings.web;
+        let options = web::ServeOptions {
+            tls: self.tls.as_ref(),
+            limits: web::ConnectionLimits::from_settings(settings),
+            header_timeout: std::time::Duration::from_secs(settings.header_timeout_secs.max(1)),
+            grace: std::time::Duration::from_secs(settings.shutdown_grace_secs),
+        };
+        web::serve(listener, self.router(), options, shutdown).await
     }
 }

@@ -136,6 +136,23 @@ pub struct WebSettings {
     pub request_timeout_secs: u64,
     /// Addresses (or CIDR ranges) `GET /metrics` answers; others get 403.
     pub metrics_from: Vec<ipnet::IpNet>,
+    /// Connections open at once, all clients together (default: what the open-file limit
+    /// allows, less a reserve). At the cap, the connection quiet longest with nothing in
+    /// flight is closed to make room; when every one is busy, the new one is closed at once.
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one address (trusted proxies excepted); more are closed
+    /// at once.
+    pub max_connections_per_address: usize,
+    /// A request's headers must arrive within this long; an HTTP/1 connection waiting for its
+    /// next request is closed after it too.
+    pub header_timeout_secs: u64,
+    /// A connection with nothing in flight and no bytes either way for this long is closed
+    /// (HTTP/2 and a stalled TLS handshake included).
+    pub idle_timeout_secs: u64,
+    /// A request body must arrive within this long, plus a second for every `body_min_rate`
+    /// bytes received; a slower one gets 408 and its connection is closed.
+    pub body_timeout_secs: u64,
+    pub body_min_rate: u64,
 }
 
 impl Default for WebSettings {
@@ -164,6 +181,12 @@ impl Default for WebSettings {
                 .iter()
                 .filter_map(|net| net.parse().ok())
                 .collect(),
+            max_connections: None,
+            max_connections_per_address: 256,
+            header_timeout_secs: 20,
+            idle_timeout_secs: 60,
+            body_timeout_secs: 20,
+            body_min_rate: 500,
         }
     }
 }

@@ -442,7 +442,7 @@ async fn serve_move(
             StatusCode::UNAUTHORIZED,
             format!(r#"{{"error":"{}"}}"#, code(&e)),
         ),
-        Ok(()) => match serde_json::from_slice::<MoveCommand>(&body) {
+        Ok(_) => match serde_json::from_slice::<MoveCommand>(&body) {
             Err(_) => (
                 StatusCode::BAD_REQUEST,
                 r#"{"error":"bad_request"}"#.to_string(),

@@ -47,9 +47,13 @@ impl ServeArgs {
 
 pub fn serve(settings: Settings) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
+    match web::raise_open_file_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
     runtime.block_on(async move {
-        let listener = std::net::TcpListener::bind(&settings.bind)
-            .with_context(|| format!("binding {}", settings.bind))?;
+        let listener =
+            web::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
         let bar = gallery_progress_bar(&settings, false)?;
         let progress = bar.clone();

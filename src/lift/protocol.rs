@@ -292,8 +292,9 @@ impl Verifier {
         }
     }
 
-    /// Checks a request from `device`. The signature is checked first, so that a forged
-    /// message can neither fill the replay memory nor learn anything from the other checks.
+    /// Checks a request from `device`; returns its signed timestamp. The signature is checked
+    /// first, so that a forged message can neither fill the replay memory nor learn anything
+    /// from the other checks.
     pub fn verify_request(
         &self,
         device: &str,
@@ -301,7 +302,7 @@ impl Verifier {
         message: &Message<'_>,
         presented: &Presented<'_>,
         now: i64,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<i64, ProtocolError> {
         let Message { method, path, body } = *message;
         let (timestamp, nonce, claimed) = parts(presented)?;
         if nonce.is_empty() || nonce.len() > 64 {
@@ -324,7 +325,7 @@ impl Verifier {
         {
             return Err(ProtocolError::Replayed);
         }
-        Ok(())
+        Ok(timestamp)
     }
 
     /// Checks the signed answer to our request that carried `request_nonce`.
@@ -480,7 +481,7 @@ mod tests {
                 window: 30
             })
         );
-        assert_eq!(check("POST", body, 1010, &secret), Ok(()));
+        assert_eq!(check("POST", body, 1010, &secret), Ok(1000));
         assert_eq!(
             check("POST", body, 1010, &secret),
             Err(ProtocolError::Replayed)

@@ -177,18 +177,13 @@ impl LiftService {
             .ok_or(ProtocolError::UnknownDevice)?;
         let message = protocol::Message { method, path, body };
         let now = self.inner.clock.now();
-        self.inner.verifier.verify_request(
+        let stamped = self.inner.verifier.verify_request(
             &device.name,
             &device.secret,
             &message,
             presented,
             now,
         )?;
-        // signed and inside the window, so the timestamp parses
-        let stamped = presented
-            .timestamp
-            .and_then(|t| t.trim().parse::<i64>().ok())
-            .unwrap_or(now);
         let (store, name) = (Arc::clone(&self.inner.store), device.name.clone());
         let nonce = presented.nonce.unwrap_or_default().to_string();
         let forget_before = now.saturating_sub(self.inner.verifier.window_secs());

@@ -59,6 +59,8 @@ pub enum WebError {
     AdmissionPoisoned,
     #[error("this address already has {0} images waiting for the face engine; try again shortly")]
     OverShare(usize),
+    #[error("the request body came too slowly")]
+    BodyTooSlow,
     #[error("encoding the answer: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("{what}: {source}")]
@@ -205,6 +207,7 @@ impl WebError {
             WebError::NotAdmin => (S::FORBIDDEN, "not_admin", message),
             WebError::OverShare(_) => (S::SERVICE_UNAVAILABLE, "busy", message),
             WebError::CrossSite(_) => (S::FORBIDDEN, "cross_site", message),
+            WebError::BodyTooSlow => (S::REQUEST_TIMEOUT, "body_too_slow", message),
             WebError::Store(_)
             | WebError::Session(_)
             | WebError::NoSessionLayer

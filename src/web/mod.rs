@@ -4,6 +4,7 @@ mod admin;
 mod admission;
 mod api;
 mod client;
+mod connections;
 mod described;
 mod device_api;
 mod error;
@@ -35,11 +36,12 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use admission::{Admission, EngineTicket};
 pub use client::{ClientInfo, ServedOverTls};
+pub use connections::{ConnectionLimits, raise_open_file_limit};
 pub use error::WebError;
 pub use extract::{AdminUser, CSRF_HEADER, Client, CurrentUser, DeviceAuth};
 pub use metrics::install as install_metrics;
 pub use openapi::openapi;
-pub use serve::{serve, shutdown_signal, spawn_session_cleaner};
+pub use serve::{ServeOptions, bind, serve, shutdown_signal, spawn_session_cleaner};
 pub use tls::{
     TlsError, TlsFiles, self_signed, self_signed_certificate, self_signed_files, tls_files,
 };
@@ -128,6 +130,10 @@ pub fn build_router(state: AppState) -> Router {
     .split_for_parts();
     routes
         .layer(sessions)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            connections::body_deadline,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security_headers,

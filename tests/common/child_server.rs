@@ -19,6 +19,14 @@ impl ChildServer {
     /// Starts the server with person01 enrolled (img1, img2) and `env` as extra settings, and
     /// waits until `/healthz` answers.
     pub async fn start(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with(env, None).await
+    }
+
+    /// As `start`, with the child's soft open-file limit first set to `soft_file_limit`.
+    pub async fn start_with(
+        env: &[(&str, &str)],
+        soft_file_limit: Option<u64>,
+    ) -> anyhow::Result<Self> {
         let shared = Path::new("../shared/data/deepface-faces");
         let dir = tempfile::tempdir()?;
         let folder = dir.path().join("gallery/person01");
@@ -29,9 +37,24 @@ impl ChildServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_facelift"));
+        let binary = env!("CARGO_BIN_EXE_facelift");
+        let mut command = match soft_file_limit {
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell.args([
+                    "-c",
+                    &format!("ulimit -Sn {limit} && exec \"$0\" serve"),
+                    binary,
+                ]);
+                shell
+            }
+            None => {
+                let mut direct = Command::new(binary);
+                direct.arg("serve");
+                direct
+            }
+        };
         command
-            .arg("serve")
             .env("FACELIFT_BIND", format!("127.0.0.1:{port}"))
             .env("FACELIFT_GALLERY", dir.path().join("gallery"))
             .env("FACELIFT_DATA_DIR", dir.path().join("data"))
@@ -86,6 +109,14 @@ impl ChildServer {
     /// Resets the peak resident memory ("5": Linux 4.0 and later).
     pub fn reset_peak_rss(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
+    /// The server's open-file limit, soft and hard.
+    pub fn open_file_limit(&self) -> Option<(String, String)> {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut fields = line.split_whitespace().skip(3);
+        Some((fields.next()?.to_string(), fields.next()?.to_string()))
     }
 
     /// The server's open file descriptors.

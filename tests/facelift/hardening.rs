@@ -286,3 +286,215 @@ async fn a_refusal_sent_before_an_upload_is_read_is_not_lost_to_a_reset() {
     assert!(text.starts_with("HTTP/1.1 403"), "{text}");
     assert!(text.contains("not_admin"), "{text}");
 }
+
+/// A raw connection to the app from 127.0.0.`host`, so that the test client's own pooled
+/// connections (from 127.0.0.1) do not count against the limits under test.
+fn connect_from(app: &crate::http::TestApp, host: u8) -> std::net::TcpStream {
+    let server: std::net::SocketAddr = app
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("an address");
+    let local = std::net::SocketAddr::from(([127, 0, 0, host], 0));
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&local.into()).expect("bind");
+    socket.connect(&server.into()).expect("connect");
+    socket.into()
+}
+
+/// True when the server has ended the connection (end of stream or reset) by `within`;
+/// meanwhile sends `drip` every 200 ms if given.
+fn ended_by_server(
+    stream: &mut std::net::TcpStream,
+    within: std::time::Duration,
+    drip: Option<&[u8]>,
+) -> (bool, String) {
+    use std::io::{Read, Write};
+    let start = std::time::Instant::now();
+    let mut answer = Vec::new();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    while start.elapsed() < within {
+        let mut buffer = [0u8; 4096];
+        match stream.read(&mut buffer) {
+            Ok(0) => return (true, String::from_utf8_lossy(&answer).into()),
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if let Some(drip) = drip
+                    && stream.write_all(drip).is_err()
+                {
+                    return (true, String::from_utf8_lossy(&answer).into());
+                }
+            }
+            Err(_) => return (true, String::from_utf8_lossy(&answer).into()),
+        }
+    }
+    (false, String::from_utf8_lossy(&answer).into())
+}
+
+/// `GET /healthz` on `stream`; the status line.
+fn healthz_on(stream: &mut std::net::TcpStream) -> String {
+    use std::io::{BufRead, Write};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stream).read_line(&mut line);
+    line.trim().to_string()
+}
+
+async fn spawn_app_with_web(
+    change: impl FnOnce(&mut facelift::config::WebSettings),
+) -> crate::http::TestApp {
+    let mut settings = facelift::Settings::default();
+    change(&mut settings.web);
+    spawn_app_with(AppOptions {
+        settings,
+        device: None,
+        ..AppOptions::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn connections_over_one_addresses_share_are_closed_at_once_and_others_still_get_in() {
+    let app = spawn_app_with_web(|web| web.max_connections_per_address = 4).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut allowed: Vec<_> = (0..4).map(|_| connect_from(&app, 2)).collect();
+        let mut fifth = connect_from(&app, 2);
+        let fifth_ended = ended_by_server(&mut fifth, std::time::Duration::from_secs(5), None).0;
+        let first_status = healthz_on(&mut allowed[0]);
+        let other_address = healthz_on(&mut connect_from(&app, 3));
+        drop(allowed.pop());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let after_one_left = healthz_on(&mut connect_from(&app, 2));
+        (fifth_ended, first_status, other_address, after_one_left)
+    })
+    .await
+    .expect("client");
+    let (fifth_ended, first, other, after) = outcome;
+    assert!(
+        fifth_ended,
+        "the fifth connection from one address was kept"
+    );
+    assert_eq!(first, "HTTP/1.1 200 OK", "an admitted connection is served");
+    assert_eq!(other, "HTTP/1.1 200 OK", "another address still gets in");
+    assert_eq!(after, "HTTP/1.1 200 OK", "a place freed is given again");
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_the_oldest_idle_connection_makes_room_for_a_new_client() {
+    let app = spawn_app_with_web(|web| web.max_connections = Some(6)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            idle.push(connect_from(&app, 2));
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        let newcomer = healthz_on(&mut connect_from(&app, 4));
+        let short = std::time::Duration::from_millis(500);
+        let oldest_ended = ended_by_server(&mut idle[0], short, None).0;
+        let newest_ended = ended_by_server(&mut idle[7], short, None).0;
+        (newcomer, oldest_ended, newest_ended)
+    })
+    .await
+    .expect("client");
+    let (newcomer, oldest_ended, newest_ended) = outcome;
+    assert_eq!(newcomer, "HTTP/1.1 200 OK", "a new client is locked out");
+    assert!(
+        oldest_ended,
+        "the oldest idle connection was kept at the cap"
+    );
+    assert!(
+        !newest_ended,
+        "the newest idle connection was closed before older ones"
+    );
+}
+
+#[tokio::test]
+async fn headers_that_never_finish_and_an_idle_keep_alive_are_cut_off() {
+    let app = spawn_app_with_web(|web| web.header_timeout_secs = 1).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let within = std::time::Duration::from_secs(15);
+        let mut slow = connect_from(&app, 2);
+        use std::io::Write;
+        slow.write_all(b"GET /healthz HTTP/1.1\r\n").expect("send");
+        let slow_ended = ended_by_server(&mut slow, within, Some(b"X")).0;
+        let mut kept = connect_from(&app, 2);
+        let served = healthz_on(&mut kept);
+        let kept_ended = ended_by_server(&mut kept, within, None).0;
+        (slow_ended, served, kept_ended)
+    })
+    .await
+    .expect("client");
+    let (slow_ended, served, kept_ended) = outcome;
+    assert!(
+        slow_ended,
+        "headers sent a byte at a time kept the connection"
+    );
+    assert_eq!(served, "HTTP/1.1 200 OK");
+    assert!(kept_ended, "an idle keep-alive connection was kept");
+}
+
+#[tokio::test]
+async fn a_connection_that_says_nothing_is_closed_as_idle() {
+    let app = spawn_app_with_web(|web| {
+        web.idle_timeout_secs = 1;
+        web.header_timeout_secs = 600;
+    })
+    .await;
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut silent = connect_from(&app, 2);
+        ended_by_server(&mut silent, std::time::Duration::from_secs(15), None).0
+    })
+    .await
+    .expect("client");
+    assert!(ended, "a silent connection was kept");
+}
+
+#[tokio::test]
+async fn a_device_body_sent_a_byte_at_a_time_is_answered_408_and_closed() {
+    let app = spawn_app_with_web(|web| web.body_timeout_secs = 1).await;
+    let (ended, answer) = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut slow = connect_from(&app, 2);
+        slow.write_all(
+            b"POST /api/v1/device/status HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 400\r\n\r\n{",
+        )
+        .expect("send");
+        ended_by_server(&mut slow, std::time::Duration::from_secs(15), Some(b" "))
+    })
+    .await
+    .expect("client");
+    assert!(
+        ended,
+        "a body sent a byte at a time kept the connection: {answer}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_too_slow"), "{answer}");
+}
+
+#[tokio::test]
+async fn the_server_raises_its_open_file_limit_at_start() {
+    let server = crate::child_server::ChildServer::start_with(&[], Some(1024))
+        .await
+        .expect("the server starts");
+    let (soft, hard) = server.open_file_limit().expect("its limits");
+    // the hard limit may read "unlimited", which the kernel caps at nr_open
+    let raised = soft == hard || soft.parse::<u64>().is_ok_and(|soft| soft > 1024);
+    assert!(
+        raised,
+        "the soft open-file limit was left at {soft} (hard {hard})"
+    );
+}

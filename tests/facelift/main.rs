@@ -3,6 +3,8 @@
 
 mod browser;
 mod challenge;
+#[path = "../common/child_server.rs"]
+mod child_server;
 mod cli;
 mod engine;
 mod gallery;
