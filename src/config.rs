@@ -283,6 +283,15 @@ impl Settings {
             .extract()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
+
+    /// The defaults with a configuration file's text over them (no environment): what
+    /// `load` makes of the file, for checking a file and for the fuzzer.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
 }
 
 #[cfg(test)]

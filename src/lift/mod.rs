@@ -2,6 +2,7 @@
 //! ([`protocol`]), the links that carry it ([`link`]: push over HTTP, pull by long poll, USB
 //! serial over [`serial`]), and the service that ties them to a clock and the audit log.
 
+mod heartbeats;
 pub mod link;
 pub mod machine;
 pub mod protocol;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::heartbeats::Heartbeats;
 use super::link::{DeviceLink, LinkEvent, MAX_POLL};
 use super::machine::Transition;
 use super::protocol::{
@@ -33,6 +34,9 @@ struct Inner {
     verifier: Verifier,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
+    heartbeats: Mutex<Heartbeats>,
+    /// Status reports heard since start (heartbeats included, which the audit log only counts).
+    reports: std::sync::atomic::AtomicU64,
 }
 
 impl LiftService {
@@ -76,6 +80,8 @@ impl LiftService {
             verifier: Verifier::new(settings.signature_window_secs),
             store,
             clock,
+            heartbeats: Mutex::default(),
+            reports: std::sync::atomic::AtomicU64::new(0),
         });
         spawn_ticker(Arc::downgrade(&inner));
         spawn_listener(Arc::downgrade(&inner), heard);
@@ -84,6 +90,13 @@ impl LiftService {
 
     pub fn status(&self) -> LiftStatus {
         self.inner.changes.borrow().clone()
+    }
+
+    /// Verified status reports heard since start.
+    pub fn reports_heard(&self) -> u64 {
+        self.inner
+            .reports
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every change from now on (the current status first).
@@ -366,18 +379,24 @@ impl Inner {
     fn report(&self, report: &StatusReport) {
         let now = self.clock.monotonic();
         let transition = self.lock().on_report(report, now);
-        self.audit(
-            AuditKind::Device,
-            &report.device_id,
-            None,
-            AuditOutcome::Report,
-            format!(
-                "floor {} {} seq {}",
-                report.floor,
-                report.state.as_str(),
-                report.seq
-            ),
-        );
+        self.reports
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("facelift_device_reports_total", "lift" => self.device_name().to_string())
+            .increment(1);
+        let rows = self
+            .heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .note(report, self.clock.now());
+        for detail in rows {
+            self.audit(
+                AuditKind::Device,
+                &report.device_id,
+                None,
+                AuditOutcome::Report,
+                detail,
+            );
+        }
         if let Some(transition) = transition {
             self.record(&transition);
         }

@@ -16,7 +16,7 @@ mod openapi;
 mod pages;
 mod serve;
 mod tls;
-mod upload;
+pub mod upload;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;

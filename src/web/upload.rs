@@ -1,4 +1,4 @@
-//! Images uploaded as multipart form fields.
+//! Images uploaded as multipart form fields (public for the fuzzer, `fuzz/`).
 
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request};

@@ -12,7 +12,7 @@ pub struct ChildServer {
     child: Child,
     pub base: String,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ChildServer {
@@ -27,6 +27,12 @@ impl ChildServer {
         env: &[(&str, &str)],
         soft_file_limit: Option<u64>,
     ) -> anyhow::Result<Self> {
+        Self::launch(Self::prepare()?, env, soft_file_limit).await
+    }
+
+    /// A folder for a server: `gallery/` with person01 (img1, img2); `data/` is made by the
+    /// server, or before it by `facelift device add` with `FACELIFT_DATA_DIR` set to it.
+    pub fn prepare() -> anyhow::Result<tempfile::TempDir> {
         let shared = Path::new("../shared/data/deepface-faces");
         let dir = tempfile::tempdir()?;
         let folder = dir.path().join("gallery/person01");
@@ -34,6 +40,15 @@ impl ChildServer {
         for photo in ["img1.jpg", "img2.jpg"] {
             std::fs::copy(shared.join(photo), folder.join(photo))?;
         }
+        Ok(dir)
+    }
+
+    /// Starts the server in a folder made by `prepare`.
+    pub async fn launch(
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        soft_file_limit: Option<u64>,
+    ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -68,7 +83,7 @@ impl ChildServer {
             child: command.spawn()?,
             base: format!("http://127.0.0.1:{port}"),
             port,
-            _dir: dir,
+            dir,
         };
         let client = reqwest::Client::new();
         let started = Instant::now();
@@ -109,6 +124,11 @@ impl ChildServer {
     /// Resets the peak resident memory ("5": Linux 4.0 and later).
     pub fn reset_peak_rss(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
+    /// The server's data folder (its database).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The server's open-file limit, soft and hard.

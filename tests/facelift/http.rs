@@ -8,7 +8,7 @@ use facelift::app::{App, Parts};
 use facelift::device_sim::{self as sim, SimConfig, SimHandle, SimLink};
 use facelift::lift::serial::PseudoTerminal;
 use facelift::lift::{Device, LiftService, LiftStatus, Link, Secret};
-use facelift::store::{AuditEntry, AuditKind, AuditOutcome, Store};
+use facelift::store::{AuditEntry, AuditKind, Store};
 use facelift::web;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
@@ -249,16 +249,8 @@ impl TestApp {
     }
 
     /// Waits (at most 10 s) until the server has heard `count` more status reports.
-    pub async fn reports_heard(&self, count: usize) {
-        let reports = || {
-            let log = self
-                .store
-                .recent_audit(AuditKind::Device, 1000)
-                .expect("audit");
-            log.iter()
-                .filter(|e| e.outcome == AuditOutcome::Report)
-                .count()
-        };
+    pub async fn reports_heard(&self, count: u64) {
+        let reports = || self.lift.reports_heard();
         let before = reports();
         for _ in 0..200 {
             if reports() >= before + count {
