@@ -26,6 +26,8 @@ struct Counts {
     ok: AtomicU64,
     busy: AtomicU64,
     other: AtomicU64,
+    /// what the "other" answers were, for the summary
+    other_kinds: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 async fn hammer(
@@ -51,7 +53,17 @@ async fn hammer(
         let counter = match sent {
             Ok(response) if response.status() == 200 => &counts.ok,
             Ok(response) if response.status() == 503 => &counts.busy,
-            _ => &counts.other,
+            other => {
+                let kind = match other {
+                    Ok(response) => response.status().to_string(),
+                    Err(error) if error.is_connect() => "connect error".to_string(),
+                    Err(error) => format!("error: {error}"),
+                };
+                if let Ok(mut kinds) = counts.other_kinds.lock() {
+                    *kinds.entry(kind).or_default() += 1;
+                }
+                &counts.other
+            }
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -106,6 +118,11 @@ async fn main() -> anyhow::Result<()> {
             "{clients:>7}  {addresses:>9}  {ok:>8.1}  {busy:>6.1}  {other:>7.1}  {:>6.1}%",
             100.0 * ok / capacity
         );
+        if let Ok(kinds) = counts.other_kinds.lock()
+            && !kinds.is_empty()
+        {
+            println!("         the other answers (all, warm-up included): {kinds:?}");
+        }
     }
     drop(server);
     Ok(())

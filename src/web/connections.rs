@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_server::accept::Accept;
 use futures_util::task::AtomicWaker;
+use http_body::Body as _;
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -460,27 +461,30 @@ impl http_body::Body for GuardedBody {
 /// A request body must arrive within `web.body_timeout_secs`, plus a second for every
 /// `web.body_min_rate` bytes received (Apache mod_reqtimeout's rule, `body=20,MinRate=500`);
 /// a body slower than that is answered 408 and its connection closed.
-pub async fn body_deadline(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+///
+/// What the handler left unread (an upload refused before it was read: 503 `busy`, 403) is
+/// read and dropped before the answer goes out, up to the body limit: a server that closes a
+/// connection with unread bytes resets it, and the reset can destroy the answer before the
+/// client, still sending, reads it.
+pub async fn request_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let web = &state.settings.web;
     let too_slow = Arc::new(AtomicBool::new(false));
     let first = Instant::now() + Duration::from_secs(web.body_timeout_secs);
     let bytes_per_second = web.body_min_rate.max(1);
     let flag = Arc::clone(&too_slow);
+    let shared = Arc::new(Mutex::new(None));
     let request = request.map(|inner| {
-        Body::new(DeadlineBody {
+        *lock_body(&shared) = Some(DeadlineBody {
             inner,
             first,
             bytes_per_second,
             received: 0,
             sleep: None,
             too_slow: flag,
-        })
+        });
+        Body::new(SharedBody(Arc::clone(&shared)))
     });
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     if too_slow.load(Ordering::Acquire) {
         let mut refused = WebError::BodyTooSlow.into_response();
         refused
@@ -488,7 +492,70 @@ pub async fn body_deadline(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return refused;
     }
+    let leftover = lock_body(&shared).take();
+    if let Some(body) = leftover
+        && !drain(body, state.max_body_bytes).await
+    {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
+}
+
+type SharedSlot = Arc<Mutex<Option<DeadlineBody>>>;
+
+fn lock_body(slot: &SharedSlot) -> std::sync::MutexGuard<'_, Option<DeadlineBody>> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads what is left of `body`, at most `limit` bytes and at the body's pace; true when it
+/// ended.
+async fn drain(mut body: DeadlineBody, limit: usize) -> bool {
+    let mut read = 0usize;
+    while !http_body::Body::is_end_stream(&body) {
+        if read > limit {
+            return false;
+        }
+        match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+            Some(Err(_)) => return false,
+            None => break,
+        }
+    }
+    true
+}
+
+/// The handler's view of the request body; the middleware keeps the body itself, to drain
+/// what the handler leaves.
+struct SharedBody(SharedSlot);
+
+impl http_body::Body for SharedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        match lock_body(&self.0).as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        lock_body(&self.0)
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        lock_body(&self.0)
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
+    }
 }
 
 struct DeadlineBody {

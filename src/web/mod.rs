@@ -132,7 +132,7 @@ pub fn build_router(state: AppState) -> Router {
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            connections::body_deadline,
+            connections::request_body,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
