@@ -246,12 +246,31 @@ async fn a_refusal_sent_before_an_upload_is_read_is_not_lost_to_a_reset() {
     let token = body["csrf_token"].as_str().expect("token").to_string();
     let cookie = cookie.expect("a session cookie");
     let cookie = cookie.split(';').next().expect("name=value").to_string();
-    let address = app.base.trim_start_matches("http://").to_string();
-    let base = app.base.clone();
-    // a raw client that sends a 2 MB upload and reads the answer only afterwards, as a slow
-    // phone would: if the server closed with the upload unread, the reset would wipe the
-    // answer from the client's buffer before it is read
-    let answer = tokio::task::spawn_blocking(move || {
+    // a raw client sending a 2 MB upload that a non-admin may not make: (1) all of it, then
+    // reading the answer only afterwards, as a slow phone would; (2) the headers, a pause in
+    // which the server could answer and close, then the body. Either way the answer must
+    // reach the client: if the server closed with the upload unread, the reset would fail
+    // the client's writes or wipe the answer from its buffer before it is read.
+    for pause_before_body in [false, true] {
+        let (read, text) = send_refused_upload(&app.base, &cookie, &token, pause_before_body).await;
+        assert!(
+            read.is_ok(),
+            "pause {pause_before_body}: the connection was reset: {read:?}, read so far {text:?}"
+        );
+        assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+        assert!(text.contains("not_admin"), "{text}");
+    }
+}
+
+async fn send_refused_upload(
+    base: &str,
+    cookie: &str,
+    token: &str,
+    pause_before_body: bool,
+) -> (Result<usize, String>, String) {
+    let address = base.trim_start_matches("http://").to_string();
+    let (base, cookie, token) = (base.to_string(), cookie.to_string(), token.to_string());
+    tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&address).expect("connect");
         stream
@@ -266,25 +285,21 @@ async fn a_refusal_sent_before_an_upload_is_read_is_not_lost_to_a_reset() {
             upload.len()
         );
         stream.write_all(head.as_bytes()).expect("head");
-        // the server may stop reading; what was written is enough either way
-        let _ = stream.write_all(&upload);
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        if pause_before_body {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        let sent = stream.write_all(&upload);
+        if !pause_before_body {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
         let mut answer = Vec::new();
-        let read = stream.read_to_end(&mut answer);
-        (
-            read.map_err(|e| e.to_string()),
-            String::from_utf8_lossy(&answer).to_string(),
-        )
+        let read = sent
+            .and_then(|()| stream.read_to_end(&mut answer))
+            .map_err(|e| e.to_string());
+        (read, String::from_utf8_lossy(&answer).to_string())
     })
     .await
-    .expect("client");
-    let (read, text) = answer;
-    assert!(
-        read.is_ok(),
-        "the connection was reset: {read:?}, read so far {text:?}"
-    );
-    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
-    assert!(text.contains("not_admin"), "{text}");
+    .expect("client")
 }
 
 /// A raw connection to the app from 127.0.0.`host`, so that the test client's own pooled
