@@ -98,7 +98,7 @@ async fn measure(
         ..Parts::default()
     };
     let app = App::build(settings, parts).await?;
-    let lift = app.state.lift.clone();
+    let lift = app.state.lifts.cars()[0].clone();
     tokio::spawn(app.serve(listener, std::future::pending()));
     let mut changes = lift.subscribe();
     wait_for(&mut changes, |s| s.state == "idle").await?;

@@ -128,7 +128,7 @@ async fn admin_reads(
     let pages = [
         "/admin",
         "/api/v1/people",
-        "/api/v1/lift",
+        "/api/v1/lifts",
         "/metrics",
         "/lift",
     ];

@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::face::gallery::{self, EnrollReport};
 use crate::face::{EnginePool, FaceError, ModelSet};
-use crate::lift::{LiftError, LiftService, LinkError, choose_device};
+use crate::lift::{Building, LiftError, LinkError, choose_devices};
 use crate::store::{Store, StoreError};
 use crate::web::{self, AppState, TlsFiles};
 
@@ -40,6 +40,51 @@ pub enum AppError {
     GalleryTask(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Tls(#[from] web::TlsError),
+    #[error("the building's configuration: {0}")]
+    Building(String),
+}
+
+/// Refuses a building that cannot work: an unknown time zone, cars without names or with the
+/// same name, floors or a recall floor outside the building.
+pub fn check_building(settings: &Settings) -> Result<(), AppError> {
+    let bad = |why: String| Err(AppError::Building(why));
+    if let Err(error) = crate::access::hours::time_zone(&settings.building.time_zone) {
+        return bad(error.to_string());
+    }
+    let floors = crate::lift::Floors::of(&settings.lift);
+    let cars = settings.cars();
+    for (i, car) in cars.iter().enumerate() {
+        if !crate::lift::valid_device_name(&car.name) {
+            return bad(format!(
+                "a lift's name is 1 to 64 letters, digits, - or _, not {:?}",
+                car.name
+            ));
+        }
+        if cars[..i].iter().any(|other| other.name == car.name) {
+            return bad(format!("two lifts are called {}", car.name));
+        }
+        let stops = car.floors.as_deref().unwrap_or_default();
+        if let Some(floor) = stops.iter().find(|f| !floors.contains(**f)) {
+            return bad(format!(
+                "lift {} stops at floor {floor}, outside the building ({} to {})",
+                car.name, floors.lowest, floors.highest
+            ));
+        }
+        if car.floors.as_ref().is_some_and(Vec::is_empty) {
+            return bad(format!("lift {} stops at no floor", car.name));
+        }
+    }
+    let extra = settings.building.public_floors.iter().flatten();
+    if let Some(floor) = extra
+        .chain(&settings.building.recall_floor)
+        .find(|f| !floors.contains(**f))
+    {
+        return bad(format!(
+            "floor {floor} (a public or recall floor) is outside the building ({} to {})",
+            floors.lowest, floors.highest
+        ));
+    }
+    Ok(())
 }
 
 /// What a caller may bring instead of having it opened from the settings: tests share one
@@ -99,6 +144,7 @@ impl App {
     /// Builds the app from `settings`, opening what `parts` does not bring. Refuses to start on
     /// a device choice that cannot work (a named device not registered, several and none named).
     pub async fn build(settings: Settings, parts: Parts) -> Result<Self, AppError> {
+        check_building(&settings)?;
         let pool = match parts.pool {
             Some(pool) => pool,
             None => {
@@ -113,17 +159,18 @@ impl App {
             None => Arc::new(open_store(&settings)?),
         };
         let clock = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let device = choose_device(
-            &store.devices().map_err(AppError::Devices)?,
-            settings.lift.device.as_deref(),
-        )?;
-        match &device {
-            Some(device) => {
-                tracing::info!(device = %device.name, link = ?device.link, "lift controller");
+        let cars = settings.cars();
+        let devices = choose_devices(&store.devices().map_err(AppError::Devices)?, &cars)?;
+        for (car, device) in cars.iter().zip(&devices) {
+            match device {
+                Some(device) => {
+                    tracing::info!(lift = %car.name, device = %device.name, link = %device.link, "lift controller");
+                }
+                None => tracing::warn!(
+                    lift = %car.name,
+                    "no lift controller for this car: it stays offline (see `facelift device add`)"
+                ),
             }
-            None => tracing::warn!(
-                "no lift controller registered: the lift stays offline (see `facelift device add`)"
-            ),
         }
         let tls = web::tls_files(&settings)?;
 
@@ -157,13 +204,13 @@ impl App {
             );
         }
 
-        let lift = LiftService::start(
-            &settings.lift,
-            device,
+        let building = Building::start(
+            &settings,
+            cars.into_iter().zip(devices).collect(),
             Arc::clone(&store),
             Arc::clone(&clock),
         )?;
-        let state = AppState::new(settings, pool, gallery, store, lift, clock);
+        let state = AppState::new(settings, pool, gallery, store, building, clock);
         web::install_metrics();
         let background = vec![web::spawn_session_cleaner(&state)];
         Ok(Self {

@@ -42,9 +42,72 @@ pub struct Settings {
     /// (`FACELIFT_PAD`).
     pub pad: PadMode,
     pub web: WebSettings,
+    /// What every car shares: the building's floors, timeouts, the device protocol's window.
     pub lift: LiftSettings,
+    /// The cars (`[[lifts]]`); none listed: one car, "A", driven by `lift.device`.
+    pub lifts: Vec<CarSettings>,
+    pub building: BuildingSettings,
     pub tls: TlsSettings,
 }
+
+/// One car of the building.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarSettings {
+    /// Shown to people ("Lift B"): 1 to 64 letters, digits, `-` or `_`.
+    pub name: String,
+    /// The registered device driving it; none: the car stays offline (with one car: the only
+    /// lift controller registered).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The floors it stops at; by default every floor of the building.
+    #[serde(default)]
+    pub floors: Option<Vec<i32>>,
+}
+
+/// The building as a whole: its clock for access hours, and the fire-service recall.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuildingSettings {
+    /// The IANA time zone access hours are read in ("Europe/London").
+    pub time_zone: String,
+    /// Where a recall sends every car; by default the lowest floor.
+    pub recall_floor: Option<i32>,
+    /// Floors everyone with access may reach at any time, such as the way out; by default
+    /// the lowest floor.
+    pub public_floors: Option<Vec<i32>>,
+    /// Shown on the panel when a car is out of service.
+    pub fault_advice: String,
+}
+
+impl Default for BuildingSettings {
+    fn default() -> Self {
+        Self {
+            time_zone: "UTC".into(),
+            recall_floor: None,
+            public_floors: None,
+            fault_advice: "Please take the stairs, or call the building manager.".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// The cars as configured, or the one car of a configuration without `[[lifts]]`.
+    pub fn cars(&self) -> Vec<CarSettings> {
+        if self.lifts.is_empty() {
+            vec![CarSettings {
+                name: DEFAULT_CAR.into(),
+                device: self.lift.device.clone(),
+                floors: None,
+            }]
+        } else {
+            self.lifts.clone()
+        }
+    }
+}
+
+/// The name of the one car of a building configured without `[[lifts]]`.
+pub const DEFAULT_CAR: &str = "A";
 
 /// How a login proves that a live person is in front of the camera.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,8 +262,8 @@ pub struct LiftSettings {
     /// Names shown on the panel, from the lowest floor up ("G", "1", ...); a missing or empty
     /// name shows the number.
     pub floor_names: Vec<String>,
-    /// The registered device driving the lift (`facelift device add`); by default the only
-    /// one registered.
+    /// The registered device driving the lift when no `[[lifts]]` are listed (`facelift
+    /// device add`); by default the only lift controller registered.
     pub device: Option<String>,
     /// A move the device has not finished by then puts the lift in fault.
     pub move_timeout_ms: u64,
@@ -245,6 +308,8 @@ impl Default for Settings {
             pad: PadMode::default(),
             web: WebSettings::default(),
             lift: LiftSettings::default(),
+            lifts: Vec::new(),
+            building: BuildingSettings::default(),
             tls: TlsSettings::default(),
         }
     }

@@ -8,6 +8,8 @@
 //! configuration and database, never from what the session remembers.
 
 mod challenges;
+pub mod floors;
+pub mod hours;
 mod limits;
 pub mod pad;
 pub mod pad_eval;
@@ -15,6 +17,7 @@ pub mod pad_eval;
 use std::sync::{Arc, RwLock};
 
 pub use challenges::{Challenge, ChallengeError, Challenges};
+pub use floors::{FloorAccess, FloorRules};
 pub use limits::{ClientLimiter, FailureCeiling, PROBATION_PER_MINUTE};
 pub use pad::{PadRefusal, PadSignals};
 
@@ -45,6 +48,14 @@ pub enum AccessError {
     BurstSize { sent: usize },
     #[error("the liveness check failed: {0}")]
     PresentationRefused(PadRefusal),
+    #[error("{0}")]
+    BadAccess(String),
+    #[error("{person} has no access now: their visitor pass has ended")]
+    NoAccess { person: String },
+    #[error("floor {floor} is not one of your floors")]
+    FloorNotAllowed { floor: i32 },
+    #[error("floor {floor} is yours only during your hours ({hours})")]
+    OutsideHours { floor: i32, hours: String },
     #[error("too many challenges are outstanding; try again in a moment")]
     TooManyChallenges,
     #[error(transparent)]
@@ -138,6 +149,7 @@ pub struct Access {
     seen: Arc<SeenFaces>,
     /// what a login frame's header may promise (`web.login_max_pixels`)
     frame_limits: DecodeLimits,
+    floor_rules: Arc<FloorRules>,
 }
 
 impl Access {
@@ -192,7 +204,126 @@ impl Access {
             frame_limits: DecodeLimits {
                 max_pixels: web.login_max_pixels.min(settings.engine.max_pixels),
             },
+            floor_rules: Arc::new(FloorRules::from_settings(settings)),
         }
+    }
+
+    /// Which floors `person` may reach now.
+    pub async fn floor_access(&self, person: &str) -> Result<FloorAccess, AccessError> {
+        let (rules, person, now) = (
+            Arc::clone(&self.floor_rules),
+            person.to_string(),
+            self.clock.now(),
+        );
+        self.blocking(move |store| {
+            let profile = store.profile(&person)?;
+            let passes = store.passes(&person, now)?;
+            Ok(FloorAccess::decide(&rules, &profile, &passes, now))
+        })
+        .await
+    }
+
+    /// The building's floors, for checking changes to access.
+    pub fn floor_rules(&self) -> &FloorRules {
+        &self.floor_rules
+    }
+
+    /// Replaces `person`'s access (see `floors::change_profile`).
+    pub async fn change_profile(
+        &self,
+        person: &str,
+        profile: crate::store::Profile,
+        who: &str,
+    ) -> Result<crate::store::Profile, AccessError> {
+        let (rules, person, who, now) = (
+            Arc::clone(&self.floor_rules),
+            person.to_string(),
+            who.to_string(),
+            self.clock.now(),
+        );
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            floors::change_profile(&store, &rules, &person, profile, &who, now)
+        })
+        .await?
+    }
+
+    /// Issues a visitor pass (see `floors::issue_pass`); `valid_from` defaults to now.
+    pub async fn issue_pass(
+        &self,
+        person: &str,
+        floors: Vec<i32>,
+        valid_from: Option<i64>,
+        expires_at: i64,
+        who: &str,
+    ) -> Result<crate::store::VisitorPass, AccessError> {
+        let (rules, person, who, now) = (
+            Arc::clone(&self.floor_rules),
+            person.to_string(),
+            who.to_string(),
+            self.clock.now(),
+        );
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let valid = (valid_from.unwrap_or(now), expires_at);
+            floors::issue_pass(&store, &rules, &person, &floors, valid, &who, now)
+        })
+        .await?
+    }
+
+    /// Ends a pass now; answers whether one was in force.
+    pub async fn revoke_pass(&self, id: i64, who: &str) -> Result<bool, AccessError> {
+        let (who, now) = (who.to_string(), self.clock.now());
+        self.blocking(move |store| floors::revoke_pass(store, id, &who, now))
+            .await
+    }
+
+    /// The passes of `person` not yet ended.
+    pub async fn passes(
+        &self,
+        person: &str,
+    ) -> Result<Vec<crate::store::VisitorPass>, AccessError> {
+        let (person, now) = (person.to_string(), self.clock.now());
+        self.blocking(move |store| store.passes(&person, now)).await
+    }
+
+    /// Whether `person` may go to `floor` now; a refusal is audited.
+    /// A floor outside the building is left to the lift, which names the floors there are.
+    pub async fn check_floor(&self, person: &str, floor: i32) -> Result<(), AccessError> {
+        if !self.floor_rules.in_building(floor) {
+            return Ok(());
+        }
+        let access = self.floor_access(person).await?;
+        if access.may_reach(floor) {
+            return Ok(());
+        }
+        let (error, outcome) = if access.only_outside_hours(floor) {
+            let hours = access.hours.join(", ");
+            (
+                AccessError::OutsideHours { floor, hours },
+                AuditOutcome::OutsideHours,
+            )
+        } else {
+            (
+                AccessError::FloorNotAllowed { floor },
+                AuditOutcome::FloorNotAllowed,
+            )
+        };
+        tracing::info!(person, floor, %error, "move refused");
+        let entry = AuditEntry {
+            at: self.clock.now(),
+            kind: AuditKind::Lift,
+            client: person.to_string(),
+            person: Some(person.to_string()),
+            similarity: None,
+            outcome,
+            detail: Some(format!("floor {floor}")),
+        };
+        let store = Arc::clone(&self.store);
+        if let Err(error) = self.blocking(move |_| store.audit(&entry)).await {
+            tracing::error!(%error, "could not write the audit log");
+        }
+        Err(error)
     }
 
     /// A challenge for a live login, bound to `owner` (the browser session or kiosk asking).
@@ -359,6 +490,25 @@ impl Access {
             return self
                 .refuse_presentation(place, &person, similarity, refusal, &log)
                 .await;
+        }
+
+        let visitor_without_pass = {
+            let person = person.clone();
+            self.blocking(move |store| {
+                Ok(store.profile(&person)?.visitor && !has_current_pass(store, &person, now)?)
+            })
+            .await?
+        };
+        if visitor_without_pass {
+            place.succeeded();
+            log.write(
+                AuditOutcome::NoAccess,
+                Some(&person),
+                Some(similarity),
+                None,
+            )
+            .await;
+            return Err(AccessError::NoAccess { person });
         }
 
         place.succeeded();
@@ -581,8 +731,13 @@ impl Access {
             return Ok(Rights::Ended);
         }
         let (admins, person) = (Arc::clone(&self.configured_admins), person.to_string());
+        let now = self.clock.now();
         self.blocking(move |store| {
             if store.standing(&person)?.disabled == Some(Disabled::ByAdmin) {
+                return Ok(Rights::Ended);
+            }
+            let profile = store.profile(&person)?;
+            if profile.visitor && !has_current_pass(store, &person, now)? {
                 return Ok(Rights::Ended);
             }
             let admin = is_administrator(&admins, store, &person)?;
@@ -708,6 +863,14 @@ pub fn is_administrator(
     person: &str,
 ) -> Result<bool, StoreError> {
     Ok(configured.iter().any(|a| a == person) || store.is_admin(person)?)
+}
+
+/// Whether `person` holds a pass in force at `now`.
+fn has_current_pass(store: &Store, person: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(store
+        .passes(person, now)?
+        .iter()
+        .any(|pass| pass.valid_from <= now))
 }
 
 /// The audit outcome of a frame the engine could not use.

@@ -9,12 +9,12 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::{Output, Places, Skipped, open_pool, open_store, read};
-use crate::access::is_administrator;
+use crate::access::{FloorAccess, FloorRules, floors, is_administrator};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::face::Which;
 use crate::face::gallery;
-use crate::store::{Disabled, Store};
+use crate::store::{Disabled, Profile, Store, VisitorPass};
 
 #[derive(Debug, clap::Args)]
 pub struct PersonArgs {
@@ -49,6 +49,47 @@ enum PersonAction {
     Disable { name: String },
     /// Turn a person's face login on again (also after it was turned off by failed attempts)
     Enable { name: String },
+    /// Show or set who may go where and when: only the options given change
+    Access {
+        name: String,
+        /// The name shown to them ("Ada Lovelace"); "" clears it
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Where a kiosk sends them, a floor they may always reach; "none" clears it
+        #[arg(long, value_name = "FLOOR|none")]
+        home: Option<String>,
+        /// The floors they may reach, such as 0,3,4; "all" for every floor
+        #[arg(long, value_name = "LIST|all")]
+        floors: Option<String>,
+        /// When they may ride, such as "weekdays 07:00-20:00" (repeat for more windows)
+        #[arg(long, value_name = "WINDOW")]
+        hours: Vec<String>,
+        /// At any time (clears the hours)
+        #[arg(long, conflicts_with = "hours")]
+        any_time: bool,
+        /// A visitor: only what a current pass gives
+        #[arg(long, conflicts_with = "resident")]
+        visitor: bool,
+        /// A resident: their floors and home floor
+        #[arg(long)]
+        resident: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Give a person (a visitor) floors for a while
+    Pass {
+        name: String,
+        /// The floors, such as 3 or 3,4
+        #[arg(long, value_name = "LIST")]
+        floors: String,
+        /// How long from now: 90m, 4h, 2d
+        #[arg(long = "for", value_name = "DURATION")]
+        valid_for: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// End a visitor pass now
+    RevokePass { id: i64 },
 }
 
 pub fn person(settings: &Settings, args: PersonArgs) -> Result<()> {
@@ -64,6 +105,194 @@ pub fn person(settings: &Settings, args: PersonArgs) -> Result<()> {
         PersonAction::Remove { name } => remove(settings, &store, &name),
         PersonAction::Disable { name } => set_face_login(settings, &store, &name, false),
         PersonAction::Enable { name } => set_face_login(settings, &store, &name, true),
+        PersonAction::Access {
+            name,
+            display_name,
+            home,
+            floors,
+            hours,
+            any_time,
+            visitor,
+            resident,
+            output,
+        } => {
+            enrolled(settings, &name)?;
+            let mut profile = store.profile(&name)?;
+            let before = profile.clone();
+            if let Some(display_name) = display_name {
+                profile.display_name = Some(display_name);
+            }
+            match home.as_deref() {
+                Some("none") => profile.home_floor = None,
+                Some(floor) => profile.home_floor = Some(parse_floor(floor)?),
+                None => {}
+            }
+            match floors.as_deref() {
+                Some("all") => profile.floors = None,
+                Some(list) => profile.floors = Some(parse_floors(list)?),
+                None => {}
+            }
+            if any_time {
+                profile.hours.clear();
+            } else if !hours.is_empty() {
+                profile.hours = hours;
+            }
+            if visitor || resident {
+                profile.visitor = visitor;
+            }
+            if profile != before {
+                let rules = FloorRules::from_settings(settings);
+                floors::change_profile(&store, &rules, &name, profile, "cli", SystemClock.now())?;
+            }
+            output.print(&access_now(settings, &store, &name)?)
+        }
+        PersonAction::Pass {
+            name,
+            floors,
+            valid_for,
+            output,
+        } => {
+            enrolled(settings, &name)?;
+            let (now, rules) = (SystemClock.now(), FloorRules::from_settings(settings));
+            let valid = (now, now.saturating_add(parse_duration(&valid_for)?));
+            floors::issue_pass(
+                &store,
+                &rules,
+                &name,
+                &parse_floors(&floors)?,
+                valid,
+                "cli",
+                now,
+            )?;
+            output.print(&access_now(settings, &store, &name)?)
+        }
+        PersonAction::RevokePass { id } => {
+            if !floors::revoke_pass(&store, id, "cli", SystemClock.now())? {
+                bail!("no pass {id} is in force");
+            }
+            println!("Pass {id} has ended.");
+            Ok(())
+        }
+    }
+}
+
+fn enrolled(settings: &Settings, name: &str) -> Result<()> {
+    if !gallery::valid_person_name(name) || !settings.gallery.join(name).is_dir() {
+        bail!(
+            "no one called {name} is enrolled in {}",
+            settings.gallery.display()
+        );
+    }
+    Ok(())
+}
+
+fn parse_floor(text: &str) -> Result<i32> {
+    text.trim()
+        .parse()
+        .with_context(|| format!("{text:?} is not a floor number"))
+}
+
+fn parse_floors(list: &str) -> Result<Vec<i32>> {
+    list.split(',').map(parse_floor).collect()
+}
+
+/// "90m", "4h", "2d", "3600s" or plain seconds.
+fn parse_duration(text: &str) -> Result<i64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let number: i64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration such as 90m, 4h or 2d"))?;
+    let unit = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => bail!("{text:?} is not a duration such as 90m, 4h or 2d"),
+    };
+    Ok(number.saturating_mul(unit))
+}
+
+/// A person's access as `person access` and `person pass` print it.
+#[derive(Debug, Serialize)]
+struct AccessNow {
+    person: String,
+    profile: Profile,
+    passes: Vec<VisitorPass>,
+    now: FloorAccess,
+}
+
+fn access_now(settings: &Settings, store: &Store, name: &str) -> Result<AccessNow> {
+    let now = SystemClock.now();
+    let profile = store.profile(name)?;
+    let passes = store.passes(name, now)?;
+    let access = FloorAccess::decide(&FloorRules::from_settings(settings), &profile, &passes, now);
+    Ok(AccessNow {
+        person: name.to_string(),
+        profile,
+        passes,
+        now: access,
+    })
+}
+
+impl Display for AccessNow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |floors: &[i32]| {
+            floors
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let profile = &self.profile;
+        writeln!(
+            f,
+            "{}{}: {}",
+            self.person,
+            profile
+                .display_name
+                .as_ref()
+                .map_or(String::new(), |n| format!(" ({n})")),
+            if profile.visitor {
+                "visitor"
+            } else {
+                "resident"
+            }
+        )?;
+        if !profile.visitor {
+            writeln!(
+                f,
+                "  floors: {}",
+                profile.floors.as_deref().map_or("all".into(), list)
+            )?;
+        }
+        writeln!(
+            f,
+            "  home floor: {}",
+            profile.home_floor.map_or("none".into(), |h| h.to_string())
+        )?;
+        writeln!(
+            f,
+            "  hours: {}",
+            if profile.hours.is_empty() {
+                "any time".into()
+            } else {
+                profile.hours.join(", ")
+            }
+        )?;
+        for pass in &self.passes {
+            writeln!(
+                f,
+                "  pass {}: floors {} until {} (Unix time)",
+                pass.id,
+                list(&pass.floors),
+                pass.expires_at
+            )?;
+        }
+        writeln!(f, "  may reach now: {}", list(&self.now.floors))
     }
 }
 

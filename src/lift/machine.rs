@@ -43,6 +43,15 @@ pub struct Floors {
 }
 
 impl Floors {
+    /// The building's floors as configured.
+    pub fn of(settings: &crate::config::LiftSettings) -> Self {
+        Self {
+            lowest: settings.lowest_floor,
+            highest: settings.highest_floor.max(settings.lowest_floor),
+            names: settings.floor_names.clone(),
+        }
+    }
+
     pub fn contains(&self, floor: i32) -> bool {
         (self.lowest..=self.highest).contains(&floor)
     }
@@ -103,6 +112,8 @@ pub struct LiftMachine {
     last_heard: Option<Instant>,
     last_seq: Option<u64>,
     recent_requests: VecDeque<(String, i32)>,
+    /// The floors this car stops at, when not every floor.
+    stops: Option<Vec<i32>>,
 }
 
 impl LiftMachine {
@@ -116,7 +127,41 @@ impl LiftMachine {
             last_heard: None,
             last_seq: None,
             recent_requests: VecDeque::new(),
+            stops: None,
         }
+    }
+
+    /// A car that stops only at `stops` (those inside the building).
+    pub fn with_stops(mut self, stops: Option<Vec<i32>>) -> Self {
+        self.stops = stops.map(|mut stops| {
+            stops.retain(|floor| self.floors.contains(*floor));
+            stops.sort_unstable();
+            stops.dedup();
+            stops
+        });
+        self
+    }
+
+    /// Whether this car stops at `floor`.
+    pub fn serves(&self, floor: i32) -> bool {
+        self.floors.contains(floor)
+            && self
+                .stops
+                .as_ref()
+                .is_none_or(|stops| stops.contains(&floor))
+    }
+
+    /// The floors this car stops at, lowest first.
+    pub fn served_floors(&self) -> Vec<i32> {
+        match &self.stops {
+            Some(stops) => stops.clone(),
+            None => (self.floors.lowest..=self.floors.highest).collect(),
+        }
+    }
+
+    /// Whether a move under `request_id` was accepted lately.
+    pub fn knows_request(&self, request_id: &str) -> bool {
+        self.recent_requests.iter().any(|(id, _)| id == request_id)
     }
 
     pub fn state(&self) -> &LiftState {
@@ -168,6 +213,9 @@ impl LiftMachine {
         }
         if !self.floors.contains(floor) {
             return Err(self.floors.out_of_range(floor));
+        }
+        if !self.serves(floor) {
+            return Err(LiftError::NotServed(floor));
         }
         let from = match &self.state {
             LiftState::Offline => return Err(LiftError::Offline),
@@ -284,8 +332,9 @@ impl LiftMachine {
                     })
                 } else {
                     let reason = format!(
-                        "the lift stopped at floor {} on its way to floor {to}",
-                        report.floor
+                        "the lift stopped at floor {} on its way to floor {}",
+                        self.floors.name(report.floor),
+                        self.floors.name(to)
                     );
                     self.state = LiftState::Fault {
                         reason: reason.clone(),
@@ -367,7 +416,8 @@ impl LiftMachine {
             && now.saturating_duration_since(*since) >= self.timeouts.move_timeout
         {
             let reason = format!(
-                "the move to floor {to} was not confirmed within {} s",
+                "the move to floor {} was not confirmed within {} s",
+                self.floors.name(*to),
                 self.timeouts.move_timeout.as_secs_f32()
             );
             self.state = LiftState::Fault {

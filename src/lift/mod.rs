@@ -2,6 +2,7 @@
 //! ([`protocol`]), the links that carry it ([`link`]: push over HTTP, pull by long poll, USB
 //! serial over [`serial`]), and the service that ties them to a clock and the audit log.
 
+mod building;
 mod heartbeats;
 pub mod link;
 pub mod machine;
@@ -13,10 +14,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use building::{Building, Dispatched, Recall};
 pub use machine::{Accepted, Floors, LiftMachine, LiftState, Timeouts};
 pub use protocol::{DeviceState, MoveCommand, ProtocolError, Secret, StatusReport};
 pub use service::LiftService;
 
+use crate::config::CarSettings;
 use crate::store::{DeviceRow, LinkKind};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,6 +34,12 @@ pub enum LiftError {
     },
     #[error("the lift is already at floor {0}")]
     AlreadyThere(i32),
+    #[error("this lift does not stop at floor {0}")]
+    NotServed(i32),
+    #[error("no lift is called {0}")]
+    NoSuchLift(String),
+    #[error("fire-service recall: the lifts are returning to floor {0} and take no calls")]
+    Recall(i32),
     #[error("the lift controller is offline")]
     Offline,
     #[error("the lift is out of service: {0}")]
@@ -54,6 +63,17 @@ pub enum Link {
     Pull,
     /// A USB serial line to the board.
     Serial { path: PathBuf },
+}
+
+/// As a building manager reads it: "push to http://10.0.0.7", "pull", "serial /dev/ttyUSB0".
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Link::Push { url } => write!(f, "push to {url}"),
+            Link::Pull => f.write_str("pull (the device polls the server)"),
+            Link::Serial { path } => write!(f, "serial {}", path.display()),
+        }
+    }
 }
 
 /// A registered lift controller.
@@ -101,36 +121,53 @@ impl Device {
     }
 }
 
-/// The device that drives the lift: the one named in the settings, else the only one
-/// registered (none registered: none, and the lift stays offline).
-pub fn choose_device(
+/// The device that drives each car: the one it names; a building of one car that names none
+/// gets the only device registered (none registered: none, and the car stays offline). A
+/// named device must be registered, and a device drives one car at most.
+pub fn choose_devices(
     rows: &[DeviceRow],
-    wanted: Option<&str>,
-) -> Result<Option<Device>, LiftError> {
-    let row = match wanted {
-        Some(name) => {
-            Some(
-                rows.iter()
-                    .find(|r| r.name == name)
-                    .ok_or_else(|| LiftError::BadDevice {
-                        name: name.to_string(),
-                        reason: "not registered: add it with `facelift device add`".into(),
-                    })?,
-            )
-        }
-        None if rows.len() > 1 => {
-            return Err(LiftError::BadDevice {
-                name: rows
+    cars: &[CarSettings],
+) -> Result<Vec<Option<Device>>, LiftError> {
+    let mut chosen = Vec::with_capacity(cars.len());
+    for car in cars {
+        let row = match car.device.as_deref() {
+            Some(name) => {
+                if cars
                     .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                reason: "several devices are registered: choose one with lift.device".into(),
-            });
-        }
-        None => rows.first(),
-    };
-    row.map(Device::from_row).transpose()
+                    .filter(|other| other.device.as_deref() == Some(name))
+                    .count()
+                    > 1
+                {
+                    return Err(LiftError::BadDevice {
+                        name: name.to_string(),
+                        reason: "named by more than one lift: a device drives one car".into(),
+                    });
+                }
+                Some(
+                    rows.iter()
+                        .find(|r| r.name == name)
+                        .ok_or_else(|| LiftError::BadDevice {
+                            name: name.to_string(),
+                            reason: "not registered: add it with `facelift device add`".into(),
+                        })?,
+                )
+            }
+            None if cars.len() > 1 => None,
+            None if rows.len() > 1 => {
+                return Err(LiftError::BadDevice {
+                    name: rows
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    reason: "several devices are registered: choose one with lift.device".into(),
+                });
+            }
+            None => rows.first(),
+        };
+        chosen.push(row.map(Device::from_row).transpose()?);
+    }
+    Ok(chosen)
 }
 
 /// A device name is what a building manager would write on a label: letters, digits, `-`, `_`.
@@ -188,21 +225,27 @@ pub enum LinkError {
 /// What the panel shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LiftStatus {
+    /// The car's name ("A").
+    pub lift: String,
     pub state: Condition,
     /// The floor the lift is at or passing, when known.
     pub floor: Option<i32>,
     pub floor_name: Option<String>,
     /// The floor it is moving to.
     pub target: Option<i32>,
+    pub target_name: Option<String>,
     pub request_id: Option<String>,
     /// Why it is out of service.
     pub fault: Option<String>,
     pub online: bool,
+    /// A fire-service recall is on: every car goes to this floor and takes no calls.
+    pub recall_floor: Option<i32>,
+    /// The floors this car stops at.
     pub floors: Vec<FloorInfo>,
 }
 
 impl LiftStatus {
-    pub fn of(machine: &LiftMachine) -> Self {
+    pub fn of(lift: &str, machine: &LiftMachine, recall_floor: Option<i32>) -> Self {
         let floors = machine.floors();
         let (state, floor, target, request_id, fault) = match machine.state() {
             LiftState::Idle { floor } => (Condition::Idle, Some(*floor), None, None, None),
@@ -219,14 +262,19 @@ impl LiftStatus {
             LiftState::Offline => (Condition::Offline, None, None, None, None),
         };
         Self {
+            lift: lift.to_string(),
             state,
             floor,
             floor_name: floor.map(|f| floors.name(f)),
             target,
+            target_name: target.map(|f| floors.name(f)),
             request_id,
             fault,
             online: state != Condition::Offline,
-            floors: (floors.lowest..=floors.highest)
+            recall_floor,
+            floors: machine
+                .served_floors()
+                .into_iter()
                 .map(|number| FloorInfo {
                     number,
                     name: floors.name(number),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::building::Recall;
 use super::heartbeats::Heartbeats;
 use super::link::{DeviceLink, LinkEvent, MAX_POLL};
 use super::machine::Transition;
@@ -15,7 +16,7 @@ use super::protocol::{
 };
 use super::{Accepted, Device, Floors, LiftError, LiftMachine, LiftStatus, LinkError, Timeouts};
 use crate::clock::Clock;
-use crate::config::LiftSettings;
+use crate::config::{CarSettings, LiftSettings};
 use crate::store::{AuditEntry, AuditKind, AuditOutcome, REQUEST_MEMORY_SECS, Store};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -27,6 +28,8 @@ pub struct LiftService {
 }
 
 struct Inner {
+    /// the car's name
+    name: String,
     machine: Mutex<LiftMachine>,
     changes: watch::Sender<LiftStatus>,
     device: Option<Device>,
@@ -37,33 +40,33 @@ struct Inner {
     heartbeats: Mutex<Heartbeats>,
     /// Status reports heard since start (heartbeats included, which the audit log only counts).
     reports: std::sync::atomic::AtomicU64,
+    /// the building's fire-service recall, shared by every car
+    recall: Arc<Recall>,
 }
 
 impl LiftService {
-    /// Starts the lift driven by `device` (none: the lift stays offline): its link, its
+    /// Starts the car driven by `device` (none: the car stays offline): its link, its
     /// ticker, and the task that hears the link. Must be called inside a tokio runtime.
     pub fn start(
+        car: &CarSettings,
         settings: &LiftSettings,
         device: Option<Device>,
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
+        recall: Arc<Recall>,
     ) -> Result<Self, LinkError> {
-        let floors = Floors {
-            lowest: settings.lowest_floor,
-            highest: settings.highest_floor.max(settings.lowest_floor),
-            names: settings.floor_names.clone(),
-        };
+        let floors = Floors::of(settings);
         let timeouts = Timeouts {
             move_timeout: Duration::from_millis(settings.move_timeout_ms),
             offline_after: Duration::from_millis(settings.offline_after_ms),
         };
-        let mut machine = LiftMachine::new(floors, timeouts);
+        let mut machine = LiftMachine::new(floors, timeouts).with_stops(car.floors.clone());
         let since = clock.now().saturating_sub(REQUEST_MEMORY_SECS);
         match store.lift_requests_since(since) {
             Ok(requests) => machine.remember_requests(requests),
             Err(error) => tracing::error!(%error, "could not read the recent lift requests"),
         }
-        let (changes, _) = watch::channel(LiftStatus::of(&machine));
+        let (changes, _) = watch::channel(LiftStatus::of(&car.name, &machine, recall.floor()));
         let (events, heard) = mpsc::unbounded_channel();
         let link = device
             .as_ref()
@@ -73,6 +76,7 @@ impl LiftService {
             })
             .transpose()?;
         let inner = Arc::new(Inner {
+            name: car.name.clone(),
             machine: Mutex::new(machine),
             changes,
             device,
@@ -82,6 +86,7 @@ impl LiftService {
             clock,
             heartbeats: Mutex::default(),
             reports: std::sync::atomic::AtomicU64::new(0),
+            recall,
         });
         spawn_ticker(Arc::downgrade(&inner));
         spawn_listener(Arc::downgrade(&inner), heard);
@@ -115,45 +120,37 @@ impl LiftService {
         self.inner.device.as_ref()
     }
 
+    /// The car's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether this car stops at `floor`.
+    pub fn serves(&self, floor: i32) -> bool {
+        self.inner.lock().serves(floor)
+    }
+
+    /// Whether a move under `request_id` was accepted lately.
+    pub fn knows_request(&self, request_id: &str) -> bool {
+        self.inner.lock().knows_request(request_id)
+    }
+
     /// A person asks for `floor`. A repeated `request_id` is answered again without a second
     /// move. The command goes out in the background; the panel follows the device's reports.
+    /// During a fire-service recall, no call is taken.
     pub fn request_move(
         &self,
         floor: i32,
         request_id: Option<String>,
         who: &str,
     ) -> Result<Accepted, LiftError> {
-        let request_id = match request_id {
-            Some(id) if protocol::valid_request_id(&id) => id,
-            Some(_) => return Err(LiftError::BadRequestId),
-            None => protocol::new_request_id(),
-        };
-        let now = self.inner.clock.monotonic();
-        let result = self.inner.lock().request_move(floor, &request_id, now);
-        let (outcome, why) = match &result {
-            Ok(accepted) if accepted.duplicate => (AuditOutcome::Duplicate, String::new()),
-            Ok(_) => (AuditOutcome::Accepted, String::new()),
-            Err(e) => (AuditOutcome::Refused, format!(": {e}")),
-        };
-        self.inner.audit(
-            AuditKind::Lift,
-            who,
-            Some(who),
-            outcome,
-            format!("move to floor {floor}, request {request_id}{why}"),
-        );
-        let accepted = result?;
-        if !accepted.duplicate {
-            self.inner.remember_request(&accepted);
-            self.inner.publish();
-            if let Some(link) = &self.inner.link {
-                link.send(MoveCommand {
-                    request_id: accepted.request_id.clone(),
-                    floor,
-                });
-            }
-        }
-        Ok(accepted)
+        self.inner.start_move(floor, request_id, who, false)
+    }
+
+    /// The recall has started or ended: a car that can go is sent to the recall floor.
+    pub(super) fn recall_changed(&self) {
+        self.inner.publish();
+        self.inner.follow_recall();
     }
 
     /// An administrator clears a fault; answers whether there was one.
@@ -166,9 +163,10 @@ impl LiftService {
             who,
             Some(who),
             AuditOutcome::FaultCleared,
-            String::new(),
+            format!("lift {}", self.inner.name),
         );
         self.inner.publish();
+        self.inner.follow_recall();
         true
     }
 
@@ -301,6 +299,69 @@ fn spawn_listener(weak: Weak<Inner>, mut heard: mpsc::UnboundedReceiver<LinkEven
 }
 
 impl Inner {
+    /// Accepts a move and sends it to the device; only the recall itself moves a car while
+    /// the recall is on.
+    fn start_move(
+        &self,
+        floor: i32,
+        request_id: Option<String>,
+        who: &str,
+        for_recall: bool,
+    ) -> Result<Accepted, LiftError> {
+        let request_id = match request_id {
+            Some(id) if protocol::valid_request_id(&id) => id,
+            Some(_) => return Err(LiftError::BadRequestId),
+            None => protocol::new_request_id(),
+        };
+        let now = self.clock.monotonic();
+        let result = match self.recall.floor() {
+            Some(recall_floor) if !for_recall => Err(LiftError::Recall(recall_floor)),
+            _ => self.lock().request_move(floor, &request_id, now),
+        };
+        let (outcome, why) = match &result {
+            Ok(accepted) if accepted.duplicate => (AuditOutcome::Duplicate, String::new()),
+            Ok(_) => (AuditOutcome::Accepted, String::new()),
+            Err(e) => (AuditOutcome::Refused, format!(": {e}")),
+        };
+        self.audit(
+            AuditKind::Lift,
+            who,
+            Some(who),
+            outcome,
+            format!(
+                "lift {}: move to floor {floor}, request {request_id}{why}",
+                self.name
+            ),
+        );
+        let accepted = result?;
+        if !accepted.duplicate {
+            self.remember_request(&accepted);
+            self.publish();
+            if let Some(link) = &self.link {
+                link.send(MoveCommand {
+                    request_id: accepted.request_id.clone(),
+                    floor,
+                });
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// During a recall, an idle car away from the recall floor is sent there (a moving one
+    /// when it arrives, one offline or in fault when it is back).
+    fn follow_recall(&self) {
+        let Some(recall_floor) = self.recall.floor() else {
+            return;
+        };
+        let idle_elsewhere = matches!(
+            self.lock().state(),
+            super::LiftState::Idle { floor } if *floor != recall_floor
+        );
+        if idle_elsewhere && let Err(error) = self.start_move(recall_floor, None, "recall", true) {
+            tracing::warn!(lift = %self.name, %error, "could not send the car to the recall floor");
+        }
+    }
+
     /// Keeps an accepted move's request id in the store, for a restart.
     fn remember_request(&self, accepted: &Accepted) {
         let store = Arc::clone(&self.store);
@@ -329,7 +390,7 @@ impl Inner {
     }
 
     fn publish(&self) {
-        let status = LiftStatus::of(&self.lock());
+        let status = LiftStatus::of(&self.name, &self.lock(), self.recall.floor());
         self.changes.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;
@@ -381,7 +442,7 @@ impl Inner {
         let transition = self.lock().on_report(report, now);
         self.reports
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics::counter!("facelift_device_reports_total", "lift" => self.device_name().to_string())
+        metrics::counter!("facelift_device_reports_total", "lift" => self.name.clone())
             .increment(1);
         let rows = self
             .heartbeats
@@ -410,7 +471,7 @@ impl Inner {
                 format!("floor {floor}, request {request_id}"),
             ),
             Transition::Faulted { reason } => {
-                tracing::warn!(%reason, "lift fault");
+                tracing::warn!(lift = %self.name, %reason, "lift fault");
                 (AuditOutcome::Fault, reason.clone())
             }
             Transition::WentOffline => (AuditOutcome::Offline, "no report in time".to_string()),
@@ -418,9 +479,22 @@ impl Inner {
             Transition::Recovered { floor } => {
                 (AuditOutcome::Recovered, format!("idle at floor {floor}"))
             }
-            Transition::Reset => return,
+            Transition::Reset => {
+                self.follow_recall();
+                return;
+            }
+        };
+        let detail = match detail.is_empty() {
+            true => format!("lift {}", self.name),
+            false => format!("lift {}: {detail}", self.name),
         };
         self.audit(AuditKind::Lift, self.device_name(), None, outcome, detail);
+        if !matches!(
+            transition,
+            Transition::Faulted { .. } | Transition::WentOffline
+        ) {
+            self.follow_recall();
+        }
     }
 
     /// Written in the background: a slow disk must not hold the lift's lock or the request.
@@ -433,7 +507,7 @@ impl Inner {
         detail: String,
     ) {
         if kind == AuditKind::Lift {
-            metrics::counter!("facelift_lift_events_total", "lift" => self.device_name().to_string(), "outcome" => outcome.as_str())
+            metrics::counter!("facelift_lift_events_total", "lift" => self.name.clone(), "outcome" => outcome.as_str())
                 .increment(1);
         }
         let entry = AuditEntry {
@@ -445,11 +519,16 @@ impl Inner {
             outcome,
             detail: (!detail.is_empty()).then_some(detail),
         };
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.audit(&entry) {
-                tracing::error!(error = %e, "could not write the audit log");
-            }
-        });
+        write_audit(&self.store, entry);
     }
+}
+
+/// Writes an audit line in the background; a failure is logged.
+pub(super) fn write_audit(store: &Arc<Store>, entry: AuditEntry) {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.audit(&entry) {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
+    });
 }

@@ -4,10 +4,12 @@
 mod lift;
 mod people;
 mod private;
+mod profiles;
 mod sessions;
 
 pub use lift::REQUEST_MEMORY_SECS;
 pub use people::{Disabled, Standing, TRUSTED_BROWSER_SECS};
+pub use profiles::{Profile, VisitorPass};
 pub use sessions::SqliteSessionStore;
 
 use std::path::Path;
@@ -27,6 +29,8 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the database task stopped: {0}")]
+    Task(String),
 }
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -111,6 +115,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX lift_requests_at ON lift_requests (at);",
     // sessions are filed under the hash of their id; rows under raw ids cannot be found again
     "DELETE FROM sessions;",
+    // who may go where and when; visitor passes; the building's fire-service recall
+    "CREATE TABLE person_profiles (
+        person       TEXT PRIMARY KEY,
+        display_name TEXT,
+        home_floor   INTEGER,
+        floors       TEXT,
+        hours        TEXT NOT NULL DEFAULT '[]',
+        visitor      INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE visitor_passes (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        person     TEXT NOT NULL,
+        floors     TEXT NOT NULL,
+        valid_from INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        issued_by  TEXT NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE INDEX visitor_passes_by_person ON visitor_passes (person, expires_at);
+    CREATE TABLE building_state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// What a session is filed under: the SHA-256 of its id, never the id (the cookie) itself.
@@ -291,6 +318,8 @@ pub enum AuditKind {
     Lift,
     /// messages to and from the lift's device
     Device,
+    /// who may go where: access changes, visitor passes, the recall
+    Access,
 }
 
 /// How it ended.
@@ -332,10 +361,22 @@ pub enum AuditOutcome {
     CommandFetched,
     /// a device answered a pushed command (the detail has the status)
     Answered,
+    /// a move to a floor outside the person's access
+    FloorNotAllowed,
+    /// a move outside the person's access hours
+    OutsideHours,
+    /// recognised, but with no access now (a visitor whose pass has ended)
+    NoAccess,
+    /// a person's access changed (the detail says how)
+    AccessChanged,
+    PassIssued,
+    PassRevoked,
+    RecallStarted,
+    RecallCleared,
 }
 
 stored_names! {
-    AuditKind: Login = "login", Lift = "lift", Device = "device";
+    AuditKind: Login = "login", Lift = "lift", Device = "device", Access = "access";
     AuditOutcome: Recognized = "recognized", NotRecognized = "not_recognized",
         RateLimited = "rate_limited", NoFace = "no_face", FaceTooSmall = "face_too_small",
         BadImage = "bad_image", Busy = "busy", Failed = "failed",
@@ -344,7 +385,11 @@ stored_names! {
         Duplicate = "duplicate", Refused = "refused", FaultCleared = "fault_cleared",
         DeviceRefused = "device_refused", Arrived = "arrived", Fault = "fault",
         Offline = "offline", Online = "online", Recovered = "recovered", Report = "report",
-        CommandFetched = "command_fetched", Answered = "answered";
+        CommandFetched = "command_fetched", Answered = "answered",
+        FloorNotAllowed = "floor_not_allowed", OutsideHours = "outside_hours",
+        NoAccess = "no_access", AccessChanged = "access_changed", PassIssued = "pass_issued",
+        PassRevoked = "pass_revoked", RecallStarted = "recall_started",
+        RecallCleared = "recall_cleared";
     LinkKind: Push = "push", Pull = "pull", Serial = "serial";
 }
 

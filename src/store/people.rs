@@ -138,14 +138,16 @@ impl Store {
         })
     }
 
-    /// Forgets a removed person: their standing and their sessions.
+    /// Forgets a removed person: their standing, access, passes and sessions.
     pub fn forget_person(&self, person: &str) -> Result<(), StoreError> {
         self.with(|c| {
             let transaction = c.unchecked_transaction()?;
-            transaction.execute(
-                "DELETE FROM person_access WHERE person = ?1",
-                params![person],
-            )?;
+            for table in ["person_access", "person_profiles", "visitor_passes"] {
+                transaction.execute(
+                    &format!("DELETE FROM {table} WHERE person = ?1"),
+                    params![person],
+                )?;
+            }
             delete_sessions_of(&transaction, person)?;
             transaction.execute(
                 "DELETE FROM trusted_browsers WHERE person = ?1",

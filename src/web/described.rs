@@ -68,6 +68,18 @@ pub enum NeedsSessionToChange {
     CrossSite(ErrorBody),
 }
 
+/// A move by anyone logged in: the CSRF token and the origin, and a floor they may reach.
+#[derive(IntoResponses)]
+pub enum NeedsSessionToMove {
+    #[response(status = 401, description = "not logged in, or the session ended")]
+    NotLoggedIn(ErrorBody),
+    #[response(
+        status = 403,
+        description = "a cross-site request, no CSRF token, or a floor the person may not                        reach (`floor_not_allowed`), or not now (`outside_hours`)"
+    )]
+    NotAllowed(ErrorBody),
+}
+
 /// A route for administrators.
 #[derive(IntoResponses)]
 pub enum NeedsAdmin {

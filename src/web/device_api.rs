@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -51,10 +51,7 @@ struct Heard {
         (status = 413, description = "larger than any device message", body = ErrorBody),
         (status = 422, description = "not a status report of the signing device", body = ErrorBody),
     ))]
-async fn status(
-    State(state): State<AppState>,
-    signed: DeviceAuth,
-) -> Result<Json<Heard>, WebError> {
+async fn status(signed: DeviceAuth) -> Result<Json<Heard>, WebError> {
     let report: StatusReport = serde_json::from_slice(&signed.body).map_err(|e| {
         LiftError::Protocol(ProtocolError::BadMessage(format!(
             "not a status report: {e}"
@@ -66,7 +63,7 @@ async fn status(
         ))
         .into());
     }
-    state.lift.device_report(&report);
+    signed.lift.device_report(&report);
     Ok(Json(Heard { ok: true }))
 }
 
@@ -87,16 +84,15 @@ struct Wait {
         DeviceRefusals,
     ))]
 async fn commands(
-    State(state): State<AppState>,
     ApiQuery(wait): ApiQuery<Wait>,
     signed: DeviceAuth,
 ) -> Result<Response, WebError> {
     let wait = Duration::from_secs(wait.wait.unwrap_or(25));
-    let (status, body) = match state.lift.next_command(wait).await {
+    let (status, body) = match signed.lift.next_command(wait).await {
         Some(command) => (StatusCode::OK, serde_json::to_vec(&command)?),
         None => (StatusCode::NO_CONTENT, Vec::new()),
     };
-    let signature = state.lift.sign_response(
+    let signature = signed.lift.sign_response(
         &signed.device,
         status.as_u16(),
         &signed.path,

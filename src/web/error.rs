@@ -29,6 +29,8 @@ pub enum WebError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
+    #[error("{what} not found")]
+    NotFound { what: String },
     #[error("the upload is larger than {0} bytes")]
     TooLarge(usize),
     #[error("please log in first")]
@@ -151,6 +153,9 @@ impl WebError {
                 LiftError::AlreadyThere(_) => (S::CONFLICT, "already_there", message),
                 LiftError::RequestIdReused => (S::CONFLICT, "request_id_reused", message),
                 LiftError::BadRequestId => (S::UNPROCESSABLE_ENTITY, "bad_request_id", message),
+                LiftError::NotServed(_) => (S::UNPROCESSABLE_ENTITY, "floor_not_served", message),
+                LiftError::NoSuchLift(_) => (S::NOT_FOUND, "no_such_lift", message),
+                LiftError::Recall(_) => (S::SERVICE_UNAVAILABLE, "recall", message),
                 LiftError::Protocol(ProtocolError::Replayed) => {
                     (S::UNAUTHORIZED, "replayed", message)
                 }
@@ -188,6 +193,16 @@ impl WebError {
             WebError::Access(AccessError::PresentationRefused(_)) => {
                 (S::UNAUTHORIZED, "pad_refused", message)
             }
+            WebError::Access(AccessError::NoAccess { .. }) => (S::FORBIDDEN, "no_access", message),
+            WebError::Access(AccessError::BadAccess(_)) => {
+                (S::UNPROCESSABLE_ENTITY, "bad_access", message)
+            }
+            WebError::Access(AccessError::FloorNotAllowed { .. }) => {
+                (S::FORBIDDEN, "floor_not_allowed", message)
+            }
+            WebError::Access(AccessError::OutsideHours { .. }) => {
+                (S::FORBIDDEN, "outside_hours", message)
+            }
             WebError::Access(AccessError::TooManyChallenges) => {
                 (S::SERVICE_UNAVAILABLE, "busy", message)
             }
@@ -208,6 +223,7 @@ impl WebError {
             WebError::OverShare(_) => (S::SERVICE_UNAVAILABLE, "busy", message),
             WebError::CrossSite(_) => (S::FORBIDDEN, "cross_site", message),
             WebError::BodyTooSlow => (S::REQUEST_TIMEOUT, "body_too_slow", message),
+            WebError::NotFound { .. } => (S::NOT_FOUND, "not_found", message),
             WebError::Store(_)
             | WebError::Session(_)
             | WebError::NoSessionLayer

@@ -14,8 +14,8 @@ use tower_sessions::Session;
 use super::client::{ClientInfo, Origin, client_info};
 use super::{AppState, WebError};
 use crate::access::Rights;
-use crate::lift::Device;
 use crate::lift::protocol::{DEVICE_HEADER, Presented};
+use crate::lift::{Device, LiftError, LiftService, ProtocolError};
 
 const USER_KEY: &str = "user";
 
@@ -171,6 +171,8 @@ impl FromRequestParts<AppState> for Client {
 /// A device's message whose signature, time window and nonce have been checked: the device
 /// it comes from, the nonce (its answer is bound to it), the path signed and the body.
 pub struct DeviceAuth {
+    /// the car the device drives
+    pub lift: LiftService,
     pub device: Device,
     pub nonce: String,
     /// the path with its query, as signed
@@ -199,15 +201,21 @@ impl FromRequest<AppState> for DeviceAuth {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let device = state
-            .lift
+        let refused = |error: LiftError| {
+            tracing::warn!(%error, device = name.unwrap_or("-"), %path, "device message refused");
+            WebError::from(error)
+        };
+        let lift = name
+            .and_then(|name| state.lifts.car_driven_by(name))
+            .cloned()
+            .ok_or_else(|| refused(ProtocolError::UnknownDevice.into()))?;
+        let device = lift
             .verify_device_request(name, parts.method.as_str(), &path, &presented, &body)
             .await
-            .inspect_err(|e| {
-                tracing::warn!(error = %e, device = name.unwrap_or("-"), %path, "device message refused");
-            })?
+            .map_err(refused)?
             .clone();
         Ok(Self {
+            lift,
             device,
             nonce: presented.nonce.unwrap_or_default().to_string(),
             path,

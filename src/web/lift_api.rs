@@ -1,27 +1,31 @@
-//! The lift for logged-in people: status, moves, and the live stream the panel listens to.
+//! The lifts for logged-in people: their status, moves (to a car picked, or to the car the
+//! server assigns), the live stream the panel listens to; and for administrators, clearing a
+//! fault and the fire-service recall.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::described::{NeedsAdminToChange, NeedsSession, NeedsSessionToChange};
+use super::described::{NeedsAdminToChange, NeedsSession, NeedsSessionToMove};
 use super::error::ErrorBody;
-use super::extract::{AdminUser, ApiJson, CurrentUser};
+use super::extract::{AdminUser, ApiJson, ApiPath, ApiQuery, CurrentUser};
 use super::{AppState, WebError};
-use crate::access::Rights;
-use crate::lift::{Accepted, LiftStatus};
+use crate::access::{Access, Rights};
+use crate::lift::{Dispatched, LiftService, LiftStatus};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(status))
+        .routes(routes!(lifts))
+        .routes(routes!(one_lift))
         .routes(routes!(request_move))
         .routes(routes!(reset_fault))
+        .routes(routes!(start_recall, clear_recall))
 }
 
 /// The routes that stay open as long as the panel is: no request timeout.
@@ -29,66 +33,132 @@ pub fn streams() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(events))
 }
 
-/// The lift: where it is, where it goes, whether it is in service, its floors.
-#[utoipa::path(get, path = "/api/v1/lift", tag = "lift", security(("session" = [])),
+#[derive(Serialize, ToSchema)]
+struct Lifts {
+    lifts: Vec<LiftStatus>,
+    /// A fire-service recall is on: every car goes to this floor and takes no calls.
+    recall_floor: Option<i32>,
+}
+
+fn lifts_now(state: &AppState) -> Lifts {
+    Lifts {
+        lifts: state.lifts.cars().iter().map(LiftService::status).collect(),
+        recall_floor: state.lifts.recall(),
+    }
+}
+
+/// Every car: where it is, where it goes, whether it is in service, the floors it stops at.
+#[utoipa::path(get, path = "/api/v1/lifts", tag = "lift", security(("session" = [])),
     responses(
-        (status = 200, description = "the lift now", body = LiftStatus),
+        (status = 200, description = "the cars now", body = Lifts),
         NeedsSession,
     ))]
-async fn status(_user: CurrentUser, State(state): State<AppState>) -> Json<LiftStatus> {
-    Json(state.lift.status())
+async fn lifts(_user: CurrentUser, State(state): State<AppState>) -> Json<Lifts> {
+    Json(lifts_now(&state))
+}
+
+/// One car.
+#[utoipa::path(get, path = "/api/v1/lifts/{lift}", tag = "lift", security(("session" = [])),
+    params(("lift" = String, Path, description = "the car's name")),
+    responses(
+        (status = 200, description = "the car now", body = LiftStatus),
+        NeedsSession,
+        (status = 404, description = "no car of that name", body = ErrorBody),
+    ))]
+async fn one_lift(
+    _user: CurrentUser,
+    State(state): State<AppState>,
+    ApiPath(lift): ApiPath<String>,
+) -> Result<Json<LiftStatus>, WebError> {
+    Ok(Json(state.lifts.car(&lift)?.status()))
 }
 
 #[derive(Deserialize, ToSchema)]
 struct MoveRequest {
     floor: i32,
-    /// Chosen by the panel for each press, so that a retried request does not move the lift
+    /// The car to send; without one, the server assigns the nearest idle car that stops there.
+    lift: Option<String>,
+    /// Chosen by the panel for each press, so that a retried request does not move a lift
     /// twice; made up by the server when absent.
     request_id: Option<String>,
 }
 
-/// Sends the lift to a floor. The move itself is followed on the event stream, driven by the
-/// device's reports.
+/// Sends a car to a floor the person may reach now. The move itself is followed on the
+/// event stream, driven by the device's reports.
 #[utoipa::path(post, path = "/api/v1/lift/move", tag = "lift",
     security(("session" = [], "csrf" = [])),
     request_body = MoveRequest,
     responses(
-        (status = 202, description = "the command is on its way to the lift", body = Accepted),
+        (status = 202, description = "the command is on its way to the car named in the answer", body = Dispatched),
         (status = 400, description = "not a move request", body = ErrorBody),
-        NeedsSessionToChange,
-        (status = 409, description = "the lift is busy or already there, or the request id was used for another floor", body = ErrorBody),
+        NeedsSessionToMove,
+        (status = 404, description = "no car of that name", body = ErrorBody),
+        (status = 409, description = "the car (or every car that stops there) is busy or already there, or the request id was used for another floor", body = ErrorBody),
         (status = 415, description = "not JSON", body = ErrorBody),
-        (status = 422, description = "no such floor, or a bad request id", body = ErrorBody),
-        (status = 503, description = "the lift is offline or out of service", body = ErrorBody),
+        (status = 422, description = "no such floor, the car does not stop there, or a bad request id", body = ErrorBody),
+        (status = 503, description = "offline, out of service, or a fire-service recall is on", body = ErrorBody),
     ))]
 async fn request_move(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<MoveRequest>,
-) -> Result<(StatusCode, Json<Accepted>), WebError> {
-    let accepted = state
-        .lift
-        .request_move(request.floor, request.request_id, &user.person)?;
-    tracing::info!(person = %user.person, floor = request.floor, request_id = %accepted.request_id, duplicate = accepted.duplicate, "lift move");
-    Ok((StatusCode::ACCEPTED, Json(accepted)))
+) -> Result<(StatusCode, Json<Dispatched>), WebError> {
+    state
+        .access
+        .check_floor(&user.person, request.floor)
+        .await?;
+    let dispatched = state.lifts.request_move(
+        request.lift.as_deref(),
+        None,
+        request.floor,
+        request.request_id,
+        &user.person,
+    )?;
+    tracing::info!(person = %user.person, lift = %dispatched.lift, floor = request.floor, request_id = %dispatched.accepted.request_id, duplicate = dispatched.accepted.duplicate, "lift move");
+    Ok((StatusCode::ACCEPTED, Json(dispatched)))
 }
 
-/// Server-sent events, one `lift` event (a `LiftStatus`) per change, the current status first.
+#[derive(Deserialize, IntoParams)]
+struct EventsOf {
+    /// Only this car's events; by default every car's.
+    lift: Option<String>,
+}
+
+/// Server-sent events, one `lift` event (a `LiftStatus`, which names its car) per change, each
+/// car's current status first.
 #[utoipa::path(get, path = "/api/v1/lift/events", tag = "lift", security(("session" = [])),
+    params(EventsOf),
     responses(
         (status = 200, description = "an endless stream of `lift` events", content_type = "text/event-stream", body = String),
         NeedsSession,
+        (status = 404, description = "no car of that name", body = ErrorBody),
     ))]
 async fn events(
     user: CurrentUser,
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, axum::Error>>> {
-    let changes = state.lift.subscribe();
-    let (access, person) = (state.access.clone(), user.person);
-    let stream = futures_util::stream::unfold((changes, true), move |(mut changes, first)| {
+    ApiQuery(of): ApiQuery<EventsOf>,
+) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, WebError> {
+    let cars: Vec<LiftService> = match of.lift {
+        Some(name) => vec![state.lifts.car(&name)?.clone()],
+        None => state.lifts.cars().to_vec(),
+    };
+    let streams = cars
+        .iter()
+        .map(|car| car_events(car, state.access.clone(), user.person.clone()).boxed());
+    Ok(Sse::new(futures_util::stream::select_all(streams)).keep_alive(KeepAlive::default()))
+}
+
+/// One car's changes while `person` may still use the lifts.
+fn car_events(
+    car: &LiftService,
+    access: Access,
+    person: String,
+) -> impl Stream<Item = Result<Event, axum::Error>> + Send + 'static {
+    let changes = car.subscribe();
+    futures_util::stream::unfold((changes, true), move |(mut changes, first)| {
         let (access, person) = (access.clone(), person.clone());
         async move {
-            // until the lift changes; the person's access is checked before each event and
+            // until the car changes; the person's access is checked before each event and
             // every few seconds meanwhile, and the stream ends with it
             if !first {
                 loop {
@@ -111,8 +181,7 @@ async fn events(
             let event = Event::default().event("lift").json_data(&status);
             Some((event, (changes, false)))
         }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    })
 }
 
 /// How often an open event stream checks that its person may still use the lift.
@@ -125,20 +194,58 @@ struct Reset {
     lift: LiftStatus,
 }
 
-/// An administrator clears a fault after checking the lift.
-#[utoipa::path(post, path = "/api/v1/admin/lift/reset", tag = "lift",
+/// An administrator clears a car's fault after checking it.
+#[utoipa::path(post, path = "/api/v1/admin/lifts/{lift}/reset", tag = "lift",
     security(("session" = [], "csrf" = [])),
+    params(("lift" = String, Path, description = "the car's name")),
     responses(
         (status = 200, description = "the fault is cleared, or there was none", body = Reset),
         NeedsAdminToChange,
+        (status = 404, description = "no car of that name", body = ErrorBody),
     ))]
-async fn reset_fault(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Json<Reset> {
-    let cleared = state.lift.reset_fault(&admin.person);
+async fn reset_fault(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    ApiPath(lift): ApiPath<String>,
+) -> Result<Json<Reset>, WebError> {
+    let car = state.lifts.car(&lift)?;
+    let cleared = car.reset_fault(&admin.person);
     if cleared {
-        tracing::info!(person = %admin.person, "lift fault cleared");
+        tracing::info!(person = %admin.person, lift, "lift fault cleared");
     }
-    Json(Reset {
+    Ok(Json(Reset {
         cleared,
-        lift: state.lift.status(),
-    })
+        lift: car.status(),
+    }))
+}
+
+/// Fire-service recall: every car goes to the recall floor (one moving, once it arrives) and
+/// takes no other call until the recall is cleared. It outlasts a restart.
+#[utoipa::path(post, path = "/api/v1/admin/recall", tag = "lift",
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "the recall is on", body = Lifts),
+        NeedsAdminToChange,
+    ))]
+async fn start_recall(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Lifts>, WebError> {
+    state.lifts.start_recall(&admin.person).await?;
+    Ok(Json(lifts_now(&state)))
+}
+
+/// Ends the recall: the cars take calls again.
+#[utoipa::path(delete, path = "/api/v1/admin/recall", tag = "lift",
+    security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "no recall is on", body = Lifts),
+        NeedsAdminToChange,
+    ))]
+async fn clear_recall(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Lifts>, WebError> {
+    state.lifts.clear_recall(&admin.person).await?;
+    Ok(Json(lifts_now(&state)))
 }

@@ -16,6 +16,7 @@ use super::error::ErrorBody;
 use super::extract::{Client, CurrentUser, start_session};
 use super::upload::{Upload, read_presentation};
 use super::{AppState, EngineTicket, WebError};
+use crate::access::FloorAccess;
 use crate::access::LoginClient;
 use crate::access::pad::{MAX_BURST_FRAMES, MIN_BURST_FRAMES};
 use crate::face::pad::Turn;
@@ -212,6 +213,8 @@ struct Me {
     person: String,
     admin: bool,
     csrf_token: String,
+    /// The floors they may reach now, their home floor, hours and visitor pass.
+    access: FloorAccess,
 }
 
 /// Who is logged in.
@@ -220,10 +223,12 @@ struct Me {
         (status = 200, description = "the logged-in person", body = Me),
         NeedsSession,
     ))]
-async fn me(user: CurrentUser) -> Json<Me> {
-    Json(Me {
+async fn me(user: CurrentUser, State(state): State<AppState>) -> Result<Json<Me>, WebError> {
+    let access = state.access.floor_access(&user.person).await?;
+    Ok(Json(Me {
         person: user.person,
         admin: user.admin,
         csrf_token: user.csrf_token,
-    })
+        access,
+    }))
 }

@@ -77,21 +77,18 @@ async fn metrics(
         )
             .into_response());
     };
-    let lift = state
-        .lift
-        .device()
-        .map_or("-", |d| d.name.as_str())
-        .to_string();
-    let condition = state.lift.status().state;
-    for each in Condition::ALL {
-        metrics::gauge!("facelift_lift_state", "lift" => lift.clone(), "state" => each.as_str())
-            .set(f64::from(u8::from(each == condition)));
+    for car in state.lifts.cars() {
+        let condition = car.status().state;
+        for each in Condition::ALL {
+            metrics::gauge!("facelift_lift_state", "lift" => car.name().to_string(), "state" => each.as_str())
+                .set(f64::from(u8::from(each == condition)));
+        }
+        let silent = car
+            .device_silent_for()
+            .map_or(f64::NAN, |d| d.as_secs_f64());
+        metrics::gauge!("facelift_device_last_seen_seconds", "lift" => car.name().to_string())
+            .set(silent);
     }
-    let silent = state
-        .lift
-        .device_silent_for()
-        .map_or(f64::NAN, |d| d.as_secs_f64());
-    metrics::gauge!("facelift_device_last_seen_seconds", "lift" => lift).set(silent);
     let (store, now) = (state.store.clone(), state.clock.now());
     let alive = tokio::task::spawn_blocking(move || store.alive_sessions(now)).await??;
     metrics::gauge!("facelift_sessions_alive").set(alive as f64);

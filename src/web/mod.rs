@@ -1,5 +1,6 @@
 //! HTTP: the router and the state it shares; serving it is in `serve`.
 
+mod access_api;
 mod admin;
 mod admission;
 mod api;
@@ -50,7 +51,7 @@ use crate::access::Access;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::face::{EnginePool, Gallery};
-use crate::lift::LiftService;
+use crate::lift::Building;
 use crate::store::{SqliteSessionStore, Store};
 
 pub const SESSION_COOKIE: &str = "facelift_session";
@@ -61,7 +62,7 @@ pub struct AppState {
     pub pool: Arc<EnginePool>,
     pub gallery: Arc<RwLock<Gallery>>,
     pub store: Arc<Store>,
-    pub lift: LiftService,
+    pub lifts: Building,
     pub access: Access,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
@@ -77,7 +78,7 @@ impl AppState {
         pool: Arc<EnginePool>,
         gallery: Gallery,
         store: Arc<Store>,
-        lift: LiftService,
+        lifts: Building,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let gallery = Arc::new(RwLock::new(gallery));
@@ -92,7 +93,7 @@ impl AppState {
             pool,
             gallery,
             store,
-            lift,
+            lifts,
             access,
             clock,
             max_body_bytes: settings.max_body_bytes,
@@ -158,6 +159,7 @@ fn routes(body_limit: usize, timeout: Duration) -> OpenApiRouter<AppState> {
         .merge(api::router())
         .merge(lift_api::router())
         .merge(admin::router())
+        .merge(access_api::router())
         .merge(metrics::router())
         .layer(DefaultBodyLimit::max(body_limit))
         // after the general limit, so that the device routes' smaller one wins

@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use minijinja::{Environment, context};
 
 use super::extract::{AdminUser, CurrentUser};
 use super::{AppState, WebError};
+use crate::lift::{Floors, LiftStatus};
 use crate::store::{AuditKind, Disabled};
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -40,6 +41,7 @@ const STATIC_FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../static/lift.js"),
     ),
+    ("favicon.svg", "image/svg+xml", FAVICON),
     (
         "admin.js",
         "text/javascript; charset=utf-8",
@@ -53,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/lift", get(lift_page))
         .route("/admin", get(admin_page))
         .route("/static/{file}", get(static_file))
+        .route("/favicon.ico", get(favicon))
 }
 
 fn templates() -> &'static Environment<'static> {
@@ -91,36 +94,99 @@ fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     response
 }
 
+/// Why the login page is shown again: `?bye=1` after logging out, `?ended=1` when a session
+/// ended (it expired, or an administrator ended it).
+#[derive(serde::Deserialize)]
+struct LoginNotice {
+    bye: Option<String>,
+    ended: Option<String>,
+}
+
 async fn login_page(
     user: Result<CurrentUser, WebError>,
     State(state): State<AppState>,
+    notice: Result<Query<LoginNotice>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let notice = notice
+        .ok()
+        .map(|Query(n)| n)
+        .and_then(|n| match (n.bye, n.ended) {
+            (Some(_), _) => Some("You have logged out."),
+            (None, Some(_)) => Some("Your session has ended. Look at the camera to log in again."),
+            (None, None) => None,
+        });
     match user {
         Ok(_) => Redirect::to("/lift").into_response(),
         Err(_) => match state.gallery() {
             Ok(gallery) => {
                 let nobody_enrolled = gallery.people.is_empty();
                 let pad = state.access.pad_mode().as_str();
-                render("login.html", context! { nobody_enrolled, pad })
+                render("login.html", context! { nobody_enrolled, pad, notice })
             }
             Err(error) => error.into_response(),
         },
     }
 }
 
-async fn lift_page(user: Result<CurrentUser, WebError>, State(state): State<AppState>) -> Response {
+async fn lift_page(
+    user: Result<CurrentUser, WebError>,
+    headers: HeaderMap,
+    State(state): State<AppState>,
+) -> Response {
     let Ok(user) = user else {
-        return Redirect::to("/").into_response();
+        return Redirect::to(login_again(&headers)).into_response();
     };
+    let access = match state.access.floor_access(&user.person).await {
+        Ok(access) => access,
+        Err(error) => return WebError::from(error).into_response(),
+    };
+    let building = Floors::of(&state.settings.lift);
+    let lifts: Vec<LiftStatus> = state.lifts.cars().iter().map(|c| c.status()).collect();
+    // the person's floors that some car stops at, as buttons
+    let floors: Vec<minijinja::Value> = access
+        .floors
+        .iter()
+        .filter(|f| {
+            lifts
+                .iter()
+                .any(|l| l.floors.iter().any(|s| s.number == **f))
+        })
+        .map(|f| context! { number => f, name => building.name(*f) })
+        .collect();
+    let recall = state
+        .lifts
+        .recall()
+        .map(|floor| context! { number => floor, name => building.name(floor) });
+    let home = access
+        .home_floor
+        .map(|floor| context! { number => floor, name => building.name(floor) });
     render(
         "lift.html",
         context! {
             person => user.person,
+            greeting => access.display_name.clone().unwrap_or_else(|| user.person.clone()),
             admin => user.admin,
             csrf_token => user.csrf_token,
-            lift => state.lift.status(),
+            lifts,
+            floors,
+            home,
+            recall,
+            access,
+            pass_until => access.pass_expires_at.map(|at| local_time(&state, at)),
+            fault_advice => state.settings.building.fault_advice,
         },
     )
+}
+
+/// Where a page sends someone not logged in: the login page, saying that their session
+/// ended when their browser still held one.
+fn login_again(headers: &HeaderMap) -> &'static str {
+    let held_session = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|cookies| cookies.contains(super::SESSION_COOKIE));
+    if held_session { "/?ended=1" } else { "/" }
 }
 
 async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppState>) -> Response {
@@ -177,6 +243,15 @@ async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppS
     )
 }
 
+/// A Unix time in the building's time zone, as a resident reads it: "Thu 3 Dec 18:00".
+fn local_time(state: &AppState, unix: i64) -> String {
+    let zone = crate::access::hours::time_zone(&state.settings.building.time_zone)
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    jiff::Timestamp::from_second(unix)
+        .map(|t| t.to_zoned(zone).strftime("%a %-d %b %H:%M").to_string())
+        .unwrap_or_else(|_| format!("{unix} (Unix time)"))
+}
+
 /// A Unix time as the admin page shows it, in UTC: "2026-12-02 09:53:25".
 fn utc_time(unix: i64) -> String {
     const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
@@ -186,6 +261,20 @@ fn utc_time(unix: i64) -> String {
         .and_then(|t| t.format(FORMAT).ok())
         .unwrap_or_else(|| format!("{unix} (Unix time)"))
 }
+
+/// Browsers ask for it whatever the page says.
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        FAVICON,
+    )
+        .into_response()
+}
+
+const FAVICON: &str = include_str!("../../static/favicon.svg");
 
 async fn static_file(Path(file): Path<String>) -> Response {
     match STATIC_FILES.iter().find(|(name, _, _)| *name == file) {

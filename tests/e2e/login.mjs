@@ -68,18 +68,21 @@ try {
       await page.click('#login');
     }
     await page.waitForURL(`${base}/lift`, { timeout: 30_000 });
-    await page.waitForFunction(() => document.getElementById('floor').textContent === '1');
+    const car = (part) => `.car[data-lift="A"] ${part}`;
+    await page.waitForFunction((sel) => document.querySelector(sel).textContent === '1', car('.floor-now'));
     await page.screenshot({ path: `${shots}/lift-panel.png` });
     await page.click('button[data-floor="2"]');
-    await page.waitForFunction(() => document.getElementById('state').textContent.startsWith('moving'), null, { timeout: 10_000 });
+    await page.waitForFunction((sel) => document.querySelector(sel).textContent.startsWith('Going to floor 2'), car('.car-state'), { timeout: 10_000 });
     await page.screenshot({ path: `${shots}/lift-moving.png` });
     await page.waitForFunction(
-      () => document.getElementById('floor').textContent === '2' && document.getElementById('state').textContent === 'idle',
-      null,
+      ([floor, state]) => document.querySelector(floor).textContent === '2'
+        && document.querySelector(state).textContent === 'Ready'
+        && /Lift A has arrived at floor 2/.test(document.getElementById('status').textContent),
+      [car('.floor-now'), car('.car-state')],
       { timeout: 30_000 },
     );
     await page.screenshot({ path: `${shots}/lift-floor-2.png` });
-    console.log(`logged in as ${await text('.who')}, floor now ${await text('#floor')}`);
+    console.log(`logged in as ${await text('.who')}, floor now ${await text('.car .floor-now')}; ${await text('#status')}`);
   } else if (expected === 'pad_refused') {
     await page.waitForFunction(() => /could not see a live face/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
     await page.screenshot({ path: `${shots}/login-photo-refused.png` });

@@ -7,7 +7,7 @@ use std::time::Duration;
 use facelift::app::{App, Parts};
 use facelift::device_sim::{self as sim, SimConfig, SimHandle, SimLink};
 use facelift::lift::serial::PseudoTerminal;
-use facelift::lift::{Device, LiftService, LiftStatus, Link, Secret};
+use facelift::lift::{Building, Device, LiftService, LiftStatus, Link, Secret};
 use facelift::store::{AuditEntry, AuditKind, Store};
 use facelift::web;
 use reqwest::StatusCode;
@@ -24,7 +24,11 @@ pub struct TestApp {
     pub gallery: tempfile::TempDir,
     /// the simulated lift controller, talking to the app over real HTTP or a pseudo-terminal
     pub device: Option<SimHandle>,
+    /// the other cars' simulators
+    _other_devices: Vec<SimHandle>,
+    /// the first car
     pub lift: LiftService,
+    pub lifts: Building,
     _data_dir: tempfile::TempDir,
     _serial_line: Option<PseudoTerminal>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -68,6 +72,8 @@ pub struct AppOptions {
     pub device: Option<DeviceOptions>,
     /// serve HTTPS directly with a self-signed certificate (HTTP/2 by ALPN, as browsers use)
     pub tls: bool,
+    /// where each car's simulator starts (by car name); by default the lowest floor
+    pub start_floors: Vec<(String, i32)>,
 }
 
 impl Default for AppOptions {
@@ -82,6 +88,7 @@ impl Default for AppOptions {
             store: None,
             device: Some(DeviceOptions::new(DeviceLink::Push)),
             tls: false,
+            start_floors: Vec::new(),
         }
     }
 }
@@ -114,51 +121,74 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let scheme = if options.tls { "https" } else { "http" };
     let base = format!("{scheme}://{address}");
 
-    let (mut device_handle, mut serial_line) = (None, None);
+    // one simulator per car that names its device; a building without `[[lifts]]` has one
+    let names: Vec<(String, i32)> = if settings.lifts.is_empty() {
+        vec![(DEVICE.to_string(), settings.lift.lowest_floor)]
+    } else {
+        settings
+            .lifts
+            .iter()
+            .filter_map(|car| {
+                let name = car.device.clone()?;
+                let start = options
+                    .start_floors
+                    .iter()
+                    .find(|(n, _)| *n == car.name)
+                    .map_or(settings.lift.lowest_floor, |(_, floor)| *floor);
+                Some((name, start))
+            })
+            .collect()
+    };
+    let (mut handles, mut serial_line) = (Vec::new(), None);
     if let Some(device) = &options.device {
-        let (sim_link, server_link) = match device.link {
-            DeviceLink::Push => (
-                SimLink::Push {
-                    listen: "127.0.0.1:0".parse().expect("address"),
-                },
-                None,
-            ),
-            DeviceLink::Pull => (SimLink::Pull, Some(Link::Pull)),
-            DeviceLink::Serial => {
-                let mut line = PseudoTerminal::open().expect("a pseudo-terminal pair");
-                let port = line.take_device_end().expect("device end");
-                let path = line.path.clone();
-                serial_line = Some(line);
-                (SimLink::Serial(port), Some(Link::Serial { path }))
+        for (name, start_floor) in names {
+            let (sim_link, server_link) = match device.link {
+                DeviceLink::Push => (
+                    SimLink::Push {
+                        listen: "127.0.0.1:0".parse().expect("address"),
+                    },
+                    None,
+                ),
+                DeviceLink::Pull => (SimLink::Pull, Some(Link::Pull)),
+                DeviceLink::Serial => {
+                    let mut line = PseudoTerminal::open().expect("a pseudo-terminal pair");
+                    let port = line.take_device_end().expect("device end");
+                    let path = line.path.clone();
+                    serial_line = Some(line);
+                    (SimLink::Serial(port), Some(Link::Serial { path }))
+                }
+            };
+            let handle = sim::start(SimConfig {
+                device_id: name.clone(),
+                secret: device.secret.clone(),
+                server: base.clone(),
+                link: sim_link,
+                lowest: settings.lift.lowest_floor,
+                highest: settings.lift.highest_floor,
+                start_floor,
+                travel_per_floor: Duration::from_millis(device.travel_ms_per_floor),
+                heartbeat: Duration::from_millis(device.heartbeat_ms),
+                poll_wait_secs: 25,
+                server_certificate: certificate.clone(),
+            })
+            .await
+            .expect("device simulator");
+            let link = server_link.unwrap_or_else(|| Link::Push {
+                url: handle.push_url.clone().expect("push URL"),
+            });
+            let row = Device {
+                name,
+                secret: device.secret.clone(),
+                link,
             }
-        };
-        let handle = sim::start(SimConfig {
-            device_id: DEVICE.into(),
-            secret: device.secret.clone(),
-            server: base.clone(),
-            link: sim_link,
-            lowest: settings.lift.lowest_floor,
-            highest: settings.lift.highest_floor,
-            start_floor: settings.lift.lowest_floor,
-            travel_per_floor: Duration::from_millis(device.travel_ms_per_floor),
-            heartbeat: Duration::from_millis(device.heartbeat_ms),
-            poll_wait_secs: 25,
-            server_certificate: certificate.clone(),
-        })
-        .await
-        .expect("device simulator");
-        let link = server_link.unwrap_or_else(|| Link::Push {
-            url: handle.push_url.clone().expect("push URL"),
-        });
-        let row = Device {
-            name: DEVICE.into(),
-            secret: device.secret.clone(),
-            link,
+            .to_row();
+            store.put_device(&row).expect("register the device");
+            handles.push(handle);
         }
-        .to_row();
-        store.put_device(&row).expect("register the device");
-        device_handle = Some(handle);
     }
+    let mut handles = handles.into_iter();
+    let device_handle = handles.next();
+    let other_devices = handles.collect();
     let parts = Parts {
         pool: Some(Arc::clone(pool())),
         store: Some(Arc::clone(&store)),
@@ -166,7 +196,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         on_photo: None,
     };
     let app = App::build(settings, parts).await.expect("the app");
-    let lift = app.state.lift.clone();
+    let lifts = app.state.lifts.clone();
+    let lift = lifts.cars()[0].clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopped = async {
         let _ = stopped.await;
@@ -183,7 +214,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         store,
         gallery: gallery_dir,
         device: device_handle,
+        _other_devices: other_devices,
         lift,
+        lifts,
         _serial_line: serial_line,
         stop,
         server,
@@ -200,13 +233,25 @@ impl TestApp {
         )
     }
 
-    /// Waits (at most `within`) for a lift status that `wanted` accepts, and answers it.
+    /// Waits (at most `within`) for a status of the first car that `wanted` accepts, and
+    /// answers it.
     pub async fn lift_becomes(
         &self,
         within: Duration,
         wanted: impl Fn(&LiftStatus) -> bool,
     ) -> LiftStatus {
-        let mut changes = self.lift.subscribe();
+        self.car_becomes(self.lift.name(), within, wanted).await
+    }
+
+    /// Waits (at most `within`) for a status of car `name` that `wanted` accepts.
+    pub async fn car_becomes(
+        &self,
+        name: &str,
+        within: Duration,
+        wanted: impl Fn(&LiftStatus) -> bool,
+    ) -> LiftStatus {
+        let car = self.lifts.car(name).expect("a car of that name");
+        let mut changes = car.subscribe();
         let waited = tokio::time::timeout(within, async {
             loop {
                 let status = changes.borrow_and_update().clone();
@@ -221,10 +266,7 @@ impl TestApp {
         .await;
         match waited {
             Ok(status) if wanted(&status) => status,
-            _ => panic!(
-                "lift status still {:?} after {within:?}",
-                self.lift.status()
-            ),
+            _ => panic!("lift status still {:?} after {within:?}", car.status()),
         }
     }
 

@@ -215,7 +215,7 @@ async fn a_move_the_device_never_finishes_faults_and_the_panel_says_so() {
         "a fault the server found stays"
     );
     let (status, _) = app
-        .post_json("/api/v1/admin/lift/reset", Some(&token), json!({}))
+        .post_json("/api/v1/admin/lifts/A/reset", Some(&token), json!({}))
         .await;
     assert_eq!(
         status,
@@ -224,7 +224,7 @@ async fn a_move_the_device_never_finishes_faults_and_the_panel_says_so() {
     );
     let admin_token = app.log_in_admin().await;
     let (status, body) = app
-        .post_json("/api/v1/admin/lift/reset", Some(&admin_token), json!({}))
+        .post_json("/api/v1/admin/lifts/A/reset", Some(&admin_token), json!({}))
         .await;
     assert_eq!(
         (status, body["cleared"].as_bool()),

@@ -2,6 +2,7 @@
 //! `../shared/data`. Run `scripts/setup` first (`scripts/test` does).
 
 mod browser;
+mod building;
 mod challenge;
 #[path = "../common/child_server.rs"]
 mod child_server;

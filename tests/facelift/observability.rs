@@ -111,7 +111,7 @@ async fn metrics_count_logins_by_outcome_stage_times_the_lift_and_live_sessions(
     );
     assert_eq!(sample(&before, "facelift_sessions_alive"), Some(0.0));
     assert_eq!(
-        sample(&before, "facelift_lift_state{lift=\"-\",state=\"offline\"}"),
+        sample(&before, "facelift_lift_state{lift=\"A\",state=\"offline\"}"),
         Some(1.0),
         "no device registered: the lift is offline\n{before}"
     );

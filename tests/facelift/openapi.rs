@@ -23,10 +23,17 @@ const API: &[(&str, &str)] = &[
     ("get", "/api/v1/people"),
     ("post", "/api/v1/identify"),
     ("post", "/api/v1/verify"),
-    ("get", "/api/v1/lift"),
+    ("get", "/api/v1/lifts"),
+    ("get", "/api/v1/lifts/{lift}"),
     ("post", "/api/v1/lift/move"),
     ("get", "/api/v1/lift/events"),
-    ("post", "/api/v1/admin/lift/reset"),
+    ("post", "/api/v1/admin/lifts/{lift}/reset"),
+    ("post", "/api/v1/admin/recall"),
+    ("delete", "/api/v1/admin/recall"),
+    ("get", "/api/v1/admin/people/{name}/access"),
+    ("put", "/api/v1/admin/people/{name}/access"),
+    ("post", "/api/v1/admin/people/{name}/passes"),
+    ("delete", "/api/v1/admin/passes/{id}"),
     ("post", "/api/v1/admin/people/{name}/photos"),
     ("delete", "/api/v1/admin/people/{name}"),
     ("put", "/api/v1/admin/people/{name}/login"),
@@ -81,7 +88,7 @@ async fn the_document_describes_every_api_route_and_each_answers_as_described() 
     }
     // the request timeout's 408 is documented where it applies, not on the endless stream
     let responses = |method: &str, path: &str| doc["paths"][path][method]["responses"].clone();
-    assert!(responses("get", "/api/v1/lift")["408"].is_object());
+    assert!(responses("get", "/api/v1/lifts")["408"].is_object());
     assert!(responses("get", "/api/v1/lift/events")["408"].is_null());
     // a route outside the document is a page: HTML or a static file, never JSON
     let plain = plain_routes_in_source();

@@ -60,7 +60,23 @@ impl TestApp {
         token: Option<&str>,
         body: Value,
     ) -> (StatusCode, Value) {
-        let mut request = self.client.post(format!("{}{path}", self.base)).json(&body);
+        self.send_json(reqwest::Method::POST, path, token, body)
+            .await
+    }
+
+    /// A JSON request with the CSRF token when given; answers the status and the JSON body
+    /// (null when there is none).
+    pub(crate) async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .json(&body);
         if let Some(token) = token {
             request = request.header(facelift::web::CSRF_HEADER, token);
         }
