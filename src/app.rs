@@ -42,6 +42,8 @@ pub enum AppError {
     Tls(#[from] web::TlsError),
     #[error("the building's configuration: {0}")]
     Building(String),
+    #[error(transparent)]
+    Kiosk(#[from] crate::kiosk::KioskError),
 }
 
 /// Refuses a building that cannot work: an unknown time zone, cars without names or with the
@@ -160,7 +162,8 @@ impl App {
         };
         let clock = parts.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let cars = settings.cars();
-        let devices = choose_devices(&store.devices().map_err(AppError::Devices)?, &cars)?;
+        let rows = store.devices().map_err(AppError::Devices)?;
+        let devices = choose_devices(&rows, &cars)?;
         for (car, device) in cars.iter().zip(&devices) {
             match device {
                 Some(device) => {
@@ -210,7 +213,7 @@ impl App {
             Arc::clone(&store),
             Arc::clone(&clock),
         )?;
-        let state = AppState::new(settings, pool, gallery, store, building, clock);
+        let state = AppState::new(settings, pool, gallery, store, building, clock, &rows)?;
         web::install_metrics();
         let background = vec![web::spawn_session_cleaner(&state)];
         Ok(Self {

@@ -47,7 +47,31 @@ pub struct Settings {
     /// The cars (`[[lifts]]`); none listed: one car, "A", driven by `lift.device`.
     pub lifts: Vec<CarSettings>,
     pub building: BuildingSettings,
+    /// Lobby kiosks (`[[kiosks]]`), each beside a camera board.
+    pub kiosks: Vec<KioskSettings>,
     pub tls: TlsSettings,
+}
+
+/// A kiosk: a tablet page (`/kiosk/NAME`, paired with `facelift device add NAME --kiosk`)
+/// beside a camera board (`facelift device add CAMERA --camera`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KioskSettings {
+    pub name: String,
+    /// The registered camera board that captures the faces.
+    pub camera: String,
+    /// The floor the kiosk stands on: where the car picks people up.
+    pub floor: i32,
+    /// Send the car to the person's home floor at once, without asking.
+    #[serde(default)]
+    pub dispatch: bool,
+    /// The page goes back to "Look at the camera" this long after a result.
+    #[serde(default = "default_kiosk_return_secs")]
+    pub return_after_secs: u64,
+}
+
+fn default_kiosk_return_secs() -> u64 {
+    8
 }
 
 /// One car of the building.
@@ -310,6 +334,7 @@ impl Default for Settings {
             lift: LiftSettings::default(),
             lifts: Vec::new(),
             building: BuildingSettings::default(),
+            kiosks: Vec::new(),
             tls: TlsSettings::default(),
         }
     }

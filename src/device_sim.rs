@@ -350,9 +350,22 @@ fn signed(
     path: &str,
     body: &[u8],
 ) -> (reqwest::RequestBuilder, String) {
-    let signature = protocol::sign_request(&device.secret, method, path, body, SystemClock.now());
+    sign_as(request, &device.id, &device.secret, method, path, body)
+}
+
+/// `request` from the device `id`, signed now with `secret`; answers it and the nonce its
+/// answer must carry.
+pub(crate) fn sign_as(
+    request: reqwest::RequestBuilder,
+    id: &str,
+    secret: &Secret,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (reqwest::RequestBuilder, String) {
+    let signature = protocol::sign_request(secret, method, path, body, SystemClock.now());
     let request = request
-        .header(DEVICE_HEADER, &device.id)
+        .header(DEVICE_HEADER, id)
         .headers(signature.headers());
     (request, signature.nonce)
 }

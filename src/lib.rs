@@ -5,11 +5,13 @@
 
 pub mod access;
 pub mod app;
+pub mod camera_sim;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod device_sim;
 pub mod face;
+pub mod kiosk;
 pub mod lift;
 pub mod store;
 pub mod web;

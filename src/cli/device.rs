@@ -11,7 +11,7 @@ use super::{Output, open_store};
 use crate::config::Settings;
 use crate::device_sim as sim;
 use crate::lift::{Device, Link, Secret, valid_device_name};
-use crate::store::{DeviceRow, LinkKind};
+use crate::store::{DeviceRole, DeviceRow, LinkKind};
 use crate::web;
 
 #[derive(Debug, clap::Args)]
@@ -36,6 +36,12 @@ enum DeviceAction {
         /// The device is on this serial port
         #[arg(long, value_name = "PORT", group = "link")]
         serial: Option<PathBuf>,
+        /// A camera board for a kiosk (ESP32-CAM; it long-polls for capture requests)
+        #[arg(long, group = "link")]
+        camera: bool,
+        /// A kiosk tablet: prints the link that pairs it
+        #[arg(long, group = "link")]
+        kiosk: bool,
         #[command(flatten)]
         output: Output,
     },
@@ -56,12 +62,31 @@ struct Registered {
     secret: String,
     link: LinkKind,
     address: Option<String>,
+    role: DeviceRole,
+    /// for a kiosk: the link that pairs the tablet
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pairing_url: Option<String>,
 }
 
 impl Display for Registered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(url) = &self.pairing_url {
+            writeln!(f, "Registered the kiosk {}.", self.name)?;
+            writeln!(
+                f,
+                "Open this link once on its tablet (it holds the kiosk's key, shown this once):"
+            )?;
+            writeln!(f)?;
+            writeln!(f, "  {url}")?;
+            writeln!(f)?;
+            return writeln!(f, "Restart the server to use it.");
+        }
         let address = self.address.as_deref().unwrap_or("");
-        writeln!(f, "Registered {} ({} {address}).", self.name, self.link)?;
+        let what = match self.role {
+            DeviceRole::Camera => "a camera board, pull",
+            _ => self.link.as_str(),
+        };
+        writeln!(f, "Registered {} ({what} {address}).", self.name)?;
         writeln!(
             f,
             "Its secret, shown this once; put it in the firmware's config.h:"
@@ -82,6 +107,7 @@ struct Devices(Vec<Listed>);
 #[derive(Serialize)]
 struct Listed {
     name: String,
+    role: DeviceRole,
     link: LinkKind,
     address: Option<String>,
 }
@@ -96,7 +122,13 @@ impl Display for Devices {
         }
         for d in &self.0 {
             let address = d.address.as_deref().unwrap_or_default();
-            writeln!(f, "{:<20} {:<7} {address}", d.name, d.link.as_str())?;
+            writeln!(
+                f,
+                "{:<20} {:<7} {:<7} {address}",
+                d.name,
+                d.role.as_str(),
+                d.link.as_str()
+            )?;
         }
         Ok(())
     }
@@ -110,6 +142,8 @@ pub fn device(settings: &Settings, args: DeviceArgs) -> Result<()> {
             push,
             pull,
             serial,
+            camera,
+            kiosk,
             output,
         } => {
             if !valid_device_name(&name) {
@@ -124,20 +158,41 @@ pub fn device(settings: &Settings, args: DeviceArgs) -> Result<()> {
                 }
                 (None, true, _) => Link::Pull,
                 (None, false, Some(path)) => Link::Serial { path },
-                (None, false, None) => bail!("choose one of --push URL, --pull, --serial PORT"),
+                (None, false, None) if camera || kiosk => Link::Pull,
+                (None, false, None) => {
+                    bail!("choose one of --push URL, --pull, --serial PORT, --camera, --kiosk")
+                }
             };
             let device = Device {
                 name,
                 secret: Secret::generate(),
                 link,
             };
-            let row: DeviceRow = device.to_row();
+            let mut row: DeviceRow = device.to_row();
+            row.role = match (camera, kiosk) {
+                (true, _) => DeviceRole::Camera,
+                (_, true) => DeviceRole::Kiosk,
+                _ => DeviceRole::Lift,
+            };
             store.put_device(&row)?;
+            let pairing_url = kiosk.then(|| {
+                let scheme = if settings.tls.self_signed || settings.tls.cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!(
+                    "{scheme}://{}/kiosk/{}?key={}",
+                    settings.bind, row.name, row.secret
+                )
+            });
             output.print(&Registered {
                 name: row.name,
                 secret: row.secret,
                 link: row.link,
                 address: row.address,
+                role: row.role,
+                pairing_url,
             })
         }
         DeviceAction::List { output } => {
@@ -146,6 +201,7 @@ pub fn device(settings: &Settings, args: DeviceArgs) -> Result<()> {
                 .into_iter()
                 .map(|d| Listed {
                     name: d.name,
+                    role: d.role,
                     link: d.link,
                     address: d.address,
                 })
@@ -167,6 +223,8 @@ enum SimMode {
     Push,
     Pull,
     Serial,
+    /// A kiosk's camera board: uploads the photos of `--photos DIR` when asked to capture
+    Camera,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,6 +248,9 @@ pub struct DeviceSimArgs {
     /// Push: where the simulator listens for commands
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: std::net::SocketAddr,
+    /// Camera: the folder of JPEG photos it shows the camera, in turn
+    #[arg(long, value_name = "DIR")]
+    photos: Option<PathBuf>,
     /// Serial: the port to use (default: make a pseudo-terminal pair and print the server's end)
     #[arg(long, value_name = "PORT")]
     serial: Option<PathBuf>,
@@ -246,12 +307,51 @@ pub fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
     runtime.block_on(async move {
         let lowest = args.lowest.unwrap_or(settings.lift.lowest_floor);
         let highest = args.highest.unwrap_or(settings.lift.highest_floor);
+        let server = args
+            .server
+            .clone()
+            .unwrap_or_else(|| configured_server_url(settings));
+        let certificate_file = args
+            .server_cert
+            .clone()
+            .or_else(|| web::self_signed_certificate(settings));
+        let server_certificate = match certificate_file {
+            Some(path) if server.starts_with("https://") => {
+                Some(std::fs::read(&path).with_context(|| {
+                    format!("reading the server's certificate {}", path.display())
+                })?)
+            }
+            _ => None,
+        };
+        if args.mode == SimMode::Camera {
+            let dir = args
+                .photos
+                .as_deref()
+                .context("--mode camera needs --photos DIR: the faces it shows the camera")?;
+            let photos = crate::camera_sim::photos_in(dir)
+                .with_context(|| format!("reading {}", dir.display()))?;
+            let _camera = crate::camera_sim::start(crate::camera_sim::CameraConfig {
+                name: args.name.clone(),
+                secret: args.secret,
+                server: server.trim_end_matches('/').to_string(),
+                photos,
+                poll_wait_secs: 25,
+                server_certificate,
+            })?;
+            println!(
+                "camera {} talking to {server}, showing the photos in {}",
+                args.name,
+                dir.display()
+            );
+            tokio::signal::ctrl_c().await?;
+            return Ok(());
+        }
         let mut pseudo_terminal = None;
         let link = match args.mode {
             SimMode::Push => sim::SimLink::Push {
                 listen: args.listen,
             },
-            SimMode::Pull => sim::SimLink::Pull,
+            SimMode::Pull | SimMode::Camera => sim::SimLink::Pull,
             SimMode::Serial => match &args.serial {
                 Some(path) => sim::SimLink::Serial(crate::lift::serial::open(path)?),
                 None => {
@@ -269,22 +369,6 @@ pub fn device_sim(settings: &Settings, args: DeviceSimArgs) -> Result<()> {
                     sim::SimLink::Serial(port)
                 }
             },
-        };
-        let server = args
-            .server
-            .clone()
-            .unwrap_or_else(|| configured_server_url(settings));
-        let certificate_file = args
-            .server_cert
-            .clone()
-            .or_else(|| web::self_signed_certificate(settings));
-        let server_certificate = match certificate_file {
-            Some(path) if server.starts_with("https://") => {
-                Some(std::fs::read(&path).with_context(|| {
-                    format!("reading the server's certificate {}", path.display())
-                })?)
-            }
-            _ => None,
         };
         let handle = sim::start(sim::SimConfig {
             device_id: args.name.clone(),

@@ -20,7 +20,7 @@ pub use protocol::{DeviceState, MoveCommand, ProtocolError, Secret, StatusReport
 pub use service::LiftService;
 
 use crate::config::CarSettings;
-use crate::store::{DeviceRow, LinkKind};
+use crate::store::{DeviceRole, DeviceRow, LinkKind};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LiftError {
@@ -117,6 +117,7 @@ impl Device {
             secret: self.secret.expose().to_string(),
             link,
             address,
+            role: DeviceRole::Lift,
         }
     }
 }
@@ -128,46 +129,77 @@ pub fn choose_devices(
     rows: &[DeviceRow],
     cars: &[CarSettings],
 ) -> Result<Vec<Option<Device>>, LiftError> {
+    let rows: Vec<&DeviceRow> = rows.iter().filter(|r| r.role == DeviceRole::Lift).collect();
     let mut chosen = Vec::with_capacity(cars.len());
     for car in cars {
-        let row = match car.device.as_deref() {
-            Some(name) => {
-                if cars
-                    .iter()
-                    .filter(|other| other.device.as_deref() == Some(name))
-                    .count()
-                    > 1
-                {
-                    return Err(LiftError::BadDevice {
-                        name: name.to_string(),
-                        reason: "named by more than one lift: a device drives one car".into(),
-                    });
-                }
-                Some(
-                    rows.iter()
-                        .find(|r| r.name == name)
-                        .ok_or_else(|| LiftError::BadDevice {
+        let row =
+            match car.device.as_deref() {
+                Some(name) => {
+                    if cars
+                        .iter()
+                        .filter(|other| other.device.as_deref() == Some(name))
+                        .count()
+                        > 1
+                    {
+                        return Err(LiftError::BadDevice {
+                            name: name.to_string(),
+                            reason: "named by more than one lift: a device drives one car".into(),
+                        });
+                    }
+                    Some(*rows.iter().find(|r| r.name == name).ok_or_else(|| {
+                        LiftError::BadDevice {
                             name: name.to_string(),
                             reason: "not registered: add it with `facelift device add`".into(),
-                        })?,
-                )
-            }
-            None if cars.len() > 1 => None,
-            None if rows.len() > 1 => {
-                return Err(LiftError::BadDevice {
-                    name: rows
-                        .iter()
-                        .map(|r| r.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    reason: "several devices are registered: choose one with lift.device".into(),
-                });
-            }
-            None => rows.first(),
-        };
+                        }
+                    })?)
+                }
+                None if cars.len() > 1 => None,
+                None if rows.len() > 1 => {
+                    return Err(LiftError::BadDevice {
+                        name: rows
+                            .iter()
+                            .map(|r| r.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        reason: "several devices are registered: choose one with lift.device"
+                            .into(),
+                    });
+                }
+                None => rows.first().copied(),
+            };
         chosen.push(row.map(Device::from_row).transpose()?);
     }
     Ok(chosen)
+}
+
+/// Checks a message from `device`: signature, time window, and not a replay, in this run or
+/// before a restart (the store keeps the nonces of the window).
+pub async fn check_device_message(
+    verifier: &protocol::Verifier,
+    store: &std::sync::Arc<crate::store::Store>,
+    device: &Device,
+    message: &protocol::Message<'_>,
+    presented: &protocol::Presented<'_>,
+    now: i64,
+) -> Result<(), LiftError> {
+    let stamped = verifier.verify_request(&device.name, &device.secret, message, presented, now)?;
+    let (store, name) = (std::sync::Arc::clone(store), device.name.clone());
+    let nonce = presented.nonce.unwrap_or_default().to_string();
+    let forget_before = now.saturating_sub(verifier.window_secs());
+    let fresh = tokio::task::spawn_blocking(move || {
+        store.remember_device_nonce(&name, &nonce, stamped, forget_before)
+    })
+    .await;
+    match fresh {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(ProtocolError::Replayed.into()),
+        Ok(Err(error)) => {
+            // refused rather than let through unchecked
+            tracing::error!(%error, "could not record a device nonce");
+            Err(ProtocolError::Unverifiable.into())
+        }
+        Err(_) => Err(ProtocolError::Unverifiable.into()),
+    }
 }
 
 /// A device name is what a building manager would write on a label: letters, digits, `-`, `_`.

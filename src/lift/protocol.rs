@@ -167,6 +167,17 @@ pub fn signature(secret: &Secret, text: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Whether `presented` is `secret`, compared in constant time (as the MACs of one text).
+pub fn same_secret(secret: &Secret, presented: &str) -> bool {
+    const TEXT: &[u8] = b"facelift: the same secret";
+    let mut expected = secret.mac();
+    expected.update(TEXT);
+    let expected = expected.finalize().into_bytes();
+    let mut other = Secret::new(presented).mac();
+    other.update(TEXT);
+    other.verify_slice(&expected).is_ok()
+}
+
 fn signature_matches(secret: &Secret, text: &[u8], claimed: &str) -> bool {
     let Ok(claimed) = hex::decode(claimed) else {
         return false;

@@ -188,30 +188,16 @@ impl LiftService {
             .ok_or(ProtocolError::UnknownDevice)?;
         let message = protocol::Message { method, path, body };
         let now = self.inner.clock.now();
-        let stamped = self.inner.verifier.verify_request(
-            &device.name,
-            &device.secret,
+        super::check_device_message(
+            &self.inner.verifier,
+            &self.inner.store,
+            device,
             &message,
             presented,
             now,
-        )?;
-        let (store, name) = (Arc::clone(&self.inner.store), device.name.clone());
-        let nonce = presented.nonce.unwrap_or_default().to_string();
-        let forget_before = now.saturating_sub(self.inner.verifier.window_secs());
-        let fresh = tokio::task::spawn_blocking(move || {
-            store.remember_device_nonce(&name, &nonce, stamped, forget_before)
-        })
-        .await;
-        match fresh {
-            Ok(Ok(true)) => Ok(device),
-            Ok(Ok(false)) => Err(ProtocolError::Replayed.into()),
-            Ok(Err(error)) => {
-                // refused rather than let through unchecked
-                tracing::error!(%error, "could not record a device nonce");
-                Err(ProtocolError::Unverifiable.into())
-            }
-            Err(_) => Err(ProtocolError::Unverifiable.into()),
-        }
+        )
+        .await?;
+        Ok(device)
     }
 
     /// A verified status report.

@@ -137,7 +137,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE building_state (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
-    ) WITHOUT ROWID;",
+    ) WITHOUT ROWID;
+    ALTER TABLE devices ADD COLUMN role TEXT NOT NULL DEFAULT 'lift';",
 ];
 
 /// What a session is filed under: the SHA-256 of its id, never the id (the cookie) itself.
@@ -157,13 +158,25 @@ pub enum LinkKind {
     Serial,
 }
 
-/// A registered lift controller as stored: `address` is the push URL or the serial port.
+/// A registered device as stored: `address` is a lift controller's push URL or serial port.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeviceRow {
     pub name: String,
     pub secret: String,
     pub link: LinkKind,
     pub address: Option<String>,
+    pub role: DeviceRole,
+}
+
+/// What a registered device is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceRole {
+    /// drives a car
+    Lift,
+    /// a camera board that captures faces for a kiosk (ESP32-CAM)
+    Camera,
+    /// a tablet showing a kiosk page
+    Kiosk,
 }
 
 impl std::fmt::Debug for DeviceRow {
@@ -172,6 +185,7 @@ impl std::fmt::Debug for DeviceRow {
             .field("name", &self.name)
             .field("link", &self.link)
             .field("address", &self.address)
+            .field("role", &self.role)
             .finish_non_exhaustive()
     }
 }
@@ -391,6 +405,7 @@ stored_names! {
         PassRevoked = "pass_revoked", RecallStarted = "recall_started",
         RecallCleared = "recall_cleared";
     LinkKind: Push = "push", Pull = "pull", Serial = "serial";
+    DeviceRole: Lift = "lift", Camera = "camera", Kiosk = "kiosk";
 }
 
 /// One line of the audit log.
@@ -457,8 +472,15 @@ impl Store {
     pub fn put_device(&self, device: &DeviceRow) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO devices (name, secret, link, address) VALUES (?1, ?2, ?3, ?4)",
-                params![device.name, device.secret, device.link, device.address],
+                "INSERT OR REPLACE INTO devices (name, secret, link, address, role)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    device.name,
+                    device.secret,
+                    device.link,
+                    device.address,
+                    device.role
+                ],
             )
         })
         .map(|_| ())
@@ -467,13 +489,14 @@ impl Store {
     pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         self.with(|c| {
             let mut statement =
-                c.prepare("SELECT name, secret, link, address FROM devices ORDER BY name")?;
+                c.prepare("SELECT name, secret, link, address, role FROM devices ORDER BY name")?;
             let rows = statement.query_map([], |row| {
                 Ok(DeviceRow {
                     name: row.get(0)?,
                     secret: row.get(1)?,
                     link: row.get(2)?,
                     address: row.get(3)?,
+                    role: row.get(4)?,
                 })
             })?;
             rows.collect()
@@ -620,6 +643,7 @@ mod tests {
                 secret: "0123456789abcdef".into(),
                 link: LinkKind::Pull,
                 address: None,
+                role: DeviceRole::Lift,
             })
             .expect("device");
         let id = "Aq3vXyZ0sessionid";

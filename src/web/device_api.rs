@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,9 @@ use utoipa_axum::routes;
 
 use super::described::DeviceRefusals;
 use super::error::ErrorBody;
-use super::extract::{ApiQuery, DeviceAuth};
+use super::extract::{ApiQuery, CameraAuth, DeviceAuth};
 use super::{AppState, WebError};
+use crate::kiosk::{CaptureRequest, KioskEvent, split_upload};
 use crate::lift::{LiftError, MoveCommand, ProtocolError, StatusReport};
 
 /// Device messages are small; anything bigger is not one.
@@ -28,11 +29,97 @@ pub fn router() -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
 }
 
-/// The long poll, which waits up to 30 s by design: no request timeout.
+/// A camera board's upload: up to the general upload limit.
+pub fn uploads(max_body_bytes: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(frames))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+}
+
+/// The long polls, which wait up to 30 s by design: no request timeout.
 pub fn long_polls() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(commands))
+        .routes(routes!(capture))
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
+}
+
+/// A camera board behind NAT long-polls for its next capture request (a kiosk asked for a
+/// login): at once when one is queued, else 204 after `wait` seconds. Signed like a command.
+#[utoipa::path(get, path = "/api/v1/device/capture", tag = "device",
+    security(("device" = [])),
+    params(Wait),
+    responses(
+        (status = 200, description = "capture now", body = CaptureRequest),
+        (status = 204, description = "nothing to do within the wait"),
+        DeviceRefusals,
+    ))]
+async fn capture(
+    State(state): State<AppState>,
+    ApiQuery(wait): ApiQuery<Wait>,
+    signed: CameraAuth,
+) -> Result<Response, WebError> {
+    let wait = Duration::from_secs(wait.wait.unwrap_or(25));
+    let (status, body) = match state.kiosks.next_capture(&signed.camera, wait).await {
+        Some(request) => (StatusCode::OK, serde_json::to_vec(&request)?),
+        None => (StatusCode::NO_CONTENT, Vec::new()),
+    };
+    let signature = state.kiosks.sign_for_camera(
+        &signed.camera,
+        status.as_u16(),
+        &signed.path,
+        &signed.nonce,
+        &body,
+    );
+    let mut response = (status, body).into_response();
+    if let Some(signature) = signature {
+        signature.insert_into(response.headers_mut());
+    }
+    if status == StatusCode::OK {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize, IntoParams)]
+struct AttemptOf {
+    /// The attempt id of the capture request answered.
+    attempt: String,
+}
+
+/// A camera board's capture for a kiosk's login: one JPEG (`image/jpeg`), or a burst
+/// (`application/x-facelift-burst`: each JPEG preceded by its length, 4 bytes big-endian).
+/// Signed. The login decision runs on it with the camera as the sensor; the kiosk page hears
+/// the result, and so does the camera (to light its LED).
+#[utoipa::path(post, path = "/api/v1/device/frames", tag = "device",
+    security(("device" = [])),
+    params(AttemptOf),
+    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    responses(
+        (status = 200, description = "the result, as the kiosk shows it", body = KioskEvent),
+        DeviceRefusals,
+        (status = 409, description = "no login waits for this camera under that attempt id", body = ErrorBody),
+        (status = 413, description = "over the upload limit", body = ErrorBody),
+        (status = 422, description = "not a JPEG or a burst of them", body = ErrorBody),
+    ))]
+async fn frames(
+    State(state): State<AppState>,
+    ApiQuery(attempt): ApiQuery<AttemptOf>,
+    signed: CameraAuth,
+) -> Result<Json<KioskEvent>, WebError> {
+    let burst = signed
+        .content_type
+        .as_deref()
+        .is_some_and(|t| t.starts_with("application/x-facelift-burst"));
+    let frames = split_upload(burst, &signed.body)?;
+    let event = state
+        .kiosks
+        .frames(&signed.camera, &attempt.attempt, frames)
+        .await?;
+    Ok(Json(event))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -21,6 +21,12 @@ pub enum WebError {
     Face(#[from] FaceError),
     #[error(transparent)]
     Lift(#[from] LiftError),
+    #[error(transparent)]
+    Kiosk(crate::kiosk::KioskError),
+    #[error(
+        "this kiosk is not paired: open the pairing link `facelift device add NAME --kiosk` printed"
+    )]
+    KioskNotPaired,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -92,6 +98,18 @@ impl WebError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => WebError::UnsupportedMediaType(message),
             StatusCode::UNPROCESSABLE_ENTITY => WebError::Unprocessable(message),
             _ => WebError::BadRequest(message),
+        }
+    }
+}
+
+/// A kiosk's refusal by the access decision or a lift is answered as theirs.
+impl From<crate::kiosk::KioskError> for WebError {
+    fn from(error: crate::kiosk::KioskError) -> Self {
+        use crate::kiosk::KioskError as K;
+        match error {
+            K::Access(error) => WebError::Access(error),
+            K::Lift(error) => WebError::Lift(error),
+            other => WebError::Kiosk(other),
         }
     }
 }
@@ -224,6 +242,18 @@ impl WebError {
             WebError::CrossSite(_) => (S::FORBIDDEN, "cross_site", message),
             WebError::BodyTooSlow => (S::REQUEST_TIMEOUT, "body_too_slow", message),
             WebError::NotFound { .. } => (S::NOT_FOUND, "not_found", message),
+            WebError::KioskNotPaired => (S::UNAUTHORIZED, "kiosk_not_paired", message),
+            WebError::Kiosk(error) => {
+                use crate::kiosk::KioskError as K;
+                match error {
+                    K::NoSuchKiosk(_) => (S::NOT_FOUND, "no_such_kiosk", message),
+                    K::NoSuchAttempt => (S::CONFLICT, "no_such_attempt", message),
+                    K::NoOneRecognized => (S::CONFLICT, "no_one_recognized", message),
+                    K::BadUpload(_) => (S::UNPROCESSABLE_ENTITY, "bad_image", message),
+                    // unpacked into their own variants by `From`
+                    K::NoCamera { .. } | K::Access(_) | K::Lift(_) => internal(),
+                }
+            }
             WebError::Store(_)
             | WebError::Session(_)
             | WebError::NoSessionLayer

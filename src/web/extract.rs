@@ -180,46 +180,117 @@ pub struct DeviceAuth {
     pub body: Bytes,
 }
 
-impl FromRequest<AppState> for DeviceAuth {
-    type Rejection = WebError;
+/// A device message as it arrived: the body (within `limit`), the device's name, the path
+/// with its query as signed, and the signature headers.
+struct Unverified {
+    parts: axum::http::request::Parts,
+    body: Bytes,
+    path: String,
+}
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, WebError> {
+impl Unverified {
+    async fn read(request: Request, state: &AppState, limit: usize) -> Result<Self, WebError> {
         let (parts, body) = request.into_parts();
         let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
             .map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => {
-                    WebError::TooLarge(super::device_api::MAX_DEVICE_BODY)
-                }
+                StatusCode::PAYLOAD_TOO_LARGE => WebError::TooLarge(limit),
                 _ => WebError::BadRequest(rejection.body_text()),
             })?;
-        let headers = &parts.headers;
-        let name = headers.get(DEVICE_HEADER).and_then(|v| v.to_str().ok());
-        let presented = Presented::from_headers(headers);
         let path = parts
             .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let refused = |error: LiftError| {
-            tracing::warn!(%error, device = name.unwrap_or("-"), %path, "device message refused");
-            WebError::from(error)
-        };
+        Ok(Self { parts, body, path })
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.parts
+            .headers
+            .get(DEVICE_HEADER)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    fn presented(&self) -> Presented<'_> {
+        Presented::from_headers(&self.parts.headers)
+    }
+
+    /// Logged, and answered as the web error.
+    fn refused(&self, error: LiftError) -> WebError {
+        tracing::warn!(%error, device = self.name().unwrap_or("-"), path = %self.path, "device message refused");
+        WebError::from(error)
+    }
+}
+
+impl FromRequest<AppState> for DeviceAuth {
+    type Rejection = WebError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, WebError> {
+        let message = Unverified::read(request, state, super::device_api::MAX_DEVICE_BODY).await?;
+        let name = message.name();
         let lift = name
             .and_then(|name| state.lifts.car_driven_by(name))
             .cloned()
-            .ok_or_else(|| refused(ProtocolError::UnknownDevice.into()))?;
+            .ok_or_else(|| message.refused(ProtocolError::UnknownDevice.into()))?;
+        let presented = message.presented();
+        let method = message.parts.method.as_str();
         let device = lift
-            .verify_device_request(name, parts.method.as_str(), &path, &presented, &body)
+            .verify_device_request(name, method, &message.path, &presented, &message.body)
             .await
-            .map_err(refused)?
+            .map_err(|e| message.refused(e))?
             .clone();
+        let nonce = presented.nonce.unwrap_or_default().to_string();
         Ok(Self {
             lift,
             device,
-            nonce: presented.nonce.unwrap_or_default().to_string(),
-            path,
-            body,
+            nonce,
+            path: message.path,
+            body: message.body,
+        })
+    }
+}
+
+/// A camera board's message, checked like a lift controller's: the camera's name, the
+/// content type it declared, the nonce, the path signed and the body (up to the upload limit).
+pub struct CameraAuth {
+    pub camera: String,
+    pub content_type: Option<String>,
+    pub nonce: String,
+    pub path: String,
+    pub body: Bytes,
+}
+
+impl FromRequest<AppState> for CameraAuth {
+    type Rejection = WebError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, WebError> {
+        let message = Unverified::read(request, state, state.max_body_bytes).await?;
+        let presented = message.presented();
+        let camera = state
+            .kiosks
+            .verify_camera(
+                message.name(),
+                message.parts.method.as_str(),
+                &message.path,
+                &presented,
+                &message.body,
+            )
+            .await
+            .map_err(|e| message.refused(e))?;
+        let nonce = presented.nonce.unwrap_or_default().to_string();
+        let content_type = message
+            .parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Self {
+            camera,
+            content_type,
+            nonce,
+            path: message.path,
+            body: message.body,
         })
     }
 }

@@ -10,6 +10,7 @@ mod described;
 mod device_api;
 mod error;
 mod extract;
+mod kiosk_api;
 mod lift_api;
 mod login;
 mod metrics;
@@ -51,8 +52,9 @@ use crate::access::Access;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::face::{EnginePool, Gallery};
+use crate::kiosk::{KioskError, Kiosks};
 use crate::lift::Building;
-use crate::store::{SqliteSessionStore, Store};
+use crate::store::{DeviceRow, SqliteSessionStore, Store};
 
 pub const SESSION_COOKIE: &str = "facelift_session";
 
@@ -63,6 +65,7 @@ pub struct AppState {
     pub gallery: Arc<RwLock<Gallery>>,
     pub store: Arc<Store>,
     pub lifts: Building,
+    pub kiosks: Kiosks,
     pub access: Access,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
@@ -80,7 +83,8 @@ impl AppState {
         store: Arc<Store>,
         lifts: Building,
         clock: Arc<dyn Clock>,
-    ) -> Self {
+        devices: &[DeviceRow],
+    ) -> Result<Self, KioskError> {
         let gallery = Arc::new(RwLock::new(gallery));
         let access = Access::new(
             &settings,
@@ -89,17 +93,26 @@ impl AppState {
             Arc::clone(&store),
             Arc::clone(&clock),
         );
-        Self {
+        let kiosks = Kiosks::new(
+            &settings,
+            devices,
+            access.clone(),
+            lifts.clone(),
+            Arc::clone(&store),
+            Arc::clone(&clock),
+        )?;
+        Ok(Self {
             pool,
             gallery,
             store,
             lifts,
+            kiosks,
             access,
             clock,
             max_body_bytes: settings.max_body_bytes,
             admission: Admission::new(settings.workers, settings.queue),
             settings: Arc::new(settings),
-        }
+        })
     }
 }
 
@@ -160,7 +173,9 @@ fn routes(body_limit: usize, timeout: Duration) -> OpenApiRouter<AppState> {
         .merge(lift_api::router())
         .merge(admin::router())
         .merge(access_api::router())
+        .merge(kiosk_api::router())
         .merge(metrics::router())
+        .merge(device_api::uploads(body_limit))
         .layer(DefaultBodyLimit::max(body_limit))
         // after the general limit, so that the device routes' smaller one wins
         .merge(device_api::router())
@@ -173,7 +188,9 @@ fn routes(body_limit: usize, timeout: Duration) -> OpenApiRouter<AppState> {
 
 /// The routes open for as long as they are wanted: the panel's stream, the device's long poll.
 fn untimed_routes() -> OpenApiRouter<AppState> {
-    lift_api::streams().merge(device_api::long_polls())
+    lift_api::streams()
+        .merge(kiosk_api::streams())
+        .merge(device_api::long_polls())
 }
 
 /// Every request's span: the method, the route that matched (not the raw path, which may

@@ -27,14 +27,16 @@ use crate::lift::protocol::SIGNATURE_HEADER;
         (name = "faces", description = "Recognition on uploaded photos"),
         (name = "people", description = "The enrolled people (administrators)"),
         (name = "lift", description = "The lift: status, moves, live events"),
-        (name = "device", description = "The lift controller's side (signed messages)"),
+        (name = "access", description = "Who may go where and when: access and visitor passes (administrators)"),
+        (name = "kiosk", description = "A lobby kiosk's page: start a login at its camera, follow it, book a ride"),
+        (name = "device", description = "The lift controllers' and camera boards' side (signed messages)"),
         (name = "system", description = "Health, metrics and this document"),
     ),
     modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;
 
-/// The three ways a request is authenticated.
+/// The ways a request is authenticated.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -61,6 +63,13 @@ impl Modify for SecuritySchemes {
                     SIGNATURE_HEADER,
                     "HMAC-SHA256 over the device, timestamp, nonce, method, path and body \
                      (firmware/PROTOCOL.md)",
+                )),
+            ),
+            (
+                "kiosk",
+                ApiKey::Cookie(ApiKeyValue::with_description(
+                    "facelift_kiosk_NAME",
+                    "the paired kiosk's key, set by opening its pairing link",
                 )),
             ),
         ];

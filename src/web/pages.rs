@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("lift.html", include_str!("../../templates/lift.html")),
     ("admin.html", include_str!("../../templates/admin.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    ("kiosk.html", include_str!("../../templates/kiosk.html")),
 ];
 
 const STATIC_FILES: &[(&str, &str, &str)] = &[
@@ -43,6 +44,11 @@ const STATIC_FILES: &[(&str, &str, &str)] = &[
     ),
     ("favicon.svg", "image/svg+xml", FAVICON),
     (
+        "kiosk.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/kiosk.js"),
+    ),
+    (
         "admin.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/admin.js"),
@@ -56,6 +62,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(admin_page))
         .route("/static/{file}", get(static_file))
         .route("/favicon.ico", get(favicon))
+        .route("/kiosk/{name}", get(kiosk_page))
 }
 
 fn templates() -> &'static Environment<'static> {
@@ -174,6 +181,62 @@ async fn lift_page(
             access,
             pass_until => access.pass_expires_at.map(|at| local_time(&state, at)),
             fault_advice => state.settings.building.fault_advice,
+        },
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct Pairing {
+    key: Option<String>,
+}
+
+/// A lobby kiosk's page. Opened once with `?key=` (the link `facelift device add NAME --kiosk`
+/// printed), it keeps the key as an HTTP-only cookie and drops it from the address.
+async fn kiosk_page(
+    Path(name): Path<String>,
+    pairing: Result<Query<Pairing>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    State(state): State<AppState>,
+) -> Response {
+    let Ok(settings) = state.kiosks.settings(&name) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such kiosk.",
+        );
+    };
+    if let Some(key) = pairing.ok().and_then(|Query(p)| p.key) {
+        if !state.kiosks.key_matches(&name, &key) {
+            return error_page(
+                StatusCode::UNAUTHORIZED,
+                "Not paired",
+                "This pairing link is not this kiosk's: ask the building manager for a new one.",
+            );
+        }
+        // marked Secure over HTTPS by the security headers' layer, as every cookie is
+        let cookie = format!(
+            "{}={key}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000",
+            super::kiosk_api::cookie_name(&name)
+        );
+        let mut response = Redirect::to(&format!("/kiosk/{name}")).into_response();
+        if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+        return response;
+    }
+    if super::kiosk_api::paired(&state, &name, &headers).is_err() {
+        return error_page(
+            StatusCode::UNAUTHORIZED,
+            "Not paired",
+            "Open this kiosk's pairing link once on this tablet: `facelift device add NAME --kiosk` printed it.",
+        );
+    }
+    render(
+        "kiosk.html",
+        context! {
+            kiosk => name,
+            return_after_secs => settings.return_after_secs,
+            challenge => state.access.pad_mode() == crate::config::PadMode::Challenge,
         },
     )
 }

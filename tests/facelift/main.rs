@@ -14,6 +14,7 @@ mod helpers;
 #[path = "../common/hostile_images.rs"]
 mod hostile_images;
 mod http;
+mod kiosk;
 mod lift;
 mod observability;
 mod openapi;

@@ -40,6 +40,11 @@ const API: &[(&str, &str)] = &[
     ("get", "/api/v1/admin/people/{name}/thumbnail"),
     ("post", "/api/v1/device/status"),
     ("get", "/api/v1/device/commands"),
+    ("get", "/api/v1/device/capture"),
+    ("post", "/api/v1/device/frames"),
+    ("post", "/api/v1/kiosks/{name}/attempts"),
+    ("post", "/api/v1/kiosks/{name}/rides"),
+    ("get", "/api/v1/kiosks/{name}/events"),
 ];
 
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {

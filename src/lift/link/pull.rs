@@ -1,4 +1,5 @@
-//! Pull: the device (behind NAT) long-polls the server; the command waits here for it.
+//! Pull: the device (behind NAT) long-polls the server; the command waits here for it. A
+//! lift controller polls for moves; a camera board polls for capture requests the same way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -11,16 +12,25 @@ use crate::lift::protocol::MoveCommand;
 /// The longest a device may long-poll for a command.
 pub const MAX_POLL: Duration = Duration::from_secs(30);
 
-#[derive(Default)]
-pub struct PullLink {
-    pending: Mutex<Option<MoveCommand>>,
+pub struct PullLink<T = MoveCommand> {
+    pending: Mutex<Option<T>>,
     queued: Notify,
     /// numbers the polls; only the newest may take a command
     polls: AtomicU64,
 }
 
-impl PullLink {
-    pub fn queue(&self, command: MoveCommand) {
+impl<T> Default for PullLink<T> {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::new(None),
+            queued: Notify::new(),
+            polls: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T> PullLink<T> {
+    pub fn queue(&self, command: T) {
         *self.pending() = Some(command);
         self.queued.notify_waiters();
     }
@@ -32,7 +42,7 @@ impl PullLink {
     /// Waits up to `wait` (at most `MAX_POLL`) for the next command. One poll is outstanding
     /// at a time: a newer one (the device reconnecting) ends the older without a command, so
     /// a stale or replayed poll cannot take a command meant for the device.
-    pub async fn next_command(&self, wait: Duration) -> Option<MoveCommand> {
+    pub async fn next_command(&self, wait: Duration) -> Option<T> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_POLL);
         let this_poll = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
         self.queued.notify_waiters();
@@ -53,7 +63,7 @@ impl PullLink {
     }
 
     /// One slot, replaced whole: a panic elsewhere cannot leave it half-written.
-    fn pending(&self) -> MutexGuard<'_, Option<MoveCommand>> {
+    fn pending(&self) -> MutexGuard<'_, Option<T>> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -66,7 +76,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_newer_poll_ends_the_older_one_and_takes_the_command() {
-        let link = std::sync::Arc::new(PullLink::default());
+        let link = std::sync::Arc::new(PullLink::<MoveCommand>::default());
         let older = {
             let link = std::sync::Arc::clone(&link);
             tokio::spawn(async move { link.next_command(Duration::from_secs(5)).await })
