@@ -60,28 +60,12 @@ async fn capture(
     signed: CameraAuth,
 ) -> Result<Response, WebError> {
     let wait = Duration::from_secs(wait.wait.unwrap_or(25));
-    let (status, body) = match state.kiosks.next_capture(&signed.camera, wait).await {
-        Some(request) => (StatusCode::OK, serde_json::to_vec(&request)?),
-        None => (StatusCode::NO_CONTENT, Vec::new()),
-    };
-    let signature = state.kiosks.sign_for_camera(
-        &signed.camera,
-        status.as_u16(),
-        &signed.path,
-        &signed.nonce,
-        &body,
-    );
-    let mut response = (status, body).into_response();
-    if let Some(signature) = signature {
-        signature.insert_into(response.headers_mut());
-    }
-    if status == StatusCode::OK {
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
-    Ok(response)
+    let polled = state.kiosks.next_capture(&signed.camera, wait).await;
+    poll_answer(polled, |status, body| {
+        state
+            .kiosks
+            .sign_for_camera(&signed.camera, status, &signed.path, &signed.nonce, body)
+    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -175,19 +159,31 @@ async fn commands(
     signed: DeviceAuth,
 ) -> Result<Response, WebError> {
     let wait = Duration::from_secs(wait.wait.unwrap_or(25));
-    let (status, body) = match signed.lift.next_command(wait).await {
-        Some(command) => (StatusCode::OK, serde_json::to_vec(&command)?),
+    let polled = signed.lift.next_command(wait).await;
+    poll_answer(polled, |status, body| {
+        Some(
+            signed
+                .lift
+                .sign_response(&signed.device, status, &signed.path, &signed.nonce, body),
+        )
+    })
+}
+
+/// A long poll's answer: 200 with what came as JSON, or 204 with nothing, signed by `sign`
+/// (status and body) for the device to check.
+fn poll_answer<T: Serialize>(
+    polled: Option<T>,
+    sign: impl FnOnce(u16, &[u8]) -> Option<crate::lift::protocol::Signed>,
+) -> Result<Response, WebError> {
+    let (status, body) = match polled {
+        Some(item) => (StatusCode::OK, serde_json::to_vec(&item)?),
         None => (StatusCode::NO_CONTENT, Vec::new()),
     };
-    let signature = signed.lift.sign_response(
-        &signed.device,
-        status.as_u16(),
-        &signed.path,
-        &signed.nonce,
-        &body,
-    );
+    let signature = sign(status.as_u16(), &body);
     let mut response = (status, body).into_response();
-    signature.insert_into(response.headers_mut());
+    if let Some(signature) = signature {
+        signature.insert_into(response.headers_mut());
+    }
     if status == StatusCode::OK {
         response.headers_mut().insert(
             header::CONTENT_TYPE,
