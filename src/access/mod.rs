@@ -223,11 +223,6 @@ impl Access {
         .await
     }
 
-    /// The building's floors, for checking changes to access.
-    pub fn floor_rules(&self) -> &FloorRules {
-        &self.floor_rules
-    }
-
     /// Replaces `person`'s access (see `floors::change_profile`).
     pub async fn change_profile(
         &self,
@@ -319,8 +314,7 @@ impl Access {
             outcome,
             detail: Some(format!("floor {floor}")),
         };
-        let store = Arc::clone(&self.store);
-        if let Err(error) = self.blocking(move |_| store.audit(&entry)).await {
+        if let Err(error) = self.blocking(move |store| store.audit(&entry)).await {
             tracing::error!(%error, "could not write the audit log");
         }
         Err(error)
