@@ -215,7 +215,10 @@ impl App {
         )?;
         let state = AppState::new(settings, pool, gallery, store, building, clock, &rows)?;
         web::install_metrics();
-        let background = vec![web::spawn_session_cleaner(&state)];
+        let background = vec![
+            web::spawn_session_cleaner(&state),
+            web::spawn_token_cleaner(&state),
+        ];
         Ok(Self {
             state,
             tls,

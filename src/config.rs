@@ -49,7 +49,31 @@ pub struct Settings {
     pub building: BuildingSettings,
     /// Lobby kiosks (`[[kiosks]]`), each beside a camera board.
     pub kiosks: Vec<KioskSettings>,
+    /// Bearer tokens for machines and scripts (`POST /api/v1/tokens`).
+    pub tokens: TokenSettings,
     pub tls: TlsSettings,
+}
+
+/// How long tokens live, and how often the revocation list is cleaned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    /// An access token's life, in seconds (10 minutes).
+    pub access_secs: u64,
+    /// A refresh token's life, in seconds (12 hours); each is good for one refresh.
+    pub refresh_secs: u64,
+    /// How often expired revocations, refresh tokens and replaced keys are deleted.
+    pub cleanup_every_secs: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            access_secs: 600,
+            refresh_secs: 12 * 3600,
+            cleanup_every_secs: 60,
+        }
+    }
 }
 
 /// A kiosk: a tablet page (`/kiosk/NAME`, paired with `facelift device add NAME --kiosk`)
@@ -335,6 +359,7 @@ impl Default for Settings {
             lifts: Vec::new(),
             building: BuildingSettings::default(),
             kiosks: Vec::new(),
+            tokens: TokenSettings::default(),
             tls: TlsSettings::default(),
         }
     }

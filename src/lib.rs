@@ -14,6 +14,7 @@ pub mod face;
 pub mod kiosk;
 pub mod lift;
 pub mod store;
+pub mod tokens;
 pub mod web;
 
 pub use app::{App, open_engine_pool};

@@ -6,11 +6,13 @@ mod people;
 mod private;
 mod profiles;
 mod sessions;
+mod tokens;
 
 pub use lift::REQUEST_MEMORY_SECS;
 pub use people::{Disabled, Standing, TRUSTED_BROWSER_SECS};
 pub use profiles::{Profile, VisitorPass};
 pub use sessions::SqliteSessionStore;
+pub use tokens::{KeySecret, RefreshRow, RefreshUse, TokenKey};
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -139,6 +141,28 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     ALTER TABLE devices ADD COLUMN role TEXT NOT NULL DEFAULT 'lift';",
+    // bearer tokens: signing keys by id, refresh tokens (by hash), revoked ids until they expire
+    "CREATE TABLE token_keys (
+        kid         TEXT PRIMARY KEY,
+        secret      BLOB NOT NULL,
+        created_at  INTEGER NOT NULL,
+        replaced_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE refresh_tokens (
+        hash       TEXT PRIMARY KEY,
+        family     TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        scope      TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family);
+    CREATE TABLE revoked_tokens (
+        id         TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// What a session is filed under: the SHA-256 of its id, never the id (the cookie) itself.

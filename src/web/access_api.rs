@@ -75,7 +75,7 @@ async fn access_of(state: &AppState, person: String) -> Result<PersonAccess, Web
 
 /// A person's access, their passes, and the floors it gives now.
 #[utoipa::path(get, path = "/api/v1/admin/people/{name}/access", tag = "access",
-    security(("session" = [])),
+    security(("session" = []), ("bearer" = ["admin"])),
     params(PersonName),
     responses(
         (status = 200, description = "their access", body = PersonAccess),
@@ -93,7 +93,7 @@ async fn person_access(
 
 /// Sets a person's whole access. Audited.
 #[utoipa::path(put, path = "/api/v1/admin/people/{name}/access", tag = "access",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     params(PersonName),
     request_body = AccessChange,
     responses(
@@ -139,7 +139,7 @@ struct PassRequest {
 
 /// Issues a visitor pass: these floors for this person until it expires. Audited.
 #[utoipa::path(post, path = "/api/v1/admin/people/{name}/passes", tag = "access",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     params(PersonName),
     request_body = PassRequest,
     responses(
@@ -188,7 +188,7 @@ struct Revoked {
 
 /// Ends a visitor pass now. Audited.
 #[utoipa::path(delete, path = "/api/v1/admin/passes/{id}", tag = "access",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     params(("id" = i64, Path, description = "the pass's id")),
     responses(
         (status = 200, description = "ended", body = Revoked),

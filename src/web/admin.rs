@@ -56,7 +56,7 @@ fn checked_name(name: &str) -> Result<&str, WebError> {
 /// Enrols a photo: kept only if it shows exactly one usable face, then added to the person
 /// (created if new).
 #[utoipa::path(post, path = "/api/v1/admin/people/{name}/photos", tag = "people",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     params(PersonName),
     request_body(content = PhotoUpload, content_type = "multipart/form-data"),
     responses(
@@ -130,7 +130,7 @@ async fn add_photo(
 
 /// Removes a person and their photos.
 #[utoipa::path(delete, path = "/api/v1/admin/people/{name}", tag = "people",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     params(PersonName),
     responses(
         (status = 200, description = "removed", body = Removed),
@@ -178,7 +178,7 @@ struct FaceLoginSet {
 /// Turns a person's face login off (their sessions end at once) or on again (which also
 /// lifts a lock after failed attempts in a row).
 #[utoipa::path(put, path = "/api/v1/admin/people/{name}/login", tag = "people",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     params(PersonName),
     request_body = FaceLogin,
     responses(
@@ -212,7 +212,7 @@ async fn set_face_login(
 
 /// The person's first photo, 96 pixels high.
 #[utoipa::path(get, path = "/api/v1/admin/people/{name}/thumbnail", tag = "people",
-    security(("session" = [])),
+    security(("session" = []), ("bearer" = ["admin"])),
     params(PersonName),
     responses(
         (status = 200, description = "a JPEG", content_type = "image/jpeg", body = Jpeg),

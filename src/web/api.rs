@@ -70,7 +70,7 @@ struct EnrolledPerson {
 }
 
 /// The enrolled people (administrators).
-#[utoipa::path(get, path = "/api/v1/people", tag = "people", security(("session" = [])),
+#[utoipa::path(get, path = "/api/v1/people", tag = "people", security(("session" = []), ("bearer" = ["admin"])),
     responses(
         (status = 200, description = "everyone enrolled", body = People),
         NeedsAdmin,
@@ -118,7 +118,7 @@ struct IdentifiedFace {
 
 /// Every face in a photo, with who it is (administrators).
 #[utoipa::path(post, path = "/api/v1/identify", tag = "faces",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     request_body(content = FrameUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "the faces and who they are", body = Identified),
@@ -164,7 +164,7 @@ async fn identify(
 
 /// Whether the best faces of two photos are one person.
 #[utoipa::path(post, path = "/api/v1/verify", tag = "faces",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["lift:move"])),
     request_body(content = PairUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "the comparison", body = Verification),

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::access::{AccessError, ChallengeError};
 use crate::face::FaceError;
 use crate::lift::{LiftError, ProtocolError};
+use crate::tokens::TokenError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -27,6 +28,10 @@ pub enum WebError {
         "this kiosk is not paired: open the pairing link `facelift device add NAME --kiosk` printed"
     )]
     KioskNotPaired,
+    #[error(transparent)]
+    Token(#[from] crate::tokens::TokenError),
+    #[error("this route needs a person's token, not a kiosk's")]
+    NotAPerson,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -243,6 +248,21 @@ impl WebError {
             WebError::BodyTooSlow => (S::REQUEST_TIMEOUT, "body_too_slow", message),
             WebError::NotFound { .. } => (S::NOT_FOUND, "not_found", message),
             WebError::KioskNotPaired => (S::UNAUTHORIZED, "kiosk_not_paired", message),
+            WebError::NotAPerson => (S::FORBIDDEN, "not_a_person", message),
+            WebError::Token(error) => {
+                use crate::tokens::TokenError as T;
+                match error {
+                    T::Invalid => (S::UNAUTHORIZED, "invalid_token", message),
+                    T::Expired => (S::UNAUTHORIZED, "token_expired", message),
+                    T::Revoked | T::RefreshReused => (S::UNAUTHORIZED, "token_revoked", message),
+                    T::BadRefresh => (S::BAD_REQUEST, "invalid_grant", message),
+                    T::UnknownScope(_) => (S::BAD_REQUEST, "invalid_scope", message),
+                    T::ScopeNotAllowed(_) => (S::FORBIDDEN, "scope_not_allowed", message),
+                    T::InsufficientScope(_) => (S::FORBIDDEN, "insufficient_scope", message),
+                    T::NoSuchKey(_) => (S::NOT_FOUND, "not_found", message),
+                    T::Store(_) | T::Task(_) | T::Signing(_) => internal(),
+                }
+            }
             WebError::Kiosk(error) => {
                 use crate::kiosk::KioskError as K;
                 match error {
@@ -300,6 +320,21 @@ impl IntoResponse for WebError {
             ) => Some(1),
             _ => None,
         };
+        // RFC 6750: a refused bearer token is told why in WWW-Authenticate
+        let bearer_error = match &self {
+            WebError::Token(TokenError::Invalid | TokenError::Expired | TokenError::Revoked) => {
+                Some("invalid_token")
+            }
+            WebError::Token(TokenError::InsufficientScope(_)) => Some("insufficient_scope"),
+            _ => None,
+        };
+        if let Some(value) =
+            bearer_error.and_then(|e| HeaderValue::from_str(&format!("Bearer error=\"{e}\"")).ok())
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
         if let Some(seconds) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
         {
             response.headers_mut().insert(header::RETRY_AFTER, seconds);

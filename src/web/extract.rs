@@ -7,7 +7,7 @@ use axum::RequestPartsExt;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
@@ -16,6 +16,7 @@ use super::{AppState, WebError};
 use crate::access::Rights;
 use crate::lift::protocol::{DEVICE_HEADER, Presented};
 use crate::lift::{Device, LiftError, LiftService, ProtocolError};
+use crate::tokens::{Scope, Scopes, SubjectKind, TokenError, Verified};
 
 const USER_KEY: &str = "user";
 
@@ -48,8 +49,63 @@ struct SessionUser {
 /// (with the app's clock) and, for state-changing requests, the origin and the CSRF token.
 pub struct CurrentUser {
     pub person: String,
+    /// an administrator (and, with a token, one with the admin scope)
     pub admin: bool,
+    /// empty when the request came with a bearer token
     pub csrf_token: String,
+    /// the token's scopes; none for a browser session
+    pub token: Option<Scopes>,
+}
+
+/// The token of `Authorization: Bearer TOKEN`, if the request carries one.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, WebError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| TokenError::Invalid)?;
+    match text.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(TokenError::Invalid.into()),
+    }
+}
+
+/// The scope a bearer request needs by its method, on routes for any logged-in person.
+fn scope_for(method: &Method) -> Scope {
+    if method == Method::GET || method == Method::HEAD {
+        Scope::LiftRead
+    } else {
+        Scope::LiftMove
+    }
+}
+
+impl CurrentUser {
+    /// A person's bearer token with the scope `needed`; their rights are read now, as for a
+    /// session. A bearer token is not sent by a browser on its own, so no CSRF check applies.
+    async fn from_token(
+        verified: Verified,
+        state: &AppState,
+        needed: Scope,
+    ) -> Result<Self, WebError> {
+        if verified.subject.kind != SubjectKind::Person {
+            return Err(WebError::NotAPerson);
+        }
+        verified.scopes.require(needed)?;
+        let person = verified.subject.name;
+        let admin = match state.access.rights(&person).await? {
+            Rights::Person { admin } => admin && verified.scopes.has(Scope::Admin),
+            Rights::Ended => return Err(WebError::AccessEnded),
+        };
+        Ok(CurrentUser {
+            person,
+            admin,
+            csrf_token: String::new(),
+            token: Some(verified.scopes),
+        })
+    }
 }
 
 /// A logged-in administrator.
@@ -59,6 +115,10 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        if let Some(token) = bearer(&parts.headers)? {
+            let verified = state.tokens.verify(token).await?;
+            return Self::from_token(verified, state, scope_for(&parts.method)).await;
+        }
         let session: Session = parts
             .extract()
             .await
@@ -99,6 +159,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             person: user.person,
             admin,
             csrf_token: user.csrf_token,
+            token: None,
         })
     }
 }
@@ -107,13 +168,66 @@ impl FromRequestParts<AppState> for AdminUser {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        let user = CurrentUser::from_request_parts(parts, state).await?;
+        let user = match bearer(&parts.headers)? {
+            Some(token) => {
+                let verified = state.tokens.verify(token).await?;
+                CurrentUser::from_token(verified, state, Scope::Admin).await?
+            }
+            None => CurrentUser::from_request_parts(parts, state).await?,
+        };
         if !user.admin {
             tracing::debug!(person = %user.person, "refused: not an admin");
             return Err(WebError::NotAdmin);
         }
         Ok(AdminUser(user))
     }
+}
+
+/// Someone who may see the lifts: a logged-in person, or a token (a person's or a
+/// kiosk's) with the scope lift:read.
+pub struct LiftReader;
+
+impl FromRequestParts<AppState> for LiftReader {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let Some(token) = bearer(&parts.headers)? else {
+            return CurrentUser::from_request_parts(parts, state)
+                .await
+                .map(|_| LiftReader);
+        };
+        let verified = state.tokens.verify(token).await?;
+        match verified.subject.kind {
+            SubjectKind::Person => CurrentUser::from_token(verified, state, Scope::LiftRead)
+                .await
+                .map(|_| LiftReader),
+            SubjectKind::Kiosk => {
+                verified.scopes.require(Scope::LiftRead)?;
+                state.kiosks.settings(&verified.subject.name)?;
+                Ok(LiftReader)
+            }
+        }
+    }
+}
+
+/// Whether the request comes from the kiosk `name`: its paired page's cookie, or a kiosk
+/// token with the scope `needed`.
+pub async fn kiosk_caller(
+    headers: &HeaderMap,
+    needed: Scope,
+    state: &AppState,
+    name: &str,
+) -> Result<(), WebError> {
+    state.kiosks.settings(name)?;
+    let Some(token) = bearer(headers)? else {
+        return super::kiosk_api::paired(state, name, headers);
+    };
+    let verified = state.tokens.verify(token).await?;
+    if verified.subject.kind != SubjectKind::Kiosk || verified.subject.name != name {
+        return Err(WebError::KioskNotPaired);
+    }
+    verified.scopes.require(needed)?;
+    Ok(())
 }
 
 /// Starts a logged-in session for `person`, under a new session id (so an id planted before

@@ -1,6 +1,7 @@
 //! A lobby kiosk's page talks to these: start a login (the camera board captures), follow the
 //! result live, book a ride for the person recognised. The kiosk is paired once by opening the
-//! link `facelift device add NAME --kiosk` printed: its key becomes an HTTP-only cookie.
+//! link `facelift device add NAME --kiosk` printed: its key becomes an HTTP-only cookie. A
+//! kiosk program may instead use a kiosk token (`POST /api/v1/tokens`, client credentials).
 
 use axum::Json;
 use axum::extract::State;
@@ -13,9 +14,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, ApiPath, Client};
+use super::extract::{ApiJson, ApiPath, Client, kiosk_caller};
 use super::{AppState, WebError};
 use crate::kiosk::KioskEvent;
+use crate::tokens::Scope;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -51,7 +53,7 @@ pub fn paired(state: &AppState, name: &str, headers: &HeaderMap) -> Result<(), W
 
 /// Someone at the kiosk pressed "Start": the kiosk's camera is asked to capture.
 #[utoipa::path(post, path = "/api/v1/kiosks/{name}/attempts", tag = "kiosk",
-    security(("kiosk" = [])),
+    security(("kiosk" = []), ("bearer" = [])),
     params(("name" = String, Path, description = "the kiosk's name")),
     responses(
         (status = 202, description = "the camera is asked; the result comes on the event stream", body = KioskEvent),
@@ -66,7 +68,7 @@ async fn start(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<KioskEvent>), WebError> {
-    paired(&state, &name, &headers)?;
+    kiosk_caller(&headers, Scope::LiftMove, &state, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(state.kiosks.start(&name)?)))
 }
 
@@ -78,7 +80,7 @@ struct RideRequest {
 
 /// The person just recognised at the kiosk picks a floor: the server books the car.
 #[utoipa::path(post, path = "/api/v1/kiosks/{name}/rides", tag = "kiosk",
-    security(("kiosk" = [])),
+    security(("kiosk" = []), ("bearer" = [])),
     params(("name" = String, Path, description = "the kiosk's name")),
     request_body = RideRequest,
     responses(
@@ -99,7 +101,7 @@ async fn ride(
     ApiPath(name): ApiPath<String>,
     ApiJson(request): ApiJson<RideRequest>,
 ) -> Result<(StatusCode, Json<KioskEvent>), WebError> {
-    paired(&state, &name, &headers)?;
+    kiosk_caller(&headers, Scope::LiftMove, &state, &name).await?;
     let event = state
         .kiosks
         .ride(&name, &request.attempt_id, request.floor)
@@ -109,7 +111,7 @@ async fn ride(
 
 /// Server-sent events, one `kiosk` event (a `KioskEvent`) per step of a login at the kiosk.
 #[utoipa::path(get, path = "/api/v1/kiosks/{name}/events", tag = "kiosk",
-    security(("kiosk" = [])),
+    security(("kiosk" = []), ("bearer" = [])),
     params(("name" = String, Path, description = "the kiosk's name")),
     responses(
         (status = 200, description = "an endless stream of `kiosk` events", content_type = "text/event-stream", body = String),
@@ -121,7 +123,7 @@ async fn events(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, WebError> {
-    paired(&state, &name, &headers)?;
+    kiosk_caller(&headers, Scope::LiftRead, &state, &name).await?;
     let heard = state.kiosks.subscribe(&name)?;
     let stream = futures_util::stream::unfold(heard, |mut heard| async move {
         loop {

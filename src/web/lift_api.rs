@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::described::{NeedsAdminToChange, NeedsSession, NeedsSessionToMove};
 use super::error::ErrorBody;
-use super::extract::{AdminUser, ApiJson, ApiPath, ApiQuery, CurrentUser};
+use super::extract::{AdminUser, ApiJson, ApiPath, ApiQuery, CurrentUser, LiftReader};
 use super::{AppState, WebError};
 use crate::access::{Access, Rights};
 use crate::lift::{Dispatched, LiftService, LiftStatus};
@@ -48,17 +48,17 @@ fn lifts_now(state: &AppState) -> Lifts {
 }
 
 /// Every car: where it is, where it goes, whether it is in service, the floors it stops at.
-#[utoipa::path(get, path = "/api/v1/lifts", tag = "lift", security(("session" = [])),
+#[utoipa::path(get, path = "/api/v1/lifts", tag = "lift", security(("session" = []), ("bearer" = ["lift:read"])),
     responses(
         (status = 200, description = "the cars now", body = Lifts),
         NeedsSession,
     ))]
-async fn lifts(_user: CurrentUser, State(state): State<AppState>) -> Json<Lifts> {
+async fn lifts(_reader: LiftReader, State(state): State<AppState>) -> Json<Lifts> {
     Json(lifts_now(&state))
 }
 
 /// One car.
-#[utoipa::path(get, path = "/api/v1/lifts/{lift}", tag = "lift", security(("session" = [])),
+#[utoipa::path(get, path = "/api/v1/lifts/{lift}", tag = "lift", security(("session" = []), ("bearer" = ["lift:read"])),
     params(("lift" = String, Path, description = "the car's name")),
     responses(
         (status = 200, description = "the car now", body = LiftStatus),
@@ -66,7 +66,7 @@ async fn lifts(_user: CurrentUser, State(state): State<AppState>) -> Json<Lifts>
         (status = 404, description = "no car of that name", body = ErrorBody),
     ))]
 async fn one_lift(
-    _user: CurrentUser,
+    _reader: LiftReader,
     State(state): State<AppState>,
     ApiPath(lift): ApiPath<String>,
 ) -> Result<Json<LiftStatus>, WebError> {
@@ -86,7 +86,7 @@ struct MoveRequest {
 /// Sends a car to a floor the person may reach now. The move itself is followed on the
 /// event stream, driven by the device's reports.
 #[utoipa::path(post, path = "/api/v1/lift/move", tag = "lift",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["lift:move"])),
     request_body = MoveRequest,
     responses(
         (status = 202, description = "the command is on its way to the car named in the answer", body = Dispatched),
@@ -126,7 +126,7 @@ struct EventsOf {
 
 /// Server-sent events, one `lift` event (a `LiftStatus`, which names its car) per change, each
 /// car's current status first.
-#[utoipa::path(get, path = "/api/v1/lift/events", tag = "lift", security(("session" = [])),
+#[utoipa::path(get, path = "/api/v1/lift/events", tag = "lift", security(("session" = []), ("bearer" = ["lift:read"])),
     params(EventsOf),
     responses(
         (status = 200, description = "an endless stream of `lift` events", content_type = "text/event-stream", body = String),
@@ -196,7 +196,7 @@ struct Reset {
 
 /// An administrator clears a car's fault after checking it.
 #[utoipa::path(post, path = "/api/v1/admin/lifts/{lift}/reset", tag = "lift",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     params(("lift" = String, Path, description = "the car's name")),
     responses(
         (status = 200, description = "the fault is cleared, or there was none", body = Reset),
@@ -222,7 +222,7 @@ async fn reset_fault(
 /// Fire-service recall: every car goes to the recall floor (one moving, once it arrives) and
 /// takes no other call until the recall is cleared. It outlasts a restart.
 #[utoipa::path(post, path = "/api/v1/admin/recall", tag = "lift",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     responses(
         (status = 200, description = "the recall is on", body = Lifts),
         NeedsAdminToChange,
@@ -237,7 +237,7 @@ async fn start_recall(
 
 /// Ends the recall: the cars take calls again.
 #[utoipa::path(delete, path = "/api/v1/admin/recall", tag = "lift",
-    security(("session" = [], "csrf" = [])),
+    security(("session" = [], "csrf" = []), ("bearer" = ["admin"])),
     responses(
         (status = 200, description = "no recall is on", body = Lifts),
         NeedsAdminToChange,

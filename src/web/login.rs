@@ -218,7 +218,7 @@ struct Me {
 }
 
 /// Who is logged in.
-#[utoipa::path(get, path = "/api/v1/me", tag = "login", security(("session" = [])),
+#[utoipa::path(get, path = "/api/v1/me", tag = "login", security(("session" = []), ("bearer" = ["lift:read"])),
     responses(
         (status = 200, description = "the logged-in person", body = Me),
         NeedsSession,

@@ -18,6 +18,7 @@ mod openapi;
 mod pages;
 mod serve;
 mod tls;
+mod token_api;
 pub mod upload;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -43,7 +44,9 @@ pub use error::WebError;
 pub use extract::{AdminUser, CSRF_HEADER, Client, CurrentUser, DeviceAuth};
 pub use metrics::install as install_metrics;
 pub use openapi::openapi;
-pub use serve::{ServeOptions, bind, serve, shutdown_signal, spawn_session_cleaner};
+pub use serve::{
+    ServeOptions, bind, serve, shutdown_signal, spawn_session_cleaner, spawn_token_cleaner,
+};
 pub use tls::{
     TlsError, TlsFiles, self_signed, self_signed_certificate, self_signed_files, tls_files,
 };
@@ -55,6 +58,7 @@ use crate::face::{EnginePool, Gallery};
 use crate::kiosk::{KioskError, Kiosks};
 use crate::lift::Building;
 use crate::store::{DeviceRow, SqliteSessionStore, Store};
+use crate::tokens::Tokens;
 
 pub const SESSION_COOKIE: &str = "facelift_session";
 
@@ -67,6 +71,7 @@ pub struct AppState {
     pub lifts: Building,
     pub kiosks: Kiosks,
     pub access: Access,
+    pub tokens: Tokens,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
     pub max_body_bytes: usize,
@@ -93,6 +98,7 @@ impl AppState {
             Arc::clone(&store),
             Arc::clone(&clock),
         );
+        let tokens = Tokens::new(&settings.tokens, Arc::clone(&store), Arc::clone(&clock));
         let kiosks = Kiosks::new(
             &settings,
             devices,
@@ -108,6 +114,7 @@ impl AppState {
             lifts,
             kiosks,
             access,
+            tokens,
             clock,
             max_body_bytes: settings.max_body_bytes,
             admission: Admission::new(settings.workers, settings.queue),
@@ -174,6 +181,7 @@ fn routes(body_limit: usize, timeout: Duration) -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(access_api::router())
         .merge(kiosk_api::router())
+        .merge(token_api::router())
         .merge(metrics::router())
         .merge(device_api::uploads(body_limit))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::response::Response;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,6 +28,7 @@ use crate::lift::protocol::SIGNATURE_HEADER;
         (name = "people", description = "The enrolled people (administrators)"),
         (name = "lift", description = "The lift: status, moves, live events"),
         (name = "access", description = "Who may go where and when: access and visitor passes (administrators)"),
+        (name = "tokens", description = "Bearer tokens for machines and scripts: issue, refresh, revoke; signing keys (administrators)"),
         (name = "kiosk", description = "A lobby kiosk's page: start a login at its camera, follow it, book a ride"),
         (name = "device", description = "The lift controllers' and camera boards' side (signed messages)"),
         (name = "system", description = "Health, metrics and this document"),
@@ -76,6 +77,19 @@ impl Modify for SecuritySchemes {
         for (name, key) in schemes {
             components.add_security_scheme(name, SecurityScheme::ApiKey(key));
         }
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "an access token from POST /api/v1/tokens; its scopes (lift:read, \
+                         lift:move, admin) limit what it may do",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 

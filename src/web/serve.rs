@@ -139,6 +139,23 @@ pub fn spawn_session_cleaner(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Deletes revocations, refresh tokens and replaced signing keys once they can no longer
+/// matter, every `tokens.cleanup_every_secs`.
+pub fn spawn_token_cleaner(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let tokens = state.tokens.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(tokens.cleanup_every());
+        loop {
+            every.tick().await;
+            match tokens.clean().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "expired token rows deleted"),
+                Err(error) => tracing::warn!(%error, "could not clean the token tables"),
+            }
+        }
+    })
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

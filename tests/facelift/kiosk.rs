@@ -331,6 +331,68 @@ async fn a_kiosk_that_is_not_paired_gets_nothing() {
     );
 }
 
+/// A kiosk program (not the paired page) gets a token with the kiosk's key: it reads the
+/// lifts and starts logins, but is nobody, so it cannot act as a person.
+#[tokio::test]
+async fn a_kiosk_program_gets_a_token_with_its_key_and_is_no_person() {
+    let lobby = lobby().await;
+    let base = &lobby.app.base;
+    let ask = |secret: String, scope: Option<&'static str>| {
+        let mut body = json!({
+            "grant_type": "client_credentials",
+            "client_id": "kiosk:lobby",
+            "client_secret": secret,
+        });
+        if let Some(scope) = scope {
+            body["scope"] = json!(scope);
+        }
+        reqwest::Client::new()
+            .post(format!("{base}/api/v1/tokens"))
+            .json(&body)
+            .send()
+    };
+    let wrong = ask("guessed".into(), None).await.expect("request");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let admin = ask(lobby.kiosk_key.expose().to_string(), Some("admin"))
+        .await
+        .expect("request");
+    assert_eq!(admin.status(), StatusCode::FORBIDDEN);
+    let issued = ask(lobby.kiosk_key.expose().to_string(), None)
+        .await
+        .expect("request");
+    assert_eq!(issued.status(), StatusCode::CREATED);
+    let issued: Value = issued.json().await.expect("json");
+    assert_eq!(issued["scope"], "lift:read lift:move");
+    let token = issued["access_token"].as_str().expect("token").to_string();
+    let call = |method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+    };
+    let lifts = call(reqwest::Method::GET, "/api/v1/lifts")
+        .await
+        .expect("lifts");
+    assert_eq!(lifts.status(), StatusCode::OK);
+    let lifts: Value = lifts.json().await.expect("json");
+    assert_eq!(lifts["lifts"].as_array().map(Vec::len), Some(2));
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/v1/me"),
+        (reqwest::Method::POST, "/api/v1/lift/move"),
+    ] {
+        let response = call(method.clone(), path).await.expect("request");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "not_a_person");
+    }
+    let started = call(reqwest::Method::POST, "/api/v1/kiosks/lobby/attempts")
+        .await
+        .expect("attempt");
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let started: Value = started.json().await.expect("json");
+    assert_eq!(started["stage"], "capturing");
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -20,5 +20,6 @@ mod observability;
 mod openapi;
 mod pad;
 mod sessions;
+mod tokens;
 mod trust;
 mod vggface;
