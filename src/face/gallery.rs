@@ -62,9 +62,13 @@ impl MatchResult {
 }
 
 impl Gallery {
-    /// Adds a template to a person, creating the person if new.
-    pub fn add_template(&mut self, name: &str, template: Template) {
+    /// Adds a template to a person, creating the person if new; false (and nothing added) when the person already has one from
+    /// that file, so the same photo saved twice counts once.
+    pub fn add_template(&mut self, name: &str, template: Template) -> bool {
         match self.people.iter_mut().find(|p| p.name == name) {
+            Some(person) if person.templates.iter().any(|t| t.file == template.file) => {
+                return false;
+            }
             Some(person) => person.templates.push(template),
             None => {
                 self.people.push(Person {
@@ -74,6 +78,7 @@ impl Gallery {
                 self.people.sort_by(|a, b| a.name.cmp(&b.name));
             }
         }
+        true
     }
 
     /// Forgets a person; false if there was nobody of that name.
@@ -161,8 +166,20 @@ pub fn save_photo(
     };
     let sha256 = hex::encode(Sha256::digest(photo));
     let folder = gallery.join(person);
-    let path = folder.join(format!("{now}-{}.{extension}", &sha256[..8]));
     std::fs::create_dir_all(&folder)?;
+    // the same shot sent twice (a double tap) is the file already kept
+    let suffix = format!("-{}.{extension}", &sha256[..8]);
+    for entry in std::fs::read_dir(&folder)?.flatten() {
+        let path = entry.path();
+        let same_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(&suffix));
+        if same_name && std::fs::read(&path).is_ok_and(|kept| kept == photo) {
+            return Ok(path);
+        }
+    }
+    let path = folder.join(format!("{now}{suffix}"));
     let partial = path.with_extension("partial");
     std::fs::write(&partial, photo)?;
     std::fs::rename(&partial, &path)?;

@@ -36,6 +36,8 @@ struct Enrolled {
     person: String,
     /// How many photos they are now enrolled with.
     templates: usize,
+    /// The same photo was kept before (a double tap): not counted again.
+    duplicate: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -103,20 +105,21 @@ async fn add_photo(
         source,
     })?;
 
-    let templates = {
+    let (added, templates) = {
         let mut gallery = state.gallery_mut()?;
-        gallery.add_template(
+        let added = gallery.add_template(
             &name,
             Template {
                 file,
                 embedding: face.embedding,
             },
         );
-        gallery
+        let templates = gallery
             .people
             .iter()
             .find(|p| p.name == name)
-            .map_or(0, |p| p.templates.len())
+            .map_or(0, |p| p.templates.len());
+        (added, templates)
     };
     tracing::info!(admin = %admin.person, person = %name, templates, "photo enrolled");
     Ok((
@@ -124,6 +127,7 @@ async fn add_photo(
         Json(Enrolled {
             person: name,
             templates,
+            duplicate: !added,
         }),
     ))
 }

@@ -2,6 +2,7 @@
 
 mod access_api;
 mod admin;
+mod admin_page;
 mod admission;
 mod api;
 mod client;

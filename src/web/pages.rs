@@ -2,7 +2,6 @@
 //! `static/`, all built into the binary. A browser gets a redirect or an error page where the
 //! API would answer JSON.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::Router;
@@ -12,10 +11,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use minijinja::{Environment, context};
 
-use super::extract::{AdminUser, CurrentUser};
+use super::extract::CurrentUser;
 use super::{AppState, WebError};
 use crate::lift::{Floors, LiftStatus};
-use crate::store::{AuditKind, Disabled};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
@@ -59,7 +57,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(login_page))
         .route("/lift", get(lift_page))
-        .route("/admin", get(admin_page))
+        .route("/admin", get(super::admin_page::admin_page))
         .route("/static/{file}", get(static_file))
         .route("/favicon.ico", get(favicon))
         .route("/kiosk/{name}", get(kiosk_page))
@@ -78,7 +76,7 @@ fn templates() -> &'static Environment<'static> {
     })
 }
 
-fn render(name: &str, values: minijinja::Value) -> Response {
+pub(super) fn render(name: &str, values: minijinja::Value) -> Response {
     match templates()
         .get_template(name)
         .and_then(|t| t.render(values))
@@ -95,7 +93,7 @@ fn render(name: &str, values: minijinja::Value) -> Response {
     }
 }
 
-fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+pub(super) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     let mut response = render("error.html", context! { title, message });
     *response.status_mut() = status;
     response
@@ -252,77 +250,13 @@ fn login_again(headers: &HeaderMap) -> &'static str {
     if held_session { "/?ended=1" } else { "/" }
 }
 
-async fn admin_page(admin: Result<AdminUser, WebError>, State(state): State<AppState>) -> Response {
-    let user = match admin {
-        Ok(AdminUser(user)) => user,
-        Err(WebError::NotAdmin) => {
-            return error_page(
-                StatusCode::FORBIDDEN,
-                "Not allowed",
-                "This page is for the building's administrators.",
-            );
-        }
-        Err(_) => return Redirect::to("/").into_response(),
-    };
-    let store = state.store.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((
-            store.recent_audit(AuditKind::Login, 50)?,
-            store.disabled_people()?,
-        ))
-    })
-    .await;
-    let (attempts, off): (_, HashMap<String, Disabled>) = match read {
-        Ok(Ok((attempts, off))) => (attempts, off.into_iter().collect()),
-        Ok(Err(error)) => return WebError::from(error).into_response(),
-        Err(error) => return WebError::from(error).into_response(),
-    };
-    let people: Vec<minijinja::Value> = match state.gallery() {
-        Ok(gallery) => gallery
-            .people
-            .iter()
-            .map(|p| {
-                let off = off.get(&p.name).map(|why| match why {
-                    Disabled::ByAdmin => "off",
-                    Disabled::AfterFailures => "off after failed attempts",
-                });
-                context! { name => p.name, templates => p.templates.len(), face_login_off => off }
-            })
-            .collect(),
-        Err(error) => return error.into_response(),
-    };
-    let attempts: Vec<minijinja::Value> = attempts
-        .iter()
-        .map(|a| {
-            context! {
-                time => utc_time(a.at), client => a.client, person => a.person,
-                similarity => a.similarity, outcome => a.outcome, detail => a.detail,
-            }
-        })
-        .collect();
-    render(
-        "admin.html",
-        context! { person => user.person, csrf_token => user.csrf_token, people, attempts },
-    )
-}
-
 /// A Unix time in the building's time zone, as a resident reads it: "Thu 3 Dec 18:00".
-fn local_time(state: &AppState, unix: i64) -> String {
+pub(super) fn local_time(state: &AppState, unix: i64) -> String {
     let zone = crate::access::hours::time_zone(&state.settings.building.time_zone)
         .unwrap_or(jiff::tz::TimeZone::UTC);
     jiff::Timestamp::from_second(unix)
         .map(|t| t.to_zoned(zone).strftime("%a %-d %b %H:%M").to_string())
         .unwrap_or_else(|_| format!("{unix} (Unix time)"))
-}
-
-/// A Unix time as the admin page shows it, in UTC: "2026-12-02 09:53:25".
-fn utc_time(unix: i64) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(FORMAT).ok())
-        .unwrap_or_else(|| format!("{unix} (Unix time)"))
 }
 
 /// Browsers ask for it whatever the page says.
@@ -345,16 +279,5 @@ async fn static_file(Path(file): Path<String>) -> Response {
             ([(header::CONTENT_TYPE, *content_type)], *body).into_response()
         }
         None => error_page(StatusCode::NOT_FOUND, "Not found", "There is no such file."),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attempt_times_show_in_utc() {
-        assert_eq!(utc_time(1_800_000_000), "2027-01-15 08:00:00");
-        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
     }
 }

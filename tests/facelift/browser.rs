@@ -5,6 +5,7 @@
 use facelift::store::{AuditKind, AuditOutcome};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::challenge::person01_by_yaw;
 use crate::helpers::{photo, repo_root};
@@ -240,4 +241,107 @@ async fn a_face_logs_in_over_direct_https_with_http2_and_drives_the_lift() {
     let log = app.store.recent_audit(AuditKind::Login, 1).expect("audit");
     assert_eq!(log[0].person.as_deref(), Some("person01"));
     assert!(shots.join("lift-floor-2.png").is_file(), "screenshot kept");
+}
+
+fn run_script(script: &str, args: &[&str]) {
+    let output = Command::new("node")
+        .arg(repo_root().join("tests/e2e").join(script))
+        .args(args)
+        .output()
+        .expect("node runs (scripts/setup installs the e2e dependencies)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{script} failed:\n{report}");
+    eprintln!("{report}");
+}
+
+/// The admin page on a 390 px phone: it fits (no sideways scrolling, 44 px targets, 16 px
+/// text, times on one line, attempts in words), enrolment shows each kept shot and the people
+/// list follows at once, the same shot twice counts once, and access and passes are edited in
+/// place. The old page failed every one of these (512 px wide, a 21 px name field, raw codes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_works_on_a_phone() {
+    let shots = fresh_artifacts("admin");
+    let cameras = tempfile::tempdir().expect("tempdir");
+    let admin_camera = cameras.path().join("person05.y4m");
+    y4m_from_photo("img14.jpg", &admin_camera);
+    let app = spawn_app_with(AppOptions::default()).await;
+    // a stranger tried first: the page must say so in words
+    let (status, _, _) = app.login("img38.jpg").await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+
+    let (base, camera, out) = (
+        app.base.clone(),
+        admin_camera.to_str().expect("utf-8").to_string(),
+        shots.to_str().expect("utf-8").to_string(),
+    );
+    tokio::task::spawn_blocking(move || run_script("admin.mjs", &[&base, &camera, &out]))
+        .await
+        .expect("browser run");
+
+    // what the page did is what the server holds
+    let profile = app.store.profile("person01").expect("profile");
+    assert_eq!(profile.floors, Some(vec![1, 2]));
+    assert_eq!(profile.home_floor, Some(2));
+    assert_eq!(profile.display_name.as_deref(), Some("Ada"));
+    let kept = std::fs::read_dir(app.gallery.path().join("newcomer"))
+        .expect("newcomer's folder")
+        .count();
+    assert_eq!(kept, 1, "the same shot twice is one file");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let passes = app.store.passes("newcomer", now).expect("passes");
+    assert_eq!(passes.len(), 1);
+    assert_eq!(passes[0].floors, vec![2]);
+    for shot in [
+        "admin-phone.png",
+        "admin-phone-attempts.png",
+        "admin-phone-enrolled.png",
+        "admin-phone-people.png",
+        "admin-phone-full.png",
+    ] {
+        assert!(shots.join(shot).is_file(), "{shot} kept");
+    }
+}
+
+/// The kiosk flow in Chromium: paired by its link, "Start", the camera simulator's signed
+/// upload recognised, "Lift B to floor 7" on the page, back to the start on its own, and a
+/// stranger told they were not recognised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resident_uses_the_lobby_kiosk_in_chromium() {
+    let shots = fresh_artifacts("kiosk");
+    let lobby = crate::kiosk::lobby().await;
+    let (base, key, out) = (
+        lobby.app.base.clone(),
+        lobby.kiosk_key.expose().to_string(),
+        shots.to_str().expect("utf-8").to_string(),
+    );
+    tokio::task::spawn_blocking(move || run_script("kiosk.mjs", &[&base, "lobby", &key, &out]))
+        .await
+        .expect("browser run");
+    lobby
+        .app
+        .car_becomes("B", Duration::from_secs(20), |s| s.floor == Some(7))
+        .await;
+    let log = lobby
+        .app
+        .store
+        .recent_audit(AuditKind::Login, 2)
+        .expect("audit");
+    assert_eq!(log[0].outcome, AuditOutcome::NotRecognized);
+    assert_eq!(log[1].person.as_deref(), Some("person01"));
+    assert_eq!(log[1].client, "camera:lobby-cam");
+    for shot in [
+        "kiosk-ready.png",
+        "kiosk-booked.png",
+        "kiosk-back.png",
+        "kiosk-refused.png",
+    ] {
+        assert!(shots.join(shot).is_file(), "{shot} kept");
+    }
 }

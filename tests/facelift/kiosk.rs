@@ -30,9 +30,9 @@ fn register(store: &Store, name: &str, role: DeviceRole) -> Secret {
     secret
 }
 
-struct Lobby {
-    app: TestApp,
-    kiosk_key: Secret,
+pub(crate) struct Lobby {
+    pub(crate) app: TestApp,
+    pub(crate) kiosk_key: Secret,
     camera_secret: Secret,
     _photos: tempfile::TempDir,
     camera: Option<camera_sim::CameraHandle>,
@@ -40,7 +40,7 @@ struct Lobby {
 
 /// Floors G to 9, cars A (at 5) and B (at G), the lobby kiosk on G dispatching, its camera
 /// showing person01 first, then a stranger; person01's home is floor 7.
-async fn lobby() -> Lobby {
+pub(crate) async fn lobby() -> Lobby {
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let kiosk_key = register(&store, "lobby", DeviceRole::Kiosk);
     let camera_secret = register(&store, "lobby-cam", DeviceRole::Camera);
