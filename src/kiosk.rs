@@ -439,10 +439,12 @@ impl Kiosks {
             .ok_or(KioskError::NoOneRecognized)?;
         self.access.check_floor(&person, floor).await?;
         let event = self.book(kiosk, attempt_id, &person, floor).await?;
+        kiosk.tell(event.clone());
         Ok(event)
     }
 
-    /// Books the car the server assigns from the kiosk's floor to `floor`; the kiosk hears it.
+    /// Books the car the server assigns from the kiosk's floor to `floor`; the caller tells
+    /// the kiosk (once: a login's result is told by `frames`).
     async fn book(
         &self,
         kiosk: &Kiosk,
@@ -471,7 +473,6 @@ impl Kiosks {
             floor,
             floor_name: self.floors.name(floor),
         };
-        kiosk.tell(event.clone());
         Ok(event)
     }
 }
@@ -539,6 +540,52 @@ pub fn join_burst(frames: &[Vec<u8>]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The camera vectors the firmware's camera core checks too
+    /// (`firmware/test/camera_vectors.txt`): binary upload signatures, and the burst layout.
+    #[test]
+    fn camera_messages_match_the_vectors_shared_with_the_firmware() {
+        use crate::lift::Secret;
+        use crate::lift::protocol::{request_string, signature};
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/firmware/test/camera_vectors.txt"
+        );
+        let text = std::fs::read_to_string(path).expect("the shared vectors");
+        let (mut signatures, mut bursts) = (0, 0);
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields[..] {
+                ["burst", frames, burst] => {
+                    let frames: Vec<Vec<u8>> = frames
+                        .split(',')
+                        .map(|f| hex::decode(f).expect("hex"))
+                        .collect();
+                    let burst = hex::decode(burst).expect("hex");
+                    assert_eq!(join_burst(&frames), burst);
+                    assert_eq!(split_upload(true, &burst).expect("split"), frames);
+                    bursts += 1;
+                }
+                [secret, method, path, timestamp, nonce, body, expected] => {
+                    let body = hex::decode(body).expect("hex body");
+                    let text = request_string(
+                        method,
+                        path,
+                        timestamp.parse().expect("timestamp"),
+                        nonce,
+                        &body,
+                    );
+                    assert_eq!(signature(&Secret::new(secret), &text), expected, "{line}");
+                    signatures += 1;
+                }
+                _ => panic!("not a vector: {line:?}"),
+            }
+        }
+        assert!(signatures >= 4 && bursts >= 1, "{signatures} {bursts}");
+    }
 
     #[test]
     fn a_burst_splits_back_into_its_frames_and_a_cut_one_is_refused() {

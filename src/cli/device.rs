@@ -248,7 +248,8 @@ pub struct DeviceSimArgs {
     /// Push: where the simulator listens for commands
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: std::net::SocketAddr,
-    /// Camera: the folder of JPEG photos it shows the camera, in turn
+    /// Camera: the folder of JPEG photos (or Y4M clips, a burst taken across the clip) it
+    /// shows the camera, in turn
     #[arg(long, value_name = "DIR")]
     photos: Option<PathBuf>,
     /// Serial: the port to use (default: make a pseudo-terminal pair and print the server's end)

@@ -265,6 +265,13 @@ async fn a_person_reaches_only_their_floors_and_outside_their_hours_only_home() 
 
     // three hours later: outside their hours; floor 5 is theirs only in hours, home always
     clock.advance(3 * 3600);
+    // the jump makes the controller look silent for three hours: the lift goes offline at its
+    // next tick and is back with the next poll; wait for both, not for the stale "idle"
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        app.lift_becomes(READY, |s| s.state == "offline"),
+    )
+    .await;
     app.lift_becomes(READY, |s| s.state == "idle").await;
     let token = log_in(&app, "img4.jpg").await;
     let (status, body) = press(&app, &token, json!({"floor": 5})).await;

@@ -211,6 +211,14 @@ async fn a_resident_at_the_kiosk_is_recognised_from_the_camera_and_sent_home_in_
 
     // the next person is a stranger: refused, and nobody may book a ride on their attempt
     let started = lobby.start().await;
+    let next = tokio::time::timeout(Duration::from_secs(20), heard.recv())
+        .await
+        .expect("an event")
+        .expect("the stream goes on");
+    assert_eq!(
+        next["stage"], "capturing",
+        "the booking is told once, then the next attempt: {next}"
+    );
     let refused = next_stage(&mut heard, "refused").await;
     assert_eq!(refused["code"], "not_recognized", "{refused}");
     let response = lobby

@@ -405,9 +405,10 @@ async fn pages_redirect_strangers_and_refuse_non_admins() {
     let html = page.text().await.expect("html");
     assert!(
         html.contains("person01")
-            && html.contains("<td>not_recognized</td>")
-            && html.contains("<td>recognized</td>")
-            && html.contains("<td class=\"detail\">pad=off frames=1"),
+            && html.contains("<strong>Face not recognised</strong>")
+            && html.contains("<strong>Logged in</strong>")
+            && html.contains("<span class=\"detail\">pad=off frames=1")
+            && !html.contains("not_recognized"),
         "{html}"
     );
 }
