@@ -97,6 +97,8 @@ struct Attempt {
     started: i64,
     /// the challenge the camera's burst answers
     nonce: Option<String>,
+    /// the turns it asks, told again to a page that presses Start twice
+    turns: Vec<Turn>,
     /// the person recognised, and when
     recognized: Option<(String, i64)>,
     answered: bool,
@@ -246,7 +248,7 @@ impl Kiosks {
         {
             return Ok(KioskEvent::Capturing {
                 attempt_id: current.id.clone(),
-                turns: Vec::new(),
+                turns: current.turns.clone(),
             });
         }
         let id = protocol::new_request_id();
@@ -260,6 +262,7 @@ impl Kiosks {
         *attempt = Some(Attempt {
             id: id.clone(),
             nonce: nonce.clone(),
+            turns: turns.clone(),
             started: now,
             recognized: None,
             answered: false,

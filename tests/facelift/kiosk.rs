@@ -41,6 +41,10 @@ pub(crate) struct Lobby {
 /// Floors G to 9, cars A (at 5) and B (at G), the lobby kiosk on G dispatching, its camera
 /// showing person01 first, then a stranger; person01's home is floor 7.
 pub(crate) async fn lobby() -> Lobby {
+    lobby_with(facelift::config::PadMode::Off).await
+}
+
+async fn lobby_with(pad: facelift::config::PadMode) -> Lobby {
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let kiosk_key = register(&store, "lobby", DeviceRole::Kiosk);
     let camera_secret = register(&store, "lobby-cam", DeviceRole::Camera);
@@ -58,6 +62,7 @@ pub(crate) async fn lobby() -> Lobby {
         store: Some(store),
         ..AppOptions::default()
     };
+    options.settings.pad = pad;
     options.settings.lift.lowest_floor = 0;
     options.settings.lift.highest_floor = 9;
     options.settings.lift.floor_names = vec!["G".into()];
@@ -337,6 +342,22 @@ async fn a_kiosk_that_is_not_paired_gets_nothing() {
         html.contains("Look at the camera") && html.contains("kiosk.js"),
         "{html}"
     );
+}
+
+/// "Start" pressed twice while the camera has not answered is one attempt, and the second
+/// answer still says which way to turn (it said nothing before).
+#[tokio::test]
+async fn start_pressed_twice_is_one_attempt_with_its_turns() {
+    let mut lobby = lobby_with(facelift::config::PadMode::Challenge).await;
+    lobby.camera = None; // the camera is slow today
+    let first = lobby.start().await;
+    let second = lobby.start().await;
+    assert_eq!(first["attempt_id"], second["attempt_id"]);
+    assert!(
+        first["turns"].as_array().is_some_and(|t| !t.is_empty()),
+        "a live login asks for turns: {first}"
+    );
+    assert_eq!(first["turns"], second["turns"]);
 }
 
 /// A kiosk program (not the paired page) gets a token with the kiosk's key: it reads the
