@@ -11,17 +11,7 @@
 
 using namespace facelift;
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(condition)                                                             \
-  do {                                                                               \
-    ++checks;                                                                        \
-    if (!(condition)) {                                                              \
-      ++failures;                                                                    \
-      std::fprintf(stderr, "%s:%d: failed: %s\n", __FILE__, __LINE__, #condition); \
-    }                                                                                \
-  } while (0)
+#include "check.h"
 
 static std::vector<std::string> split(const std::string& line, char separator) {
   std::vector<std::string> fields;

@@ -193,14 +193,7 @@ impl Store {
 
     /// Revokes one access token by its id until it would have expired.
     pub fn revoke_token(&self, id: &str, until: i64) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO revoked_tokens (id, expires_at) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
-                params![id, until],
-            )?;
-            Ok(())
-        })
+        self.with(|c| insert_revocation(c, id, until))
     }
 
     /// Whether any of `ids` (a token's id, its family) is revoked.
@@ -252,10 +245,15 @@ fn revoke_family(
         "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family = ?1 AND revoked_at IS NULL",
         params![family, now],
     )?;
+    insert_revocation(c, family, until)
+}
+
+/// Puts `id` on the revocation list until `until` (a later date wins).
+fn insert_revocation(c: &rusqlite::Connection, id: &str, until: i64) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO revoked_tokens (id, expires_at) VALUES (?1, ?2)
          ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
-        params![family, until],
+        params![id, until],
     )?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 //   node admin.mjs BASE_URL CAMERA.y4m SCREENSHOT_DIR
 //
 // Exits 0 when the page behaved as a manager would expect, 1 with a reason otherwise.
-import { chromium } from 'playwright-core';
+import { launchChromium, watchForBlockedCode } from './chromium.mjs';
 
 const [base, camera, shots] = process.argv.slice(2);
 if (!base || !camera || !shots) {
@@ -15,24 +15,12 @@ if (!base || !camera || !shots) {
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-video-capture=${camera}`,
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--no-first-run',
-  ],
-});
+const browser = await launchChromium({ camera });
 const page = await browser.newPage({
   viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2,
 });
 page.on('dialog', (dialog) => dialog.accept());
-const blocked = [];
-page.on('console', (message) => {
-  if (/Content Security Policy/i.test(message.text())) blocked.push(message.text());
-});
+const blocked = watchForBlockedCode(page);
 
 // what a phone user would trip over: sideways scrolling, small targets, small text, wrapping times
 async function checkFitsThePhone(where) {

@@ -5,23 +5,16 @@
 // stranger and is told so.
 //
 //   node kiosk.mjs BASE_URL KIOSK_NAME PAIRING_KEY SCREENSHOT_DIR
-import { chromium } from 'playwright-core';
+import { launchChromium, watchForBlockedCode } from './chromium.mjs';
 
 const [base, kiosk, key, shots] = process.argv.slice(2);
 if (!base || !kiosk || !key || !shots) {
   console.error('usage: node kiosk.mjs BASE_URL KIOSK_NAME PAIRING_KEY SCREENSHOT_DIR');
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launchChromium();
 const page = await browser.newPage({ viewport: { width: 800, height: 1280 }, hasTouch: true });
-const blocked = [];
-page.on('console', (message) => {
-  if (/Content Security Policy/i.test(message.text())) blocked.push(message.text());
-});
+const blocked = watchForBlockedCode(page);
 const shown = (id) => page.waitForSelector(`#${id}:not([hidden])`, { timeout: 30_000 });
 const headline = () => page.locator('#kiosk-headline').innerText();
 try {

@@ -12,7 +12,7 @@
 // Exits 0 when the page behaved as a person would expect, 1 with a reason otherwise. Over
 // https:// (the server's self-signed certificate, accepted as a phone's user accepts it once)
 // it also checks that the page came over HTTP/2, as browsers speak it over TLS.
-import { chromium } from 'playwright-core';
+import { launchChromium, watchForBlockedCode } from './chromium.mjs';
 
 const [base, camera, shots, expected] = process.argv.slice(2);
 if (!base || !camera || !shots || !['recognized', 'pad_refused', 'not_recognized', 'wait'].includes(expected)) {
@@ -21,24 +21,11 @@ if (!base || !camera || !shots || !['recognized', 'pad_refused', 'not_recognized
 }
 
 const https = base.startsWith('https://');
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-video-capture=${camera}`,
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--no-first-run',
-    ...(https ? ['--ignore-certificate-errors'] : []),
-  ],
-});
+const browser = await launchChromium({ camera, https });
 const page = await browser.newPage({ viewport: { width: 800, height: 900 }, ignoreHTTPSErrors: https });
 const text = (selector) => page.locator(selector).innerText();
 // the server's Content-Security-Policy allows no inline code: anything it blocks fails the run
-const blocked = [];
-page.on('console', (message) => {
-  if (/Content Security Policy/i.test(message.text())) blocked.push(message.text());
-});
+const blocked = watchForBlockedCode(page);
 try {
   await page.goto(`${base}/`);
   const protocol = await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);

@@ -104,26 +104,11 @@ fn yuv420(frame: &image::RgbImage) -> Vec<u8> {
 }
 
 fn run_browser(base: &str, camera: &Path, shots: &Path, expected: &str) {
-    let output = Command::new("node")
-        .arg(repo_root().join("tests/e2e/login.mjs"))
-        .args([
-            base,
-            camera.to_str().expect("utf-8"),
-            shots.to_str().expect("utf-8"),
-            expected,
-        ])
-        .output()
-        .expect("node runs (scripts/setup installs the e2e dependencies)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let (camera, shots) = (
+        camera.to_str().expect("utf-8"),
+        shots.to_str().expect("utf-8"),
     );
-    assert!(
-        output.status.success(),
-        "the browser run ({expected}) failed:\n{report}"
-    );
-    eprintln!("{report}");
+    run_script("login.mjs", &[base, camera, shots, expected]);
 }
 
 /// An empty `test-artifacts/browser/<run>/`: a screenshot found there was taken by this run,

@@ -56,6 +56,28 @@ async fn with_token(
     )
 }
 
+/// What `GET /api/v1/lifts` answers a token pair's access token: the status, and the error
+/// code of a refusal.
+async fn reads_lifts(app: &TestApp, pair: &Value) -> (StatusCode, Option<String>) {
+    let token = text(pair, "access_token");
+    let (status, body, _) = with_token(app, Method::GET, "/api/v1/lifts", &token, None).await;
+    (status, body["error"].as_str().map(str::to_string))
+}
+
+/// `POST /api/v1/tokens/revoke` with `token`; answers whether it was ours.
+async fn revoke(app: &TestApp, token: &str) -> Option<bool> {
+    let (status, body) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/tokens/revoke",
+            None,
+            json!({"token": token}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["revoked"].as_bool()
+}
+
 /// `POST /api/v1/tokens` with the app's session (and `csrf` when given).
 async fn ask_tokens(app: &TestApp, csrf: Option<&str>, body: Value) -> (StatusCode, Value) {
     app.send_json(Method::POST, "/api/v1/tokens", csrf, body)
@@ -233,69 +255,31 @@ async fn revoked_tokens_and_withdrawn_keys_are_refused_rotation_logs_no_one_out_
 
     // revoking an access token refuses that token alone
     let (first, second) = (pair("lift:read").await, pair("lift:read").await);
-    let (status, body) = app
-        .send_json(
-            Method::POST,
-            "/api/v1/tokens/revoke",
-            None,
-            json!({"token": text(&first, "access_token")}),
-        )
-        .await;
     assert_eq!(
-        (status, body["revoked"].as_bool()),
-        (StatusCode::OK, Some(true))
+        revoke(&app, &text(&first, "access_token")).await,
+        Some(true)
     );
-    let (status, body, _) = with_token(
-        &app,
-        Method::GET,
-        "/api/v1/lifts",
-        &text(&first, "access_token"),
-        None,
-    )
-    .await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("token_revoked"))
+        reads_lifts(&app, &first).await,
+        (StatusCode::UNAUTHORIZED, Some("token_revoked".into()))
     );
-    let (status, _, _) = with_token(
-        &app,
-        Method::GET,
-        "/api/v1/lifts",
-        &text(&second, "access_token"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "another token is untouched");
+    assert_eq!(
+        reads_lifts(&app, &second).await,
+        (StatusCode::OK, None),
+        "another token is untouched"
+    );
     // revoking a refresh token ends its grant: the access token from it too
-    let (_, body) = app
-        .send_json(
-            Method::POST,
-            "/api/v1/tokens/revoke",
-            None,
-            json!({"token": text(&second, "refresh_token")}),
-        )
-        .await;
-    assert_eq!(body["revoked"], true);
-    let (status, _, _) = with_token(
-        &app,
-        Method::GET,
-        "/api/v1/lifts",
-        &text(&second, "access_token"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        revoke(&app, &text(&second, "refresh_token")).await,
+        Some(true)
+    );
+    assert_eq!(
+        reads_lifts(&app, &second).await,
+        (StatusCode::UNAUTHORIZED, Some("token_revoked".into()))
+    );
     let (status, _) = refresh(&app, &text(&second, "refresh_token")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (_, body) = app
-        .send_json(
-            Method::POST,
-            "/api/v1/tokens/revoke",
-            None,
-            json!({"token": "not one of ours"}),
-        )
-        .await;
-    assert_eq!(body["revoked"], false);
+    assert_eq!(revoke(&app, "not one of ours").await, Some(false));
 
     // rotation: a new key signs, and tokens signed before keep working
     let before = pair("lift:read").await;
@@ -314,15 +298,7 @@ async fn revoked_tokens_and_withdrawn_keys_are_refused_rotation_logs_no_one_out_
     let after = pair("lift:read").await;
     assert_eq!(key_id(&text(&after, "access_token")), new_kid);
     for token in [&before, &after, &admin] {
-        let (status, body, _) = with_token(
-            &app,
-            Method::GET,
-            "/api/v1/lifts",
-            &text(token, "access_token"),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(reads_lifts(&app, token).await, (StatusCode::OK, None));
     }
     let (_, keys, _) = with_token(
         &app,
@@ -368,27 +344,11 @@ async fn revoked_tokens_and_withdrawn_keys_are_refused_rotation_logs_no_one_out_
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body, _) = with_token(
-        &app,
-        Method::GET,
-        "/api/v1/lifts",
-        &text(&before, "access_token"),
-        None,
-    )
-    .await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+        reads_lifts(&app, &before).await,
+        (StatusCode::UNAUTHORIZED, Some("invalid_token".into()))
     );
-    let (status, _, _) = with_token(
-        &app,
-        Method::GET,
-        "/api/v1/lifts",
-        &text(&after, "access_token"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reads_lifts(&app, &after).await, (StatusCode::OK, None));
 
     // the revocation list forgets what has expired anyway, in the background
     assert!(app.store.revoked_token_count().expect("count") >= 2);
