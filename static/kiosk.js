@@ -27,6 +27,9 @@
     backTimer = setTimeout(() => { attempt = null; floors.textContent = ''; showPane('ready'); }, returnAfter);
   }
 
+  // the server's messages are phrases ("face not recognised"): shown as sentences
+  const sentence = (text) => text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? '' : '.');
+
   const sayTurn = { left: 'Turn your head slowly to your left', right: 'Turn your head slowly to your right' };
 
   function heard(event) {
@@ -67,7 +70,7 @@
       case 'refused':
         showPane('result');
         headline.textContent = 'Sorry';
-        detail.textContent = event.message;
+        detail.textContent = sentence(event.message);
         floors.textContent = '';
         backLater();
         break;
@@ -89,7 +92,7 @@
   async function ride(attemptId, floor) {
     const { response, body } = await post('/api/v1/kiosks/' + encodeURIComponent(name) + '/rides', { attempt_id: attemptId, floor });
     if (!response.ok) {
-      detail.textContent = body.message || 'The lift could not be booked.';
+      detail.textContent = body.message ? sentence(body.message) : 'The lift could not be booked.';
       backLater();
     }
   }
@@ -100,7 +103,7 @@
     if (!response.ok) {
       showPane('result');
       headline.textContent = 'Not available';
-      detail.textContent = body.message || 'The kiosk could not start.';
+      detail.textContent = body.message ? sentence(body.message) : 'The kiosk could not start.';
       backLater();
       return;
     }

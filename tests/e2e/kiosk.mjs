@@ -41,7 +41,7 @@ try {
   await shown('kiosk-result');
   await page.waitForFunction(() => document.getElementById('kiosk-headline').textContent === 'Sorry', null, { timeout: 30_000 });
   const why = await page.locator('#kiosk-detail').innerText();
-  if (!/not recognised/i.test(why)) throw new Error(`the stranger was told "${why}"`);
+  if (why !== 'Face not recognised.') throw new Error(`the stranger was told "${why}"`);
   console.log(`stranger: ${why}`);
   await page.screenshot({ path: `${shots}/kiosk-refused.png` });
   if (blocked.length) throw new Error(`the Content-Security-Policy blocked: ${blocked.join('; ')}`);
