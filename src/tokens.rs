@@ -14,7 +14,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::TokenSettings;
-use crate::store::{KeySecret, RefreshRow, RefreshUse, Store, StoreError, TokenKey};
+use crate::store::{
+    AuditEntry, AuditKind, AuditOutcome, KeySecret, RefreshRow, RefreshUse, Store, StoreError,
+    TokenKey,
+};
+
+/// An audit row of kind `access` for a token event; a failure to write is logged, not the
+/// event's failure.
+fn audit(
+    store: &Store,
+    at: i64,
+    client: &str,
+    person: Option<&str>,
+    outcome: AuditOutcome,
+    detail: String,
+) {
+    let entry = AuditEntry {
+        at,
+        kind: AuditKind::Access,
+        client: client.to_string(),
+        person: person.map(str::to_string),
+        similarity: None,
+        outcome,
+        detail: Some(detail),
+    };
+    if let Err(error) = store.audit(&entry) {
+        tracing::warn!(%error, "could not write a token audit row");
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -296,12 +323,29 @@ impl Tokens {
                 &refresh_token,
                 &RefreshRow {
                     family,
-                    subject: subject.name,
+                    subject: subject.name.clone(),
                     kind: kind_name(subject.kind).into(),
                     scope: claims.scope.clone(),
                     expires_at: now + refresh_secs as i64,
                 },
             )?;
+            let client = match subject.kind {
+                SubjectKind::Person => "token".to_string(),
+                SubjectKind::Kiosk => format!("kiosk:{}", subject.name),
+            };
+            audit(
+                store,
+                now,
+                &client,
+                Some(&subject.name),
+                AuditOutcome::TokenIssued,
+                format!(
+                    "scope={} kid={} grant={}",
+                    claims.scope,
+                    key.kid,
+                    &claims.fam[..8]
+                ),
+            );
             Ok(Issued {
                 access_token,
                 token_type: "Bearer",
@@ -328,6 +372,24 @@ impl Tokens {
             RefreshUse::Expired => return Err(TokenError::Expired),
             RefreshUse::Refused { family, reused } => {
                 tracing::warn!(%family, reused, "refused a used or revoked refresh token");
+                if reused {
+                    let store = Arc::clone(&self.store);
+                    let detail = format!(
+                        "refresh token used twice: grant {} revoked",
+                        &family[..8.min(family.len())]
+                    );
+                    let _ = tokio::task::spawn_blocking(move || {
+                        audit(
+                            &store,
+                            now,
+                            "token",
+                            None,
+                            AuditOutcome::TokenRevoked,
+                            detail,
+                        );
+                    })
+                    .await;
+                }
                 return Err(if reused {
                     TokenError::RefreshReused
                 } else {
@@ -403,8 +465,19 @@ impl Tokens {
             let Ok(claims) = self.decode(token, now).await else {
                 return Ok(false);
             };
-            self.blocking(move |store| Ok(store.revoke_token(&claims.jti, claims.exp)?))
-                .await?;
+            self.blocking(move |store| {
+                store.revoke_token(&claims.jti, claims.exp)?;
+                audit(
+                    store,
+                    now,
+                    "token",
+                    Some(&claims.sub),
+                    AuditOutcome::TokenRevoked,
+                    "access token".into(),
+                );
+                Ok(())
+            })
+            .await?;
             return Ok(true);
         }
         let token = token.to_string();
@@ -412,6 +485,15 @@ impl Tokens {
         self.blocking(move |store| match store.refresh_token_family(&token)? {
             Some(family) => {
                 store.revoke_token_family(&family, now, until)?;
+                let detail = format!("grant {}", &family[..8.min(family.len())]);
+                audit(
+                    store,
+                    now,
+                    "token",
+                    None,
+                    AuditOutcome::TokenRevoked,
+                    detail,
+                );
                 Ok(true)
             }
             None => Ok(false),
@@ -425,21 +507,40 @@ impl Tokens {
     }
 
     /// A new signing key; the old one keeps verifying for one access-token lifetime.
-    pub async fn rotate(&self) -> Result<KeyInfo, TokenError> {
+    pub async fn rotate(&self, by: &str) -> Result<KeyInfo, TokenError> {
         let now = self.clock.now();
+        let by = by.to_string();
         self.blocking(move |store| {
             let key = new_key(now);
             store.add_token_key(&key)?;
+            audit(
+                store,
+                now,
+                &by,
+                None,
+                AuditOutcome::KeyRotated,
+                format!("kid={}", key.kid),
+            );
             Ok(KeyInfo::from(&key))
         })
         .await
     }
 
     /// Withdraws a key at once: every token it signed is refused.
-    pub async fn withdraw(&self, kid: &str) -> Result<(), TokenError> {
-        let kid = kid.to_string();
+    pub async fn withdraw(&self, kid: &str, by: &str) -> Result<(), TokenError> {
+        let (kid, by, now) = (kid.to_string(), by.to_string(), self.clock.now());
         self.blocking(move |store| match store.delete_token_key(&kid)? {
-            true => Ok(()),
+            true => {
+                audit(
+                    store,
+                    now,
+                    &by,
+                    None,
+                    AuditOutcome::KeyWithdrawn,
+                    format!("kid={kid}"),
+                );
+                Ok(())
+            }
             false => Err(TokenError::NoSuchKey(kid)),
         })
         .await

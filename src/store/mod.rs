@@ -411,6 +411,14 @@ pub enum AuditOutcome {
     PassRevoked,
     RecallStarted,
     RecallCleared,
+    /// a bearer token pair issued or refreshed (the detail has the scopes)
+    TokenIssued,
+    /// a token or a whole grant revoked (a refresh token used twice revokes its grant)
+    TokenRevoked,
+    /// a new token signing key
+    KeyRotated,
+    /// a signing key withdrawn: its tokens are refused
+    KeyWithdrawn,
 }
 
 stored_names! {
@@ -427,7 +435,9 @@ stored_names! {
         FloorNotAllowed = "floor_not_allowed", OutsideHours = "outside_hours",
         NoAccess = "no_access", AccessChanged = "access_changed", PassIssued = "pass_issued",
         PassRevoked = "pass_revoked", RecallStarted = "recall_started",
-        RecallCleared = "recall_cleared";
+        RecallCleared = "recall_cleared", TokenIssued = "token_issued",
+        TokenRevoked = "token_revoked", KeyRotated = "key_rotated",
+        KeyWithdrawn = "key_withdrawn";
     LinkKind: Push = "push", Pull = "pull", Serial = "serial";
     DeviceRole: Lift = "lift", Camera = "camera", Kiosk = "kiosk";
 }

@@ -210,7 +210,7 @@ async fn rotate(
     AdminUser(admin): AdminUser,
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<KeyInfo>), WebError> {
-    let key = state.tokens.rotate().await?;
+    let key = state.tokens.rotate(&admin.person).await?;
     tracing::info!(by = %admin.person, kid = %key.kid, "token signing key rotated");
     Ok((StatusCode::CREATED, Json(key)))
 }
@@ -230,7 +230,7 @@ async fn withdraw(
     State(state): State<AppState>,
     ApiPath(kid): ApiPath<String>,
 ) -> Result<StatusCode, WebError> {
-    state.tokens.withdraw(&kid).await?;
+    state.tokens.withdraw(&kid, &admin.person).await?;
     tracing::info!(by = %admin.person, %kid, "token signing key withdrawn");
     Ok(StatusCode::NO_CONTENT)
 }

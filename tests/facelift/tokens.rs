@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facelift::clock::ManualClock;
+use facelift::store::AuditKind;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -233,6 +234,27 @@ async fn a_token_from_a_session_works_without_cookies_within_its_scopes_until_it
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
     );
+
+    // the audit log has each pair issued, and the copied refresh token
+    let issued = app
+        .audit_shows(AuditKind::Access, |e| e.outcome.as_str() == "token_issued")
+        .await;
+    assert_eq!(issued.person.as_deref(), Some("person01"));
+    assert!(
+        issued
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("scope=lift:read")),
+        "{:?}",
+        issued.detail
+    );
+    app.audit_shows(AuditKind::Access, |e| {
+        e.outcome.as_str() == "token_revoked"
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("refresh token used twice"))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -349,6 +371,17 @@ async fn revoked_tokens_and_withdrawn_keys_are_refused_rotation_logs_no_one_out_
         (StatusCode::UNAUTHORIZED, Some("invalid_token".into()))
     );
     assert_eq!(reads_lifts(&app, &after).await, (StatusCode::OK, None));
+
+    // who rotated and withdrew which key is in the audit log
+    let rotated = app
+        .audit_shows(AuditKind::Access, |e| e.outcome.as_str() == "key_rotated")
+        .await;
+    assert_eq!(rotated.client, "person05");
+    assert_eq!(rotated.detail, Some(format!("kid={new_kid}")));
+    let withdrawn = app
+        .audit_shows(AuditKind::Access, |e| e.outcome.as_str() == "key_withdrawn")
+        .await;
+    assert_eq!(withdrawn.detail, Some(format!("kid={old_kid}")));
 
     // the revocation list forgets what has expired anyway, in the background
     assert!(app.store.revoked_token_count().expect("count") >= 2);
