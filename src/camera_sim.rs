@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
-use crate::device_sim::sign_as;
+use crate::device_sim::{sign_as, signed_poll};
 use crate::kiosk::{CaptureRequest, join_burst};
-use crate::lift::protocol::{self, Presented, Secret, Verifier};
+use crate::lift::protocol::{Secret, Verifier};
 
 pub struct CameraConfig {
     pub name: String,
@@ -94,52 +93,17 @@ async fn run(
     let path = format!("/api/v1/device/capture?wait={}", config.poll_wait_secs);
     let mut next_photo = 0;
     loop {
-        let (request, nonce) = sign_as(
-            http.get(format!("{}{path}", config.server)),
+        let Some(capture) = signed_poll::<CaptureRequest>(
+            &http,
+            &config.server,
             &config.name,
             &config.secret,
-            "GET",
+            &verifier,
             &path,
-            b"",
-        );
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::warn!(%error, "capture poll failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.unwrap_or_default();
-        if status == 204 {
+        )
+        .await
+        else {
             continue;
-        }
-        let answer = protocol::Answer {
-            status,
-            path: &path,
-            body: &body,
-        };
-        let presented = Presented::from_headers(&headers);
-        let trusted = verifier.verify_response(
-            &config.secret,
-            &answer,
-            &nonce,
-            &presented,
-            SystemClock.now(),
-        );
-        let capture = match (
-            status,
-            trusted,
-            serde_json::from_slice::<CaptureRequest>(&body),
-        ) {
-            (200, Ok(()), Ok(capture)) => capture,
-            (status, trusted, _) => {
-                tracing::warn!(status, ?trusted, "capture poll answer ignored");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
         };
         let photo = &config.photos[next_photo % config.photos.len()];
         next_photo += 1;

@@ -378,53 +378,72 @@ async fn poll_commands(device: Arc<Device>, client: reqwest::Client, server: Str
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let (request, nonce) = signed(
-            client.get(format!("{server}{path}")),
-            &device,
-            "GET",
-            &path,
-            b"",
-        );
-        let result = request.send().await;
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => {
-                tracing::warn!(error = %e, "poll failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.unwrap_or_default();
-        if status == 204 {
-            continue;
-        }
-        let presented = Presented::from_headers(&headers);
-        let answer = protocol::Answer {
-            status,
-            path: &path,
-            body: &body,
-        };
-        let trusted = device.verifier.verify_response(
+        if let Some(command) = signed_poll::<MoveCommand>(
+            &client,
+            &server,
+            &device.id,
             &device.secret,
-            &answer,
-            &nonce,
-            &presented,
-            SystemClock.now(),
-        );
-        match (
-            status,
-            trusted,
-            serde_json::from_slice::<MoveCommand>(&body),
-        ) {
-            (200, Ok(()), Ok(command)) => {
-                device.accept(&command);
-            }
-            (status, trusted, _) => {
-                tracing::warn!(status, ?trusted, "poll answer ignored");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            &device.verifier,
+            &path,
+        )
+        .await
+        {
+            device.accept(&command);
+        }
+    }
+}
+
+/// One signed long poll of `path`, as the firmware makes it: the answer's body read as `T`
+/// when the server signed it for this very poll; none when there was nothing to do, and
+/// none after a pause when the server could not be reached or its answer was not trusted.
+pub(crate) async fn signed_poll<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    server: &str,
+    id: &str,
+    secret: &Secret,
+    verifier: &Verifier,
+    path: &str,
+) -> Option<T> {
+    let (request, nonce) = sign_as(
+        client.get(format!("{server}{path}")),
+        id,
+        secret,
+        "GET",
+        path,
+        b"",
+    );
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(%error, path, "poll failed");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return None;
+        }
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap_or_default();
+    if status == 204 {
+        return None;
+    }
+    let answer = protocol::Answer {
+        status,
+        path,
+        body: &body,
+    };
+    let trusted = verifier.verify_response(
+        secret,
+        &answer,
+        &nonce,
+        &Presented::from_headers(&headers),
+        SystemClock.now(),
+    );
+    match (status, trusted, serde_json::from_slice::<T>(&body)) {
+        (200, Ok(()), Ok(answer)) => Some(answer),
+        (status, trusted, _) => {
+            tracing::warn!(status, ?trusted, path, "poll answer ignored");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            None
         }
     }
 }
