@@ -24,8 +24,8 @@ pub use pad::{PadRefusal, PadSignals};
 use crate::clock::Clock;
 use crate::config::{PadMode, Settings};
 use crate::face::decode::check_header;
-use crate::face::gallery::Candidate;
-use crate::face::{DecodeLimits, EnginePool, FaceError, Gallery, MatchResult};
+use crate::face::gallery::{Candidate, match_probes};
+use crate::face::{DecodeLimits, Embedding, EnginePool, FaceError, Gallery, MatchResult};
 use crate::store::{AuditEntry, AuditKind, AuditOutcome, Disabled, Standing, Store, StoreError};
 use pad::{FrameEvidence, MAX_BURST_FRAMES, MIN_BURST_FRAMES, PadRules, SeenFaces, examine, judge};
 
@@ -424,16 +424,8 @@ impl Access {
         log.signals = judge(&self.pad, &frames, asked.as_deref(), &self.seen, now);
 
         // identity: the frame most like someone leads; every other must be the same person
-        let matches: Vec<MatchResult> = {
-            let gallery = self
-                .gallery
-                .read()
-                .map_err(|_| AccessError::GalleryPoisoned)?;
-            frames
-                .iter()
-                .map(|f| gallery.best_match(&f.embedding, self.pool.threshold()))
-                .collect()
-        };
+        let probes: Vec<Embedding> = frames.iter().map(|f| f.embedding.clone()).collect();
+        let matches = match_probes(&self.gallery, probes, self.pool.threshold()).await?;
         let lead = matches
             .iter()
             .enumerate()
@@ -718,7 +710,7 @@ impl Access {
             .gallery
             .read()
             .map_err(|_| AccessError::GalleryPoisoned)?
-            .people
+            .people()
             .iter()
             .any(|p| p.name == person);
         if !enrolled {

@@ -198,10 +198,7 @@ pub async fn evaluate(
     faces_dir: &Path,
 ) -> Result<PadEvalReport, PadEvalError> {
     let people = load_people(&pool, faces_dir).await?;
-    let mut gallery = Gallery {
-        model_id: pool.cache_key(),
-        people: Vec::new(),
-    };
+    let mut gallery = Gallery::new(pool.cache_key(), Vec::new());
     for (name, photos) in &people {
         for (i, photo) in photos.iter().enumerate() {
             let template = Template {

@@ -127,10 +127,7 @@ fn synthetic_gallery(people: usize, dimensions: usize) -> Gallery {
                 .collect(),
         })
         .collect();
-    Gallery {
-        model_id: "synthetic".into(),
-        people,
-    }
+    Gallery::new("synthetic", people)
 }
 
 pub fn bench(settings: &Settings, args: BenchArgs) -> Result<()> {

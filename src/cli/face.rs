@@ -379,7 +379,7 @@ pub fn enroll(settings: &Settings, args: EnrollArgs) -> Result<()> {
             .map(|(photo, reason)| SkippedPhoto { photo, reason })
             .collect(),
         templates: gallery
-            .people
+            .people()
             .iter()
             .map(|p| (p.name.clone(), p.templates.len()))
             .collect(),

@@ -1,6 +1,7 @@
 //! The command line, a file per command group. Every command answers a result struct that
 //! serialises to its `--json` form and displays as its table, so the two never disagree.
 
+mod audit;
 mod bench;
 mod device;
 mod face;
@@ -78,6 +79,8 @@ pub enum Command {
     Cpu(system::CpuArgs),
     /// Time every stage against raw ONNX Runtime, in one run
     Bench(bench::BenchArgs),
+    /// Check the audit log's hash chain, or export its rows
+    Audit(audit::AuditArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (the server answers the same at
     /// /api/v1/openapi.json)
     Openapi,
@@ -119,6 +122,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Person(args) => person::person(&settings, args),
         Command::Cpu(args) => system::cpu(args),
         Command::Bench(args) => bench::bench(&settings, args),
+        Command::Audit(args) => audit::audit(&settings, args),
         Command::Openapi => {
             println!("{}", crate::web::openapi());
             Ok(())
@@ -147,6 +151,7 @@ fn load_settings(cli: &Cli) -> Result<Settings> {
         Command::Identify(args) => args.places.apply(&mut settings),
         Command::Enroll(args) => args.apply(&mut settings),
         Command::Device(args) => set_path(&mut settings.data_dir, args.data_dir.as_ref()),
+        Command::Audit(args) => set_path(&mut settings.data_dir, args.data_dir.as_ref()),
         Command::Person(args) => args.places.apply(&mut settings),
         Command::Represent(args) => args.apply(&mut settings),
         _ => {}

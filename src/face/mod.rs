@@ -10,6 +10,7 @@ pub mod detect;
 pub mod engine;
 pub mod eval;
 pub mod gallery;
+pub mod index;
 pub mod int8;
 pub mod landmarks;
 pub mod manifest;
@@ -109,6 +110,8 @@ pub enum FaceError {
     EngineStopped,
     #[error("the face engine failed on this image (it panicked; see the log)")]
     EnginePanicked,
+    #[error("the gallery cannot be read: a change to it failed half-way")]
+    GalleryUnavailable,
     #[error("reading {}: {source}", path.display())]
     Io {
         path: PathBuf,

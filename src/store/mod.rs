@@ -1,6 +1,7 @@
 //! SQLite storage: the embedding cache (by photo hash and model id, so a restart does not
 //! recompute the gallery and a changed photo is recomputed), web sessions, and the audit log.
 
+mod audit;
 mod lift;
 mod people;
 mod private;
@@ -8,19 +9,21 @@ mod profiles;
 mod sessions;
 mod tokens;
 
+pub use audit::{AuditRow, ChainBreak, ChainReport};
 pub use lift::REQUEST_MEMORY_SECS;
 pub use people::{Disabled, Standing, TRUSTED_BROWSER_SECS};
 pub use profiles::{Profile, VisitorPass};
 pub use sessions::SqliteSessionStore;
 pub use tokens::{KeySecret, RefreshRow, RefreshUse, TokenKey};
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::face::Embedding;
-use crate::face::gallery::EmbeddingCache;
+use crate::face::gallery::{EmbeddingCache, FileStamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -163,7 +166,22 @@ const MIGRATIONS: &[&str] = &[
         id         TEXT PRIMARY KEY,
         expires_at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // each photo file's hash under its size and modification time: a start reads only the
+    // photos that changed
+    "CREATE TABLE photo_files (
+        path        TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        modified_ns INTEGER NOT NULL,
+        sha256      TEXT NOT NULL
+    ) WITHOUT ROWID;",
+    // the audit log becomes a hash chain; the rows already there are sealed in order, once
+    // (`SEAL_AUDIT_AFTER`)
+    "ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+    ALTER TABLE audit ADD COLUMN hash TEXT;",
 ];
+
+/// The migration (its index) after which the audit rows written before the chain are sealed.
+const SEAL_AUDIT_AFTER: usize = 13;
 
 /// What a session is filed under: the SHA-256 of its id, never the id (the cookie) itself.
 fn session_key(id: &str) -> String {
@@ -246,6 +264,9 @@ impl Store {
         let transaction = connection.transaction()?;
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
             transaction.execute_batch(migration)?;
+            if index == SEAL_AUDIT_AFTER {
+                audit::seal_existing(&transaction)?;
+            }
             transaction.pragma_update(None, "user_version", index + 1)?;
         }
         transaction.commit()?;
@@ -260,6 +281,19 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(f(&connection)?)
+    }
+
+    /// Runs `f` in one transaction, committed when it returns Ok.
+    fn with_transaction<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.with(|c| {
+            let transaction = c.unchecked_transaction()?;
+            let value = f(&transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        })
     }
 
     pub fn cached_embedding(
@@ -292,6 +326,83 @@ impl Store {
             )
         })
         .map(|_| ())
+    }
+
+    /// Every embedding made with `cache_key`, by photo hash.
+    pub fn cached_embeddings(
+        &self,
+        cache_key: &str,
+    ) -> Result<HashMap<String, Embedding>, StoreError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT sha256, vector FROM embeddings WHERE cache_key = ?1")?;
+            let rows = statement.query_map(params![cache_key], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    decode_vector(&row.get::<_, Vec<u8>>(1)?),
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Caches many embeddings in one transaction.
+    pub fn cache_embeddings(
+        &self,
+        cache_key: &str,
+        embeddings: &[(String, Embedding)],
+    ) -> Result<(), StoreError> {
+        self.with_transaction(|t| {
+            let mut statement = t.prepare(
+                "INSERT OR REPLACE INTO embeddings (cache_key, sha256, dimensions, vector)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (sha256, embedding) in embeddings {
+                statement.execute(params![
+                    cache_key,
+                    sha256,
+                    embedding.len(),
+                    encode_vector(embedding)
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn photo_files(&self) -> Result<HashMap<PathBuf, FileStamp>, StoreError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT path, size, modified_ns, sha256 FROM photo_files")?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    PathBuf::from(row.get::<_, String>(0)?),
+                    FileStamp {
+                        size: row.get(1)?,
+                        modified_ns: row.get(2)?,
+                        sha256: row.get(3)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn remember_photo_files(&self, files: &[(PathBuf, FileStamp)]) -> Result<(), StoreError> {
+        self.with_transaction(|t| {
+            let mut statement = t.prepare(
+                "INSERT OR REPLACE INTO photo_files (path, size, modified_ns, sha256)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (path, stamp) in files {
+                statement.execute(params![
+                    path.to_string_lossy(),
+                    stamp.size,
+                    stamp.modified_ns,
+                    stamp.sha256
+                ])?;
+            }
+            Ok(())
+        })
     }
 
     pub fn cached_embedding_count(&self, cache_key: &str) -> Result<usize, StoreError> {
@@ -457,51 +568,6 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO audit (at, kind, client, person, similarity, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    entry.at,
-                    entry.kind,
-                    entry.client,
-                    entry.person,
-                    entry.similarity,
-                    entry.outcome,
-                    entry.detail
-                ],
-            )
-        })
-        .map(|_| ())
-    }
-
-    /// The newest `limit` entries of one kind, newest first.
-    pub fn recent_audit(
-        &self,
-        kind: AuditKind,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with(|c| {
-            let mut statement = c.prepare(
-                "SELECT at, kind, client, person, similarity, outcome, detail FROM audit
-                 WHERE kind = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = statement.query_map(params![kind, limit], |row| {
-                Ok(AuditEntry {
-                    at: row.get(0)?,
-                    kind: row.get(1)?,
-                    client: row.get(2)?,
-                    person: row.get(3)?,
-                    similarity: row.get(4)?,
-                    outcome: row.get(5)?,
-                    detail: row.get(6)?,
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
     /// Adds a device, or replaces the one of the same name (a new secret).
     pub fn put_device(&self, device: &DeviceRow) -> Result<(), StoreError> {
         self.with(|c| {
@@ -647,6 +713,24 @@ impl EmbeddingCache for Store {
             tracing::warn!("embedding cache write failed: {e}");
         }
     }
+
+    fn all(&self, cache_key: &str) -> HashMap<String, Embedding> {
+        self.cached_embeddings(cache_key)
+            .inspect_err(|e| tracing::warn!("embedding cache read failed: {e}"))
+            .unwrap_or_default()
+    }
+
+    fn known_files(&self) -> HashMap<PathBuf, FileStamp> {
+        self.photo_files()
+            .inspect_err(|e| tracing::warn!("photo list read failed: {e}"))
+            .unwrap_or_default()
+    }
+
+    fn remember_files(&self, files: &[(PathBuf, FileStamp)]) {
+        if let Err(e) = self.remember_photo_files(files) {
+            tracing::warn!("photo list write failed: {e}");
+        }
+    }
 }
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
@@ -776,6 +860,13 @@ mod tests {
             device[0].detail.as_deref(),
             Some("status 202, move to floor 2, request r1")
         );
+        // the rows from before the hash chain are sealed into it, and new ones follow them
+        store
+            .with(|c| c.execute("UPDATE audit SET at = 1 WHERE id = 1", []))
+            .expect("an honest no-op update");
+        store.audit(&device[0]).expect("append");
+        let chain = store.verify_audit().expect("verify");
+        assert_eq!((chain.rows, chain.first_break), (6, None));
     }
 
     #[test]

@@ -54,7 +54,7 @@ struct AccessChange {
 
 /// The enrolled person of that name.
 fn enrolled(state: &AppState, name: &str) -> Result<String, WebError> {
-    if !valid_person_name(name) || !state.gallery()?.people.iter().any(|p| p.name == name) {
+    if !valid_person_name(name) || !state.gallery()?.people().iter().any(|p| p.name == name) {
         return Err(WebError::NotFound {
             what: format!("an enrolled person called {name:?} was"),
         });

@@ -115,7 +115,7 @@ async fn add_photo(
             },
         );
         let templates = gallery
-            .people
+            .people()
             .iter()
             .find(|p| p.name == name)
             .map_or(0, |p| p.templates.len());
@@ -199,7 +199,7 @@ async fn set_face_login(
     ApiJson(request): ApiJson<FaceLogin>,
 ) -> Result<Json<FaceLoginSet>, WebError> {
     let name = checked_name(&name)?.to_string();
-    if !state.gallery()?.people.iter().any(|p| p.name == name) {
+    if !state.gallery()?.people().iter().any(|p| p.name == name) {
         return Err(WebError::BadRequest(format!(
             "nobody called {name} is enrolled"
         )));
@@ -231,7 +231,7 @@ async fn thumbnail(
     let name = checked_name(&name)?.to_string();
     let file = state
         .gallery()?
-        .people
+        .people()
         .iter()
         .find(|p| p.name == name)
         .and_then(|p| p.templates.first().map(|t| t.file.clone()))

@@ -104,7 +104,7 @@ pub async fn admin_page(
         Err(_) => return Redirect::to("/").into_response(),
     };
     let names: Vec<String> = match state.gallery() {
-        Ok(gallery) => gallery.people.iter().map(|p| p.name.clone()).collect(),
+        Ok(gallery) => gallery.people().iter().map(|p| p.name.clone()).collect(),
         Err(error) => return error.into_response(),
     };
     let (store, now) = (state.store.clone(), state.clock.now());
@@ -128,7 +128,7 @@ pub async fn admin_page(
     };
     let people: Vec<minijinja::Value> = match state.gallery() {
         Ok(gallery) => gallery
-            .people
+            .people()
             .iter()
             .map(|p| {
                 let profile = profiles.get(&p.name).cloned().unwrap_or_default();

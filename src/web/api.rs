@@ -16,7 +16,7 @@ use super::error::ErrorBody;
 use super::extract::{AdminUser, CurrentUser};
 use super::upload::{Upload, read_files};
 use super::{AppState, EngineTicket, WebError};
-use crate::face::gallery::{Candidate, MatchResult};
+use crate::face::gallery::{Candidate, MatchResult, match_probes};
 use crate::face::{Verification, Which};
 use crate::store::Disabled;
 
@@ -49,7 +49,7 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, WebError>
     Ok(Json(Health {
         status: "ok",
         model: state.pool.models().id.clone(),
-        people: gallery.people.len(),
+        people: gallery.people().len(),
         templates: gallery.template_count(),
     }))
 }
@@ -87,7 +87,7 @@ async fn people(
             .collect();
     let gallery = state.gallery()?;
     let people = gallery
-        .people
+        .people()
         .iter()
         .map(|p| EnrolledPerson {
             name: p.name.clone(),
@@ -137,17 +137,19 @@ async fn identify(
         .run(move |engine| engine.analyze_bytes(&frame, Which::All))
         .await??;
     let threshold = state.pool.threshold();
-    let gallery = state.gallery()?;
+    let probes = analysis.faces.iter().map(|f| f.embedding.clone()).collect();
+    let matches = match_probes(&state.gallery, probes, threshold).await?;
     let faces = analysis
         .faces
         .iter()
-        .map(|face| {
+        .zip(matches)
+        .map(|(face, found)| {
             let MatchResult {
                 person,
                 best,
                 runner_up,
                 ..
-            } = gallery.best_match(&face.embedding, threshold);
+            } = found;
             IdentifiedFace {
                 bbox: face.bbox,
                 person,

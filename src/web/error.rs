@@ -166,6 +166,7 @@ impl WebError {
                 | F::EngineThread(_)
                 | F::EngineStopped
                 | F::EnginePanicked
+                | F::GalleryUnavailable
                 | F::Io { .. } => internal(),
             },
             WebError::Lift(error) => match error {

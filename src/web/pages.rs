@@ -124,7 +124,7 @@ async fn login_page(
         Ok(_) => Redirect::to("/lift").into_response(),
         Err(_) => match state.gallery() {
             Ok(gallery) => {
-                let nobody_enrolled = gallery.people.is_empty();
+                let nobody_enrolled = gallery.people().is_empty();
                 let pad = state.access.pad_mode().as_str();
                 render("login.html", context! { nobody_enrolled, pad, notice })
             }

@@ -19,26 +19,33 @@ fn a_restart_reads_embeddings_back_and_a_changed_photo_is_embedded_again() {
             report.people,
             report.photos,
             report.embedded,
-            report.from_cache
+            report.from_cache,
+            report.hashed
         ),
-        (2, 3, 3, 0)
+        (2, 3, 3, 0, 3)
     );
     assert_eq!(gallery.template_count(), 3);
     drop(store);
 
-    // a restart: same database, nothing to compute
+    // a restart: same database, nothing to compute, and no photo even read
     let store = Store::open(data.path()).expect("reopen");
     let (again, report) = build(gallery_dir.path(), pool(), &store, &nothing).expect("build");
-    assert_eq!((report.embedded, report.from_cache), (0, 3));
     assert_eq!(
-        again.people[0].templates[0].embedding,
-        gallery.people[0].templates[0].embedding
+        (report.embedded, report.from_cache, report.hashed),
+        (0, 3, 0)
+    );
+    assert_eq!(
+        again.people()[0].templates[0].embedding,
+        gallery.people()[0].templates[0].embedding
     );
 
     // bea's photo replaced by another person's: only it is recomputed, and it now matches them
     std::fs::copy(photo("img13.jpg"), gallery_dir.path().join("bea/img3.jpg")).expect("replace");
     let (changed, report) = build(gallery_dir.path(), pool(), &store, &nothing).expect("build");
-    assert_eq!((report.embedded, report.from_cache), (1, 2));
+    assert_eq!(
+        (report.embedded, report.from_cache, report.hashed),
+        (1, 2, 1)
+    );
     let probe = read_photo("img14.jpg"); // the same person as img13
     let analysis = pool()
         .run_blocking(move |engine| engine.analyze_bytes(&probe, Which::Best))
@@ -98,7 +105,86 @@ fn changed_preprocessing_recomputes_the_cached_templates_instead_of_mixing_them_
         .expect("engine")
         .expect("face");
     assert_eq!(
-        gallery.people[0].templates[0].embedding, fresh.faces[0].embedding,
+        gallery.people()[0].templates[0].embedding,
+        fresh.faces[0].embedding,
         "the template is the one these settings compute"
+    );
+}
+
+/// Real templates: each person of DeepFace's test photos enrolled from their first photo, among
+/// 20,000 synthetic strangers; every other photo identified by the index gives what scoring
+/// every template exactly gives (person, similarity, runner-up), so the index costs no accuracy.
+#[test]
+fn the_index_identifies_real_faces_as_scoring_every_template_does() {
+    let mut reader =
+        csv::Reader::from_path(crate::helpers::faces_dir().join("identities.csv")).expect("csv");
+    let mut by_person: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for row in reader.records() {
+        let row = row.expect("row");
+        by_person
+            .entry(row[1].to_string())
+            .or_default()
+            .push(row[0].to_string());
+    }
+    let enrolled: Vec<(&str, Vec<&str>)> = by_person
+        .iter()
+        .map(|(person, photos)| (person.as_str(), vec![photos[0].as_str()]))
+        .collect();
+    let listing: Vec<(&str, &[&str])> = enrolled.iter().map(|(p, f)| (*p, f.as_slice())).collect();
+    let dir = make_gallery(&listing);
+    let store = Store::open_in_memory().expect("store");
+    let (real, _) = build(dir.path(), pool(), &store, &|| {}).expect("build");
+
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut gallery = facelift::face::gallery::Gallery::new(real.model_id.clone(), Vec::new());
+    for person in real.people() {
+        for template in &person.templates {
+            gallery.add_template(&person.name, template.clone());
+        }
+    }
+    let dims = real.people()[0].templates[0].embedding.len();
+    for i in 0..20_000 {
+        let mut v: Vec<f32> = (0..dims)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        facelift::face::l2_normalize(&mut v);
+        let template = facelift::face::gallery::Template {
+            file: format!("{i}.jpg").into(),
+            embedding: v,
+        };
+        gallery.add_template(&format!("stranger{i:05}"), template);
+    }
+
+    let probes: Vec<(String, String)> = by_person
+        .iter()
+        .flat_map(|(person, photos)| photos[1..].iter().map(|p| (person.clone(), p.clone())))
+        .collect();
+    let threshold = pool().threshold();
+    let mut right = 0;
+    for (person, file) in &probes {
+        let bytes = read_photo(file);
+        let analysis = pool()
+            .run_blocking(move |engine| engine.analyze_bytes(&bytes, Which::Best))
+            .expect("engine")
+            .expect("face");
+        let probe = &analysis.faces[0].embedding;
+        let indexed = gallery.best_match(probe, threshold);
+        assert_eq!(
+            indexed,
+            gallery.best_match_exhaustive(probe, threshold),
+            "{file}"
+        );
+        right += usize::from(indexed.person.as_deref() == Some(person.as_str()));
+    }
+    assert!(probes.len() >= 20, "{} probes", probes.len());
+    assert!(
+        right * 10 >= probes.len() * 8,
+        "{right} of {} recognised among 20,000 strangers",
+        probes.len()
     );
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real ONNX Runtime and the real models on real photos from
 //! `../shared/data`. Run `scripts/setup` first (`scripts/test` does).
 
+mod audit;
 mod browser;
 mod building;
 mod challenge;

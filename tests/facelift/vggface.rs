@@ -216,9 +216,12 @@ fn switching_to_vgg_face_re_embeds_the_gallery_and_never_mixes_the_models() {
     );
     assert_eq!(vgg_gallery.model_id, "vgg-face-fc8");
     assert_ne!(vgg_gallery.model_id, default_gallery.model_id);
-    let template = &vgg_gallery.people[0].templates[0].embedding;
+    let template = &vgg_gallery.people()[0].templates[0].embedding;
     assert_eq!(template.len(), 2622);
-    assert_eq!(default_gallery.people[0].templates[0].embedding.len(), 512);
+    assert_eq!(
+        default_gallery.people()[0].templates[0].embedding.len(),
+        512
+    );
     for key in [vgg.cache_key(), pool().cache_key()] {
         assert_eq!(
             store.cached_embedding_count(&key).expect("count"),
