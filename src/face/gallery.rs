@@ -431,19 +431,25 @@ pub fn load_cached(dir: &Path, cache: &dyn EmbeddingCache, cache_key: &str) -> R
     }
     hashes.extend(hashed.into_iter().map(|(path, stamp)| (path, stamp.sha256)));
 
-    let mut embeddings = BTreeMap::new();
+    let mut embeddings: BTreeMap<PathBuf, Embedding> = BTreeMap::new();
     let mut to_embed = Vec::new();
+    // the embeddings are moved out of the cache's map; a photo copied under two names has one
+    // cached embedding, copied for the second name
+    let mut taken: HashMap<String, PathBuf> = HashMap::new();
     for (path, sha256) in hashes {
-        // a photo copied under two names has one cached embedding: clone it for the second
-        match cached.get(&sha256) {
+        let embedding = match cached.remove(&sha256) {
+            Some(embedding) => Some(embedding),
+            None => taken.get(&sha256).and_then(|p| embeddings.get(p)).cloned(),
+        };
+        match embedding {
             Some(embedding) => {
                 report.from_cache += 1;
-                embeddings.insert(path, embedding.clone());
+                taken.insert(sha256, path.clone());
+                embeddings.insert(path, embedding);
             }
             None => to_embed.push((path, sha256)),
         }
     }
-    cached.clear();
     Ok(Loaded {
         people,
         embeddings,
