@@ -26,6 +26,8 @@ pub trait EmbeddingCache: Sync {
     /// The hashes of the photo files seen before, by path.
     fn known_files(&self) -> HashMap<PathBuf, FileStamp>;
     fn remember_files(&self, files: &[(PathBuf, FileStamp)]);
+    /// Forgets the hashes of photo files that are gone.
+    fn forget_files(&self, files: &[PathBuf]);
 }
 
 /// What a photo file was when it was last hashed.
@@ -230,7 +232,7 @@ pub async fn match_probes(
             .collect())
     })
     .await
-    .map_err(|_| FaceError::EnginePanicked)?
+    .map_err(|_| FaceError::MatchPanicked)?
 }
 
 /// A person's best cosine with the probe over their templates of the probe's length.
@@ -423,6 +425,11 @@ pub fn load_cached(dir: &Path, cache: &dyn EmbeddingCache, cache_key: &str) -> R
             paths.push(path);
         }
         people.insert(name, paths);
+    }
+    // what is left of the known files are gone from the gallery
+    let gone: Vec<PathBuf> = known.into_keys().collect();
+    if !gone.is_empty() {
+        cache.forget_files(&gone);
     }
     let hashed = hash_files(unknown)?;
     report.hashed = hashed.len();

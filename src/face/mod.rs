@@ -112,6 +112,8 @@ pub enum FaceError {
     EnginePanicked,
     #[error("the gallery cannot be read: a change to it failed half-way")]
     GalleryUnavailable,
+    #[error("matching against the gallery failed (it panicked; see the log)")]
+    MatchPanicked,
     #[error("reading {}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -403,6 +403,30 @@ mod tests {
         assert_eq!(report.rows, 3, "rows 1, 2 and 3 chain; row 4 does not");
     }
 
+    /// Two processes on one database (the server and a `facelift person` command): every row
+    /// of both is written, and the chain is one chain.
+    #[test]
+    fn two_writers_on_one_database_keep_one_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stores = [
+            Store::open(dir.path()).expect("first"),
+            Store::open(dir.path()).expect("second"),
+        ];
+        std::thread::scope(|scope| {
+            for (which, store) in stores.iter().enumerate() {
+                scope.spawn(move || {
+                    for i in 0..150 {
+                        store
+                            .audit(&entry(i, &format!("w{which}-{i}")))
+                            .expect("every write lands");
+                    }
+                });
+            }
+        });
+        let report = stores[0].verify_audit().expect("verify");
+        assert_eq!((report.rows, report.first_break), (300, None));
+    }
+
     fn head_of(t: &Transaction<'_>, id: i64) -> rusqlite::Result<String> {
         t.query_row("SELECT hash FROM audit WHERE id = ?1", params![id], |r| {
             r.get(0)

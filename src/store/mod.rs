@@ -183,6 +183,11 @@ const MIGRATIONS: &[&str] = &[
 /// The migration (its index) after which the audit rows written before the chain are sealed.
 const SEAL_AUDIT_AFTER: usize = 13;
 
+/// A transaction holding the write lock from its start (see `Store::with_transaction`).
+fn write_transaction(c: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+}
+
 /// What a session is filed under: the SHA-256 of its id, never the id (the cookie) itself.
 fn session_key(id: &str) -> String {
     use sha2::Digest;
@@ -283,13 +288,16 @@ impl Store {
         Ok(f(&connection)?)
     }
 
-    /// Runs `f` in one transaction, committed when it returns Ok.
+    /// Runs `f` in one transaction, committed when it returns Ok. It takes the write lock at
+    /// once: a transaction that reads and then writes (the audit chain's head, then the new
+    /// row) would otherwise fail, not wait, when another process (a `facelift` command beside
+    /// the server) wrote in between.
     fn with_transaction<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         self.with(|c| {
-            let transaction = c.unchecked_transaction()?;
+            let transaction = write_transaction(c)?;
             let value = f(&transaction)?;
             transaction.commit()?;
             Ok(value)
@@ -400,6 +408,16 @@ impl Store {
                     stamp.modified_ns,
                     stamp.sha256
                 ])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn forget_photo_files(&self, files: &[PathBuf]) -> Result<(), StoreError> {
+        self.with_transaction(|t| {
+            let mut statement = t.prepare("DELETE FROM photo_files WHERE path = ?1")?;
+            for path in files {
+                statement.execute(params![path.to_string_lossy()])?;
             }
             Ok(())
         })
@@ -728,6 +746,12 @@ impl EmbeddingCache for Store {
 
     fn remember_files(&self, files: &[(PathBuf, FileStamp)]) {
         if let Err(e) = self.remember_photo_files(files) {
+            tracing::warn!("photo list write failed: {e}");
+        }
+    }
+
+    fn forget_files(&self, files: &[PathBuf]) {
+        if let Err(e) = self.forget_photo_files(files) {
             tracing::warn!("photo list write failed: {e}");
         }
     }

@@ -71,7 +71,7 @@ impl Store {
     /// failures).
     pub fn set_disabled(&self, person: &str, disabled: Option<Disabled>) -> Result<(), StoreError> {
         self.with(|c| {
-            let transaction = c.unchecked_transaction()?;
+            let transaction = super::write_transaction(c)?;
             transaction.execute(
                 "INSERT INTO person_access (person, disabled) VALUES (?1, ?2)
                  ON CONFLICT (person) DO UPDATE SET disabled = ?2,
@@ -94,7 +94,7 @@ impl Store {
         disable_after: u32,
     ) -> Result<Standing, StoreError> {
         self.with(|c| {
-            let transaction = c.unchecked_transaction()?;
+            let transaction = super::write_transaction(c)?;
             transaction.execute(
                 "INSERT INTO person_access (person, failures_in_a_row, last_failure)
                  VALUES (?1, 1, ?2)
@@ -141,7 +141,7 @@ impl Store {
     /// Forgets a removed person: their standing, access, passes and sessions.
     pub fn forget_person(&self, person: &str) -> Result<(), StoreError> {
         self.with(|c| {
-            let transaction = c.unchecked_transaction()?;
+            let transaction = super::write_transaction(c)?;
             for table in ["person_access", "person_profiles", "visitor_passes"] {
                 transaction.execute(
                     &format!("DELETE FROM {table} WHERE person = ?1"),
@@ -192,7 +192,7 @@ impl Store {
         keep_secs: i64,
     ) -> Result<(), StoreError> {
         self.with(|c| {
-            let transaction = c.unchecked_transaction()?;
+            let transaction = super::write_transaction(c)?;
             transaction.execute(
                 "DELETE FROM seen_faces WHERE at < ?1",
                 params![now.saturating_sub(keep_secs)],

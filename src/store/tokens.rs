@@ -79,7 +79,7 @@ impl Store {
     /// `key` signs from now on; the key that signed until now is marked replaced.
     pub fn add_token_key(&self, key: &TokenKey) -> Result<(), StoreError> {
         self.with(|c| {
-            let transaction = c.unchecked_transaction()?;
+            let transaction = super::write_transaction(c)?;
             transaction.execute(
                 "UPDATE token_keys SET replaced_at = ?1 WHERE replaced_at IS NULL",
                 params![key.created_at],
@@ -124,7 +124,7 @@ impl Store {
         family_until: i64,
     ) -> Result<RefreshUse, StoreError> {
         self.with(|c| {
-            let transaction = c.unchecked_transaction()?;
+            let transaction = super::write_transaction(c)?;
             let found = transaction
                 .query_row(
                     "SELECT family, subject, kind, scope, expires_at, used_at, revoked_at

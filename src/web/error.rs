@@ -167,6 +167,7 @@ impl WebError {
                 | F::EngineStopped
                 | F::EnginePanicked
                 | F::GalleryUnavailable
+                | F::MatchPanicked
                 | F::Io { .. } => internal(),
             },
             WebError::Lift(error) => match error {
