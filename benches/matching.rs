@@ -14,28 +14,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use facelift::face::gallery::{EmbeddingCache, Gallery, Person, Template, assemble, load_cached};
-use facelift::face::l2_normalize;
+use facelift::face::synthetic::Xorshift;
 use facelift::store::Store;
 use sha2::{Digest, Sha256};
 
 const DIMS: usize = 512;
-
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
-
-    fn unit(&mut self) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..DIMS).map(|_| self.next()).collect();
-        l2_normalize(&mut v);
-        v
-    }
-}
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -60,7 +43,7 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 10_000, 100_000, 1_000_000]);
-    let mut random = Random(0x2545_F491_4F6C_DD1D);
+    let mut random = Xorshift::new(0x2545_F491_4F6C_DD1D);
     let mut rows = Vec::new();
     for &templates in &sizes {
         let people: Vec<Person> = (0..templates)
@@ -68,7 +51,7 @@ fn main() {
                 name: format!("person{i:07}"),
                 templates: vec![Template {
                     file: PathBuf::new(),
-                    embedding: random.unit(),
+                    embedding: random.unit(DIMS),
                 }],
             })
             .collect();
@@ -79,14 +62,9 @@ fn main() {
         let mut queries: Vec<Vec<f32>> = Vec::new();
         for i in 0..10 {
             let person = &gallery.people()[i * templates / 10];
-            let mut probe: Vec<f32> = person.templates[0]
-                .embedding
-                .iter()
-                .map(|x| x + 0.03 * random.next())
-                .collect();
-            l2_normalize(&mut probe);
+            let probe = random.near(&person.templates[0].embedding, 0.03);
             queries.push(probe);
-            queries.push(random.unit());
+            queries.push(random.unit(DIMS));
         }
         for probe in &queries {
             assert_eq!(
@@ -134,7 +112,7 @@ fn seconds_since(start: Instant) -> f64 {
 }
 
 /// The three starts of a gallery cached in a store on disk.
-fn startup(random: &mut Random) -> serde_json::Value {
+fn startup(random: &mut Xorshift) -> serde_json::Value {
     let templates: usize = std::env::var("STARTUP_TEMPLATES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -148,9 +126,9 @@ fn startup(random: &mut Random) -> serde_json::Value {
             std::fs::create_dir_all(&person).expect("mkdir");
         }
         // a photo's bytes do not matter here, only that each file is different
-        let bytes = format!("photo {i} {}", random.next()).into_bytes();
+        let bytes = format!("photo {i} {}", random.next_centred()).into_bytes();
         std::fs::write(person.join(format!("{i}.jpg")), &bytes).expect("write");
-        embeddings.push((hex::encode(Sha256::digest(&bytes)), random.unit()));
+        embeddings.push((hex::encode(Sha256::digest(&bytes)), random.unit(DIMS)));
     }
     let store = Store::open(&folder.path().join("data")).expect("store");
     let key = "synthetic";

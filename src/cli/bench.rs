@@ -15,7 +15,8 @@ use crate::face::engine::embedder_input;
 use crate::face::gallery::{Gallery, Person, Template};
 use crate::face::landmarks::{landmark_crop, landmark_input};
 use crate::face::runtime::open_plain_session;
-use crate::face::{Engine, EnginePool, ModelSet, Which, cosine, l2_normalize};
+use crate::face::synthetic::Xorshift;
+use crate::face::{Engine, EnginePool, ModelSet, Which, cosine};
 use ort::value::TensorRef;
 
 /// The frame used when none is given: a 1280x720 webcam-like picture.
@@ -105,24 +106,14 @@ fn median_of(values: &mut [f64]) -> f64 {
 
 /// A gallery of `people` x 5 random unit templates, to time matching at a realistic size.
 fn synthetic_gallery(people: usize, dimensions: usize) -> Gallery {
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    let mut random = Xorshift::new(0x2545_F491_4F6C_DD1D);
     let people = (0..people)
         .map(|i| Person {
             name: format!("person{i}"),
             templates: (0..5)
-                .map(|_| {
-                    let mut embedding: Vec<f32> = (0..dimensions).map(|_| next()).collect();
-                    l2_normalize(&mut embedding);
-                    Template {
-                        file: PathBuf::new(),
-                        embedding,
-                    }
+                .map(|_| Template {
+                    file: PathBuf::new(),
+                    embedding: random.unit(dimensions),
                 })
                 .collect(),
         })

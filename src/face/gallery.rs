@@ -569,6 +569,7 @@ pub fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::face::synthetic::Xorshift;
 
     fn person(name: &str, vectors: &[[f32; 2]]) -> Person {
         Person {
@@ -607,24 +608,17 @@ mod tests {
         assert_eq!(strict.best.map(|c| c.person).as_deref(), Some("ada"));
     }
 
-    /// A unit vector near `centre` (or random when there is none), from a small xorshift.
-    fn near(state: &mut u64, centre: Option<&[f32]>, spread: f32, dims: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dims)
-            .map(|i| {
-                *state ^= *state << 13;
-                *state ^= *state >> 7;
-                *state ^= *state << 17;
-                let noise = (*state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                centre.map_or(noise, |c| c[i] + spread * noise)
-            })
-            .collect();
-        super::super::l2_normalize(&mut v);
-        v
+    /// A unit vector near `centre`, or a random one when there is none.
+    fn near(random: &mut Xorshift, centre: Option<&[f32]>, spread: f32, dims: usize) -> Vec<f32> {
+        match centre {
+            Some(centre) => random.near(centre, spread),
+            None => random.unit(dims),
+        }
     }
 
     #[test]
     fn the_index_finds_what_scoring_every_template_finds() {
-        let mut state = 0x9E37_79B9_7F4A_7C15;
+        let mut state = Xorshift::new(1);
         for (people, spread) in [(300, 0.0), (200, 0.02), (50, 0.001)] {
             let dims = 512;
             // several templates a person; with a spread, everyone is a near-copy of one face,
@@ -663,7 +657,7 @@ mod tests {
     #[test]
     fn adding_and_removing_people_keeps_the_index_in_step() {
         let mut gallery = Gallery::default();
-        let mut state = 7;
+        let mut state = Xorshift::new(7);
         let vectors: Vec<Vec<f32>> = (0..6).map(|_| near(&mut state, None, 0.0, 64)).collect();
         let template = |i: usize| Template {
             file: PathBuf::from(format!("{i}.jpg")),

@@ -223,18 +223,7 @@ mod tests {
     use super::*;
 
     fn unit(seed: u64, dims: usize) -> Vec<f32> {
-        // a small xorshift so the test needs no seeded RNG crate
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut v: Vec<f32> = (0..dims)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        crate::face::l2_normalize(&mut v);
-        v
+        crate::face::synthetic::Xorshift::new(seed).unit(dims)
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod preprocess;
 pub mod resize;
 pub mod runtime;
+pub mod synthetic;
 pub mod verify;
 
 pub use decode::DecodeLimits;

@@ -123,16 +123,7 @@ fn changed_preprocessing_recomputes_the_cached_templates_instead_of_mixing_them_
 /// every template exactly gives (person, similarity, runner-up), so the index costs no accuracy.
 #[test]
 fn the_index_identifies_real_faces_as_scoring_every_template_does() {
-    let mut reader =
-        csv::Reader::from_path(crate::helpers::faces_dir().join("identities.csv")).expect("csv");
-    let mut by_person: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for row in reader.records() {
-        let row = row.expect("row");
-        by_person
-            .entry(row[1].to_string())
-            .or_default()
-            .push(row[0].to_string());
-    }
+    let by_person = crate::helpers::photos_by_person();
     let enrolled: Vec<(&str, Vec<&str>)> = by_person
         .iter()
         .map(|(person, photos)| (person.as_str(), vec![photos[0].as_str()]))
@@ -142,7 +133,7 @@ fn the_index_identifies_real_faces_as_scoring_every_template_does() {
     let store = Store::open_in_memory().expect("store");
     let (real, _) = build(dir.path(), pool(), &store, &|| {}).expect("build");
 
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut random = facelift::face::synthetic::Xorshift::new(0x2545_F491_4F6C_DD1D);
     let mut gallery = facelift::face::gallery::Gallery::new(real.model_id.clone(), Vec::new());
     for person in real.people() {
         for template in &person.templates {
@@ -151,18 +142,9 @@ fn the_index_identifies_real_faces_as_scoring_every_template_does() {
     }
     let dims = real.people()[0].templates[0].embedding.len();
     for i in 0..20_000 {
-        let mut v: Vec<f32> = (0..dims)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        facelift::face::l2_normalize(&mut v);
         let template = facelift::face::gallery::Template {
             file: format!("{i}.jpg").into(),
-            embedding: v,
+            embedding: random.unit(dims),
         };
         gallery.add_template(&format!("stranger{i:05}"), template);
     }

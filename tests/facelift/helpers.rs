@@ -42,6 +42,20 @@ pub fn faces_dir() -> PathBuf {
     shared().join("data/deepface-faces")
 }
 
+/// The photos of each person in the shared set, by `identities.csv`, in name order.
+pub fn photos_by_person() -> Vec<(String, Vec<String>)> {
+    let mut by_person: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut reader = csv::Reader::from_path(faces_dir().join("identities.csv")).expect("csv");
+    for row in reader.records() {
+        let row = row.expect("row");
+        by_person
+            .entry(row[1].to_string())
+            .or_default()
+            .push(row[0].to_string());
+    }
+    by_person.into_iter().collect()
+}
+
 pub fn photo(name: &str) -> PathBuf {
     faces_dir().join(name)
 }

@@ -10,21 +10,7 @@ use facelift::face::pad::{Turn, judge_burst, planar_residual, yaw};
 use facelift::face::{FaceError, Which};
 use image::Rgb;
 
-use crate::helpers::{faces_dir, pool};
-
-/// The photos of each person in the shared set, by `identities.csv`.
-fn photos_by_person() -> Vec<(String, Vec<String>)> {
-    let mut by_person: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    let mut reader = csv::Reader::from_path(faces_dir().join("identities.csv")).expect("csv");
-    for row in reader.records() {
-        let row = row.expect("row");
-        by_person
-            .entry(row[1].to_string())
-            .or_default()
-            .push(row[0].to_string());
-    }
-    by_person.into_iter().collect()
-}
+use crate::helpers::{faces_dir, photos_by_person, pool};
 
 fn landmarks_of(image: image::RgbImage) -> Option<Vec<Point>> {
     let analysis = pool()
