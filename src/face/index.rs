@@ -3,7 +3,7 @@
 //!
 //! Why int8: at 100,000 templates of 512 values an f32 matrix is 205 MB, and a scan of it is
 //! bound by memory bandwidth (about 20 ms a query here); int8 codes are a quarter of that.
-//! The coarse score's error is bounded (see `QuantizedProbe::error_bound`), so re-scoring
+//! The coarse score's error is bounded (see `error_bound`), so re-scoring
 //! everyone within twice that bound of the second-best coarse score gives exactly the result
 //! of an exact scan: the same best person, runner-up and similarities.
 
@@ -23,6 +23,8 @@ pub struct MatchIndex {
     /// per row: the value one code step stands for
     steps: Vec<f32>,
     owners: Vec<u32>,
+    /// the largest of `steps` (or above it after a removal): kept, not found again each query
+    largest_step: f32,
 }
 
 /// A person worth scoring exactly, with their coarse score.
@@ -87,6 +89,7 @@ impl MatchIndex {
         self.codes.extend_from_slice(&codes);
         self.steps.push(step);
         self.owners.push(owner as u32);
+        self.largest_step = self.largest_step.max(step);
         true
     }
 
@@ -132,16 +135,15 @@ impl MatchIndex {
             probe: &probe,
             best: &mut best,
         });
-        let largest_step = self.steps.iter().fold(0.0f32, |m, s| m.max(*s));
-        let bound = error_bound(self.dims, largest_step, probe.step);
+        let bound = error_bound(self.dims, self.largest_step, probe.step);
+        let floor = second_best(&best) - 2.0 * bound;
+        // only the few people near the top are collected, not one entry per person
         let mut ranked: Vec<Candidate> = best
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.is_finite())
+            .filter(|(_, s)| s.is_finite() && **s >= floor)
             .map(|(owner, &coarse)| Candidate { owner, coarse })
             .collect();
-        let second = top_two(&ranked);
-        ranked.retain(|c| c.coarse >= second - 2.0 * bound);
         ranked.sort_by(|a, b| b.coarse.total_cmp(&a.coarse));
         ranked.truncate(MAX_CANDIDATES);
         ranked
@@ -149,14 +151,14 @@ impl MatchIndex {
 }
 
 /// The second-best coarse score (the best when there is one person).
-fn top_two(ranked: &[Candidate]) -> f32 {
+fn second_best(scores: &[f32]) -> f32 {
     let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-    for c in ranked {
-        if c.coarse > first {
+    for &score in scores {
+        if score > first {
             second = first;
-            first = c.coarse;
-        } else if c.coarse > second {
-            second = c.coarse;
+            first = score;
+        } else if score > second {
+            second = score;
         }
     }
     if second.is_finite() { second } else { first }
