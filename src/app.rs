@@ -25,6 +25,8 @@ pub enum AppError {
         dir: std::path::PathBuf,
         source: StoreError,
     },
+    #[error("opening the database {url}: {source}")]
+    Database { url: String, source: StoreError },
     #[error("reading the devices: {0}")]
     Devices(#[source] StoreError),
     #[error("the lift's device: {0}")]
@@ -134,12 +136,18 @@ pub fn open_engine_pool(settings: &Settings) -> Result<EnginePool, FaceError> {
     )
 }
 
-/// Opens the database in the settings' `data_dir`.
+/// Opens the store: PostgreSQL at `database_url` when it is set, else SQLite in `data_dir`.
 pub fn open_store(settings: &Settings) -> Result<Store, AppError> {
-    Store::open(&settings.data_dir).map_err(|source| AppError::Store {
-        dir: settings.data_dir.clone(),
-        source,
-    })
+    match &settings.database_url {
+        Some(url) => Store::open_postgres(&url.0).map_err(|source| AppError::Database {
+            url: url.redacted(),
+            source,
+        }),
+        None => Store::open(&settings.data_dir).map_err(|source| AppError::Store {
+            dir: settings.data_dir.clone(),
+            source,
+        }),
+    }
 }
 
 impl App {

@@ -20,8 +20,11 @@ pub struct Settings {
     pub bind: String,
     /// One folder per enrolled person, photos inside.
     pub gallery: PathBuf,
-    /// Where the SQLite database lives.
+    /// Where the SQLite database lives (and the TLS certificate made here).
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of SQLite ("postgres://user:password@host:5432/facelift",
+    /// `FACELIFT_DATABASE_URL`): for several instances on one database.
+    pub database_url: Option<DatabaseUrl>,
     /// Where `scripts/setup` put the model files.
     pub models_dir: PathBuf,
     /// The model set: "default", or "vgg-face" (converted by scripts/convert-vggface).
@@ -52,6 +55,43 @@ pub struct Settings {
     /// Bearer tokens for machines and scripts (`POST /api/v1/tokens`).
     pub tokens: TokenSettings,
     pub tls: TlsSettings,
+}
+
+/// A PostgreSQL URL. It may hold a password, which its `Debug` never shows.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    /// The URL with any password replaced by `***`, for logs and errors.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            return "***".into();
+        };
+        let authority_end = url[scheme_end..]
+            .find(['/', '?'])
+            .map_or(url.len(), |i| scheme_end + i);
+        match url[scheme_end..authority_end].rfind('@') {
+            Some(at) => {
+                let userinfo = &url[scheme_end..scheme_end + at];
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let password = if userinfo.contains(':') { ":***" } else { "" };
+                format!(
+                    "{}{user}{password}{}",
+                    &url[..scheme_end],
+                    &url[scheme_end + at..]
+                )
+            }
+            None => url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
 }
 
 /// How long tokens live, and how often the revocation list is cleaned.
@@ -345,6 +385,7 @@ impl Default for Settings {
             bind: "127.0.0.1:8080".into(),
             gallery: "enrolled_faces".into(),
             data_dir: "data".into(),
+            database_url: None,
             models_dir: "models".into(),
             model: ModelName::Default,
             model_output: None,
@@ -449,6 +490,22 @@ mod tests {
             let error = Settings::load(Some(&file)).expect_err(text).to_string();
             assert!(error.contains(named), "{text:?} gave {error:?}");
         }
+    }
+
+    #[test]
+    fn a_database_password_never_shows_in_debug() {
+        let settings = Settings::from_toml_str(
+            "database_url = \"postgres://lift:s3cret-pw@db.example:5432/facelift?sslmode=disable\"\n",
+        )
+        .expect("parse");
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(
+            shown.contains("postgres://lift:***@db.example:5432/facelift?sslmode=disable"),
+            "{shown}"
+        );
+        let plain = DatabaseUrl("postgres://lift@db/facelift".into());
+        assert_eq!(plain.redacted(), "postgres://lift@db/facelift");
     }
 
     #[test]

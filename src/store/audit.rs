@@ -2,11 +2,10 @@
 //! hash over that and its values, in order of insertion. A row changed, deleted or inserted out
 //! of order breaks the chain where it happened, and `verify_audit` names the row.
 
-use rusqlite::types::ValueRef;
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::db::{Conn, DbError, OptionalRow, Row, Value, params};
 use super::{AuditEntry, AuditKind, Store, StoreError};
 
 /// What the first row follows.
@@ -15,9 +14,13 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// The hashed columns, in the order they are hashed.
 const HASHED: &str = "id, at, kind, client, person, similarity, outcome, detail";
 
+/// Rows read at a time while verifying.
+const VERIFY_PAGE: usize = 10_000;
+
 /// SHA-256 over the previous hash and the row's values, each with its type, as the database
-/// holds them: a value changed in any way, or to another type, changes the hash.
-fn chain_hash(prev_hash: &str, values: &[ValueRef<'_>]) -> String {
+/// holds them: a value changed in any way, or to another type, changes the hash. The values
+/// read the same from SQLite and PostgreSQL, so a chain's hashes do not depend on where it is.
+fn chain_hash(prev_hash: &str, values: &[Value]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"facelift audit chain 1\0");
     hasher.update(prev_hash.as_bytes());
@@ -28,34 +31,34 @@ fn chain_hash(prev_hash: &str, values: &[ValueRef<'_>]) -> String {
             hasher.update(bytes);
         };
         match value {
-            ValueRef::Null => hasher.update([0]),
-            ValueRef::Integer(i) => with_length(&mut hasher, 1, &i.to_le_bytes()),
-            ValueRef::Real(r) => with_length(&mut hasher, 2, &r.to_bits().to_le_bytes()),
-            ValueRef::Text(t) => with_length(&mut hasher, 3, t),
-            ValueRef::Blob(b) => with_length(&mut hasher, 4, b),
+            Value::Null => hasher.update([0]),
+            Value::Int(i) => with_length(&mut hasher, 1, &i.to_le_bytes()),
+            Value::Real(r) => with_length(&mut hasher, 2, &r.to_bits().to_le_bytes()),
+            Value::Text(t) => with_length(&mut hasher, 3, t.as_bytes()),
+            Value::Blob(b) => with_length(&mut hasher, 4, b),
         }
     }
     hex::encode(hasher.finalize())
 }
 
 /// The chain's last hash, or the genesis for an empty log.
-fn head(t: &Transaction<'_>) -> rusqlite::Result<String> {
-    Ok(
-        t.query_row("SELECT hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| {
-            r.get::<_, Option<String>>(0)
-        })
-        .optional()?
-        .flatten()
-        .unwrap_or_else(|| GENESIS.to_string()),
+fn head(t: &dyn Conn) -> Result<String, DbError> {
+    Ok(t.query_row(
+        "SELECT hash FROM audit ORDER BY id DESC LIMIT 1",
+        params![],
+        |r| r.get::<Option<String>>(0),
     )
+    .optional()?
+    .flatten()
+    .unwrap_or_else(|| GENESIS.to_string()))
 }
 
 /// Hashes the row `id` as stored, after `prev_hash`, and writes both.
-fn seal(t: &Transaction<'_>, id: i64, prev_hash: &str) -> rusqlite::Result<String> {
+fn seal(t: &dyn Conn, id: i64, prev_hash: &str) -> Result<String, DbError> {
     let hash = t.query_row(
         &format!("SELECT {HASHED} FROM audit WHERE id = ?1"),
         params![id],
-        |row| Ok(chain_hash(prev_hash, &row_values(row)?)),
+        |row| Ok(chain_hash(prev_hash, hashed_values(row))),
     )?;
     t.execute(
         "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
@@ -64,16 +67,14 @@ fn seal(t: &Transaction<'_>, id: i64, prev_hash: &str) -> rusqlite::Result<Strin
     Ok(hash)
 }
 
-fn row_values<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<Vec<ValueRef<'r>>> {
-    (0..8).map(|i| row.get_ref(i)).collect()
+/// The hashed columns of a row selected with `HASHED` first.
+fn hashed_values(row: &Row) -> &[Value] {
+    &row.values()[..8]
 }
 
 /// Seals the rows written before the chain existed, in order (a migration step, run once).
-pub(super) fn seal_existing(t: &Transaction<'_>) -> rusqlite::Result<()> {
-    let ids: Vec<i64> = t
-        .prepare("SELECT id FROM audit ORDER BY id")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+pub(super) fn seal_existing(t: &dyn Conn) -> Result<(), DbError> {
+    let ids: Vec<i64> = t.query_map("SELECT id FROM audit ORDER BY id", params![], |r| r.get(0))?;
     let mut prev = GENESIS.to_string();
     for id in ids {
         prev = seal(t, id, &prev)?;
@@ -153,9 +154,9 @@ impl Store {
     pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.with_transaction(|t| {
             let prev_hash = head(t)?;
-            t.execute(
+            let id: i64 = t.query_row(
                 "INSERT INTO audit (at, kind, client, person, similarity, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
                 params![
                     entry.at,
                     entry.kind,
@@ -165,8 +166,9 @@ impl Store {
                     entry.outcome,
                     entry.detail
                 ],
+                |row| row.get(0),
             )?;
-            seal(t, t.last_insert_rowid(), &prev_hash).map(drop)
+            seal(t, id, &prev_hash).map(drop)
         })
     }
 
@@ -177,22 +179,22 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT at, kind, client, person, similarity, outcome, detail FROM audit
                  WHERE kind = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = statement.query_map(params![kind, limit], |row| {
-                Ok(AuditEntry {
-                    at: row.get(0)?,
-                    kind: row.get(1)?,
-                    client: row.get(2)?,
-                    person: row.get(3)?,
-                    similarity: row.get(4)?,
-                    outcome: row.get(5)?,
-                    detail: row.get(6)?,
-                })
-            })?;
-            rows.collect()
+                params![kind, limit],
+                |row| {
+                    Ok(AuditEntry {
+                        at: row.get(0)?,
+                        kind: row.get(1)?,
+                        client: row.get(2)?,
+                        person: row.get(3)?,
+                        similarity: row.get(4)?,
+                        outcome: row.get(5)?,
+                        detail: row.get(6)?,
+                    })
+                },
+            )
         })
     }
 
@@ -205,83 +207,104 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AuditRow>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT id, at, kind, client, person, similarity, outcome, detail, prev_hash, hash
                  FROM audit WHERE at >= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-            )?;
-            let rows = statement.query_map(params![since, after_id, limit], |row| {
-                Ok(AuditRow {
-                    id: row.get(0)?,
-                    at: row.get(1)?,
-                    kind: row.get(2)?,
-                    client: row.get(3)?,
-                    person: row.get(4)?,
-                    similarity: row.get(5)?,
-                    outcome: row.get(6)?,
-                    detail: row.get(7)?,
-                    prev_hash: row.get(8)?,
-                    hash: row.get(9)?,
-                })
-            })?;
-            rows.collect()
+                params![since, after_id, limit],
+                |row| {
+                    Ok(AuditRow {
+                        id: row.get(0)?,
+                        at: row.get(1)?,
+                        kind: row.get(2)?,
+                        client: row.get(3)?,
+                        person: row.get(4)?,
+                        similarity: row.get(5)?,
+                        outcome: row.get(6)?,
+                        detail: row.get(7)?,
+                        prev_hash: row.get(8)?,
+                        hash: row.get(9)?,
+                    })
+                },
+            )
         })
     }
 
     /// Walks the whole chain in order of insertion and names the first row where it breaks.
     pub fn verify_audit(&self) -> Result<ChainReport, StoreError> {
-        self.with(|c| {
-            let mut statement = c.prepare(&format!(
-                "SELECT {HASHED}, prev_hash, hash FROM audit ORDER BY id"
-            ))?;
-            let mut rows = statement.query([])?;
-            let mut report = ChainReport {
-                rows: 0,
-                head: GENESIS.to_string(),
-                first_break: None,
-            };
-            let mut before: Option<i64> = None;
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0).unwrap_or(i64::MIN);
-                let prev_hash: Option<String> = row.get(8).ok().flatten();
-                let hash: Option<String> = row.get(9).ok().flatten();
-                let sealed = prev_hash
-                    .as_deref()
-                    .map(|prev| chain_hash(prev, &row_values(row).unwrap_or_default()));
-                if hash.is_none() || sealed != hash {
-                    report.first_break = Some(ChainBreak::Changed { id });
-                    break;
+        let mut report = ChainReport {
+            rows: 0,
+            head: GENESIS.to_string(),
+            first_break: None,
+        };
+        let mut before: Option<i64> = None;
+        loop {
+            let page = self.with(|c| {
+                c.query(
+                    &format!(
+                        "SELECT {HASHED}, prev_hash, hash FROM audit
+                         WHERE id > ?1 ORDER BY id LIMIT ?2"
+                    ),
+                    params![before.unwrap_or(i64::MIN), VERIFY_PAGE],
+                )
+            })?;
+            for row in &page {
+                if let Some(broken) = self.check_link(row, &report.head, before)? {
+                    report.first_break = Some(broken);
+                    return Ok(report);
                 }
-                let prev_hash = prev_hash.unwrap_or_default();
-                if prev_hash != report.head {
-                    let follows: Option<i64> = c
-                        .query_row(
-                            "SELECT id FROM audit WHERE hash = ?1",
-                            params![prev_hash],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    report.first_break = Some(match follows {
-                        Some(follows) => {
-                            let inserted: Option<i64> = c.query_row(
-                                "SELECT MIN(id) FROM audit WHERE id > ?1 AND id < ?2",
-                                params![follows, id],
-                                |r| r.get(0),
-                            )?;
-                            ChainBreak::OutOfOrder {
-                                id: inserted.unwrap_or(id),
-                                next: id,
-                                follows,
-                            }
-                        }
-                        None => ChainBreak::Missing { id, after: before },
-                    });
-                    break;
-                }
-                report.head = hash.unwrap_or_default();
+                report.head = row.get(9).unwrap_or_default();
                 report.rows += 1;
-                before = Some(id);
+                before = row.get(0).ok();
             }
-            Ok(report)
+            if page.len() < VERIFY_PAGE {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Where `row` breaks the chain, if it does, coming after `head` (the hash of `before`).
+    fn check_link(
+        &self,
+        row: &Row,
+        head: &str,
+        before: Option<i64>,
+    ) -> Result<Option<ChainBreak>, StoreError> {
+        let id: i64 = row.get(0).unwrap_or(i64::MIN);
+        let prev_hash: Option<String> = row.get(8).ok().flatten();
+        let hash: Option<String> = row.get(9).ok().flatten();
+        let sealed = prev_hash
+            .as_deref()
+            .map(|prev| chain_hash(prev, hashed_values(row)));
+        if hash.is_none() || sealed != hash {
+            return Ok(Some(ChainBreak::Changed { id }));
+        }
+        let prev_hash = prev_hash.unwrap_or_default();
+        if prev_hash == head {
+            return Ok(None);
+        }
+        self.with(|c| {
+            let follows: Option<i64> = c
+                .query_row(
+                    "SELECT id FROM audit WHERE hash = ?1",
+                    params![prev_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(Some(match follows {
+                Some(follows) => {
+                    let inserted: Option<i64> = c.query_row(
+                        "SELECT MIN(id) FROM audit WHERE id > ?1 AND id < ?2",
+                        params![follows, id],
+                        |r| r.get(0),
+                    )?;
+                    ChainBreak::OutOfOrder {
+                        id: inserted.unwrap_or(id),
+                        next: id,
+                        follows,
+                    }
+                }
+                None => ChainBreak::Missing { id, after: before },
+            }))
         })
     }
 }
@@ -290,6 +313,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::AuditOutcome;
+    use crate::store::db::Dialect;
 
     fn entry(at: i64, person: &str) -> AuditEntry {
         AuditEntry {
@@ -303,14 +327,17 @@ mod tests {
         }
     }
 
-    fn store_with_rows(n: i64) -> Store {
-        let store = Store::open_in_memory().expect("store");
-        for i in 1..=n {
-            store
-                .audit(&entry(1_000 + i, &format!("p{i}")))
-                .expect("audit");
+    /// A log of `n` rows on each backend.
+    fn stores_with_rows(n: i64) -> Vec<Store> {
+        let stores = crate::store::test_stores();
+        for store in &stores {
+            for i in 1..=n {
+                store
+                    .audit(&entry(1_000 + i, &format!("p{i}")))
+                    .expect("audit");
+            }
         }
-        store
+        stores
     }
 
     fn sql(store: &Store, statement: &str) {
@@ -319,15 +346,25 @@ mod tests {
 
     #[test]
     fn an_untouched_log_verifies_to_its_head() {
-        let store = store_with_rows(5);
-        let report = store.verify_audit().expect("verify");
-        assert_eq!((report.rows, report.first_break), (5, None));
-        let rows = store.audit_rows(0, 0, 10).expect("rows");
-        assert_eq!(report.head, rows[4].hash.clone().expect("hash"));
-        assert_eq!(rows[0].prev_hash.as_deref(), Some(GENESIS));
-        assert_eq!(rows[1].prev_hash, rows[0].hash);
-        let empty = Store::open_in_memory().expect("store").verify_audit();
-        assert_eq!(empty.expect("verify").head, GENESIS);
+        let mut heads = Vec::new();
+        for store in stores_with_rows(5) {
+            let report = store.verify_audit().expect("verify");
+            assert_eq!((report.rows, report.first_break), (5, None));
+            let rows = store.audit_rows(0, 0, 10).expect("rows");
+            assert_eq!(report.head, rows[4].hash.clone().expect("hash"));
+            assert_eq!(rows[0].prev_hash.as_deref(), Some(GENESIS));
+            assert_eq!(rows[1].prev_hash, rows[0].hash);
+            heads.push(report.head);
+        }
+        heads.dedup();
+        assert_eq!(
+            heads.len(),
+            1,
+            "the same rows hash the same on every backend"
+        );
+        for empty in crate::store::test_stores() {
+            assert_eq!(empty.verify_audit().expect("verify").head, GENESIS);
+        }
     }
 
     #[test]
@@ -341,77 +378,93 @@ mod tests {
             "UPDATE audit SET detail = '' WHERE id = 3",
             "UPDATE audit SET hash = NULL WHERE id = 3",
         ] {
-            let store = store_with_rows(5);
-            sql(&store, edit);
-            let report = store.verify_audit().expect("verify");
-            assert_eq!(
-                report.first_break,
-                Some(ChainBreak::Changed { id: 3 }),
-                "{edit}"
-            );
-            assert_eq!(report.rows, 2);
+            for store in stores_with_rows(5) {
+                if store.dialect() == Dialect::Postgres && edit.contains("seconds") {
+                    continue; // PostgreSQL keeps a column's type
+                }
+                sql(&store, edit);
+                let report = store.verify_audit().expect("verify");
+                assert_eq!(
+                    report.first_break,
+                    Some(ChainBreak::Changed { id: 3 }),
+                    "{edit}"
+                );
+                assert_eq!(report.rows, 2);
+            }
         }
 
-        let store = store_with_rows(5);
-        sql(&store, "DELETE FROM audit WHERE id = 3");
-        let broken = store.verify_audit().expect("verify").first_break;
-        assert_eq!(
-            broken,
-            Some(ChainBreak::Missing {
-                id: 4,
-                after: Some(2)
-            })
-        );
-        let store = store_with_rows(5);
-        sql(&store, "DELETE FROM audit WHERE id = 1");
-        let broken = store.verify_audit().expect("verify").first_break;
-        assert_eq!(broken, Some(ChainBreak::Missing { id: 2, after: None }));
+        for store in stores_with_rows(5) {
+            sql(&store, "DELETE FROM audit WHERE id = 3");
+            let broken = store.verify_audit().expect("verify").first_break;
+            assert_eq!(
+                broken,
+                Some(ChainBreak::Missing {
+                    id: 4,
+                    after: Some(2)
+                })
+            );
+        }
+        for store in stores_with_rows(5) {
+            sql(&store, "DELETE FROM audit WHERE id = 1");
+            let broken = store.verify_audit().expect("verify").first_break;
+            assert_eq!(broken, Some(ChainBreak::Missing { id: 2, after: None }));
+        }
 
         // a row slipped into a gap in the ids (PostgreSQL leaves gaps), with its hash made the
         // honest way after the row before it, still breaks the chain at the row after it
-        let store = store_with_rows(3);
-        sql(&store, "DELETE FROM audit WHERE id = 3");
-        store
-            .audit(&entry(1_004, "p4"))
-            .expect("row 4 follows row 2");
-        store.audit(&entry(1_005, "p5")).expect("row 5");
-        assert_eq!(store.verify_audit().expect("verify").first_break, None);
-        store
-            .with_transaction(|t| {
-                t.execute(
-                    "INSERT INTO audit (id, at, kind, client, outcome)
+        for store in stores_with_rows(3) {
+            sql(&store, "DELETE FROM audit WHERE id = 3");
+            store
+                .audit(&entry(1_004, "p4"))
+                .expect("row 4 follows row 2");
+            store.audit(&entry(1_005, "p5")).expect("row 5");
+            assert_eq!(store.verify_audit().expect("verify").first_break, None);
+            store
+                .with_transaction(|t| {
+                    t.execute(
+                        "INSERT INTO audit (id, at, kind, client, outcome)
                      VALUES (3, 1003, 'login', 'x', 'recognized')",
-                    [],
-                )?;
-                seal(t, 3, &head_of(t, 2)?).map(drop)
-            })
-            .expect("insert");
-        let report = store.verify_audit().expect("verify");
-        let broken = report.first_break.expect("a break");
-        assert_eq!(
-            broken,
-            ChainBreak::OutOfOrder {
-                id: 3,
-                next: 4,
-                follows: 2
-            }
-        );
-        assert_eq!(
-            broken.to_string(),
-            "row 3 was inserted out of order: row 4 was written right after row 2"
-        );
-        assert_eq!(report.rows, 3, "rows 1, 2 and 3 chain; row 4 does not");
+                        params![],
+                    )?;
+                    seal(t, 3, &head_of(t, 2)?).map(drop)
+                })
+                .expect("insert");
+            let report = store.verify_audit().expect("verify");
+            let broken = report.first_break.expect("a break");
+            assert_eq!(
+                broken,
+                ChainBreak::OutOfOrder {
+                    id: 3,
+                    next: 4,
+                    follows: 2
+                }
+            );
+            assert_eq!(
+                broken.to_string(),
+                "row 3 was inserted out of order: row 4 was written right after row 2"
+            );
+            assert_eq!(report.rows, 3, "rows 1, 2 and 3 chain; row 4 does not");
+        }
     }
 
-    /// Two processes on one database (the server and a `facelift person` command): every row
-    /// of both is written, and the chain is one chain.
+    /// Two processes on one database (the server and a `facelift person` command, or two
+    /// instances): every row of both is written, and the chain is one chain.
     #[test]
     fn two_writers_on_one_database_keep_one_chain() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let stores = [
+        two_writers_keep_one_chain([
             Store::open(dir.path()).expect("first"),
             Store::open(dir.path()).expect("second"),
-        ];
+        ]);
+        if let Some(url) = crate::store::test_postgres_url() {
+            two_writers_keep_one_chain([
+                Store::open_postgres(&url).expect("first instance"),
+                Store::open_postgres(&url).expect("second instance"),
+            ]);
+        }
+    }
+
+    fn two_writers_keep_one_chain(stores: [Store; 2]) {
         std::thread::scope(|scope| {
             for (which, store) in stores.iter().enumerate() {
                 scope.spawn(move || {
@@ -427,7 +480,7 @@ mod tests {
         assert_eq!((report.rows, report.first_break), (300, None));
     }
 
-    fn head_of(t: &Transaction<'_>, id: i64) -> rusqlite::Result<String> {
+    fn head_of(t: &dyn Conn, id: i64) -> Result<String, DbError> {
         t.query_row("SELECT hash FROM audit WHERE id = ?1", params![id], |r| {
             r.get(0)
         })

@@ -3,7 +3,7 @@
 //! restarted), and the request ids of recent moves (so that a repeated request does not move
 //! the lift again).
 
-use rusqlite::params;
+use super::db::params;
 
 use super::{Store, StoreError};
 
@@ -27,7 +27,8 @@ impl Store {
                 params![forget_before],
             )?;
             let added = c.execute(
-                "INSERT OR IGNORE INTO device_nonces (device, nonce, at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO device_nonces (device, nonce, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
                 params![device, nonce, at],
             )?;
             Ok(added == 1)
@@ -47,7 +48,8 @@ impl Store {
                 params![now.saturating_sub(REQUEST_MEMORY_SECS)],
             )?;
             c.execute(
-                "INSERT OR REPLACE INTO lift_requests (request_id, floor, at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO lift_requests (request_id, floor, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (request_id) DO UPDATE SET floor = excluded.floor, at = excluded.at",
                 params![request_id, floor, now],
             )?;
             Ok(())
@@ -57,11 +59,11 @@ impl Store {
     /// The request ids of moves accepted since `since`, oldest first, with their floors.
     pub fn lift_requests_since(&self, since: i64) -> Result<Vec<(String, i32)>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT request_id, floor FROM lift_requests WHERE at >= ?1 ORDER BY at",
-            )?;
-            let rows = statement.query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect()
+                params![since],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
         })
     }
 }
@@ -72,36 +74,38 @@ mod tests {
 
     #[test]
     fn a_nonce_is_new_once_per_device_until_it_leaves_the_window() {
-        let store = Store::open_in_memory().expect("store");
-        assert!(store.remember_device_nonce("a", "n1", 100, 70).expect("db"));
-        assert!(!store.remember_device_nonce("a", "n1", 100, 70).expect("db"));
-        assert!(store.remember_device_nonce("b", "n1", 100, 70).expect("db"));
-        // stamped 100, forgotten once the window starts after it
-        assert!(
-            store
-                .remember_device_nonce("a", "n1", 140, 101)
-                .expect("db")
-        );
+        for store in crate::store::test_stores() {
+            assert!(store.remember_device_nonce("a", "n1", 100, 70).expect("db"));
+            assert!(!store.remember_device_nonce("a", "n1", 100, 70).expect("db"));
+            assert!(store.remember_device_nonce("b", "n1", 100, 70).expect("db"));
+            // stamped 100, forgotten once the window starts after it
+            assert!(
+                store
+                    .remember_device_nonce("a", "n1", 140, 101)
+                    .expect("db")
+            );
+        }
     }
 
     #[test]
     fn request_ids_are_kept_for_the_request_memory() {
-        let store = Store::open_in_memory().expect("store");
-        store.remember_lift_request("r1", 2, 1000).expect("db");
-        store.remember_lift_request("r2", 1, 1010).expect("db");
-        assert_eq!(
-            store.lift_requests_since(0).expect("db"),
-            vec![("r1".to_string(), 2), ("r2".to_string(), 1)]
-        );
-        store
-            .remember_lift_request("r3", 2, 1005 + REQUEST_MEMORY_SECS)
-            .expect("db");
-        let kept: Vec<String> = store
-            .lift_requests_since(0)
-            .expect("db")
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        assert_eq!(kept, ["r2", "r3"]);
+        for store in crate::store::test_stores() {
+            store.remember_lift_request("r1", 2, 1000).expect("db");
+            store.remember_lift_request("r2", 1, 1010).expect("db");
+            assert_eq!(
+                store.lift_requests_since(0).expect("db"),
+                vec![("r1".to_string(), 2), ("r2".to_string(), 1)]
+            );
+            store
+                .remember_lift_request("r3", 2, 1005 + REQUEST_MEMORY_SECS)
+                .expect("db");
+            let kept: Vec<String> = store
+                .lift_requests_since(0)
+                .expect("db")
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            assert_eq!(kept, ["r2", "r3"]);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Whether each person may log in with their face: disabled by an administrator, or after too
 //! many failed attempts near them in a row; and the end of their sessions.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{Conn, DbError, Dialect, OptionalRow, params};
 
 use super::{Store, StoreError};
 
@@ -70,18 +70,18 @@ impl Store {
     /// Turns a person's face login off (ending their sessions) or on again (forgetting their
     /// failures).
     pub fn set_disabled(&self, person: &str, disabled: Option<Disabled>) -> Result<(), StoreError> {
-        self.with(|c| {
-            let transaction = super::write_transaction(c)?;
+        self.with_transaction(|transaction| {
             transaction.execute(
                 "INSERT INTO person_access (person, disabled) VALUES (?1, ?2)
                  ON CONFLICT (person) DO UPDATE SET disabled = ?2,
-                     failures_in_a_row = CASE WHEN ?2 IS NULL THEN 0 ELSE failures_in_a_row END",
+                     failures_in_a_row = CASE WHEN ?2 IS NULL THEN 0
+                         ELSE person_access.failures_in_a_row END",
                 params![person, disabled.map(Disabled::as_str)],
             )?;
             if disabled.is_some() {
-                delete_sessions_of(&transaction, person)?;
+                delete_sessions_of(transaction, person)?;
             }
-            transaction.commit()
+            Ok(())
         })
     }
 
@@ -93,13 +93,12 @@ impl Store {
         now: i64,
         disable_after: u32,
     ) -> Result<Standing, StoreError> {
-        self.with(|c| {
-            let transaction = super::write_transaction(c)?;
+        self.with_transaction(|transaction| {
             transaction.execute(
                 "INSERT INTO person_access (person, failures_in_a_row, last_failure)
                  VALUES (?1, 1, ?2)
                  ON CONFLICT (person) DO UPDATE SET
-                     failures_in_a_row = failures_in_a_row + 1, last_failure = ?2",
+                     failures_in_a_row = person_access.failures_in_a_row + 1, last_failure = ?2",
                 params![person, now],
             )?;
             transaction.execute(
@@ -107,7 +106,7 @@ impl Store {
                  WHERE person = ?1 AND disabled IS NULL AND failures_in_a_row >= ?2",
                 params![person, disable_after, Disabled::AfterFailures.as_str()],
             )?;
-            transaction.commit()
+            Ok(())
         })?;
         self.standing(person)
     }
@@ -126,34 +125,33 @@ impl Store {
     /// The people whose face login is off, and why.
     pub fn disabled_people(&self) -> Result<Vec<(String, Disabled)>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT person, disabled FROM person_access WHERE disabled IS NOT NULL
                  ORDER BY person",
-            )?;
-            let rows = statement.query_map([], |row| {
-                let reason: String = row.get(1)?;
-                Ok((row.get(0)?, Disabled::parse(&reason)))
-            })?;
-            rows.collect()
+                params![],
+                |row| {
+                    let reason: String = row.get(1)?;
+                    Ok((row.get(0)?, Disabled::parse(&reason)))
+                },
+            )
         })
     }
 
     /// Forgets a removed person: their standing, access, passes and sessions.
     pub fn forget_person(&self, person: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            let transaction = super::write_transaction(c)?;
+        self.with_transaction(|transaction| {
             for table in ["person_access", "person_profiles", "visitor_passes"] {
                 transaction.execute(
                     &format!("DELETE FROM {table} WHERE person = ?1"),
                     params![person],
                 )?;
             }
-            delete_sessions_of(&transaction, person)?;
+            delete_sessions_of(transaction, person)?;
             transaction.execute(
                 "DELETE FROM trusted_browsers WHERE person = ?1",
                 params![person],
             )?;
-            transaction.commit()
+            Ok(())
         })
     }
 
@@ -191,8 +189,7 @@ impl Store {
         now: i64,
         keep_secs: i64,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
-            let transaction = super::write_transaction(c)?;
+        self.with_transaction(|transaction| {
             transaction.execute(
                 "DELETE FROM seen_faces WHERE at < ?1",
                 params![now.saturating_sub(keep_secs)],
@@ -204,19 +201,18 @@ impl Store {
                     params![now, *hash as i64],
                 )?;
             }
-            transaction.commit()
+            Ok(())
         })
     }
 
     /// The face hashes remembered at `since` or later, oldest first.
     pub fn faces_since(&self, since: i64) -> Result<Vec<(i64, u64)>, StoreError> {
         self.with(|c| {
-            let mut statement =
-                c.prepare("SELECT at, hash FROM seen_faces WHERE at >= ?1 ORDER BY at")?;
-            let rows = statement.query_map(params![since], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)? as u64))
-            })?;
-            rows.collect()
+            c.query_map(
+                "SELECT at, hash FROM seen_faces WHERE at >= ?1 ORDER BY at",
+                params![since],
+                |row| Ok((row.get::<i64>(0)?, row.get::<i64>(1)? as u64)),
+            )
         })
     }
 
@@ -244,11 +240,12 @@ fn token_hash(token: &str) -> String {
 }
 
 /// The sessions hold tower-sessions' record data as JSON: `{"user": {"person": ...}}`.
-fn delete_sessions_of(c: &rusqlite::Connection, person: &str) -> rusqlite::Result<usize> {
-    c.execute(
-        "DELETE FROM sessions WHERE json_extract(data, '$.user.person') = ?1",
-        params![person],
-    )
+fn delete_sessions_of(c: &dyn Conn, person: &str) -> Result<usize, DbError> {
+    let sql = match c.dialect() {
+        Dialect::Sqlite => "DELETE FROM sessions WHERE json_extract(data, '$.user.person') = ?1",
+        Dialect::Postgres => "DELETE FROM sessions WHERE data::jsonb #>> '{user,person}' = ?1",
+    };
+    c.execute(sql, params![person])
 }
 
 #[cfg(test)]
@@ -268,87 +265,89 @@ mod tests {
 
     #[test]
     fn disabling_ends_only_that_persons_sessions_and_enabling_forgets_the_failures() {
-        let store = Store::open_in_memory().expect("store");
-        session_of(&store, "s1", "ann");
-        session_of(&store, "s2", "ann");
-        session_of(&store, "s3", "bob");
-        store.person_failed("ann", 10, 50).expect("failure");
-        store
-            .set_disabled("ann", Some(Disabled::ByAdmin))
-            .expect("disable");
-        assert!(!alive(&store, "s1") && !alive(&store, "s2"), "ann's ended");
-        assert!(alive(&store, "s3"), "bob's kept");
-        let standing = store.standing("ann").expect("standing");
-        assert_eq!(standing.disabled, Some(Disabled::ByAdmin));
-        assert_eq!(standing.failures_in_a_row, 1);
+        for store in crate::store::test_stores() {
+            session_of(&store, "s1", "ann");
+            session_of(&store, "s2", "ann");
+            session_of(&store, "s3", "bob");
+            store.person_failed("ann", 10, 50).expect("failure");
+            store
+                .set_disabled("ann", Some(Disabled::ByAdmin))
+                .expect("disable");
+            assert!(!alive(&store, "s1") && !alive(&store, "s2"), "ann's ended");
+            assert!(alive(&store, "s3"), "bob's kept");
+            let standing = store.standing("ann").expect("standing");
+            assert_eq!(standing.disabled, Some(Disabled::ByAdmin));
+            assert_eq!(standing.failures_in_a_row, 1);
 
-        store.set_disabled("ann", None).expect("enable");
-        assert_eq!(
-            store.standing("ann").expect("standing"),
-            Standing {
-                disabled: None,
-                failures_in_a_row: 0,
-                last_failure: 10,
-            }
-        );
+            store.set_disabled("ann", None).expect("enable");
+            assert_eq!(
+                store.standing("ann").expect("standing"),
+                Standing {
+                    disabled: None,
+                    failures_in_a_row: 0,
+                    last_failure: 10,
+                }
+            );
+        }
     }
 
     #[test]
     fn failures_in_a_row_turn_face_login_off_at_the_limit_and_a_success_resets_them() {
-        let store = Store::open_in_memory().expect("store");
-        for now in 1..=4 {
-            store.person_failed("ann", now, 5).expect("failure");
+        for store in crate::store::test_stores() {
+            for now in 1..=4 {
+                store.person_failed("ann", now, 5).expect("failure");
+            }
+            store.person_succeeded("ann").expect("success");
+            assert_eq!(store.standing("ann").expect("s").failures_in_a_row, 0);
+            for now in 1..=4 {
+                let standing = store.person_failed("ann", now, 5).expect("failure");
+                assert_eq!(standing.disabled, None);
+            }
+            session_of(&store, "s1", "ann");
+            let standing = store.person_failed("ann", 9, 5).expect("failure");
+            assert_eq!(standing.disabled, Some(Disabled::AfterFailures));
+            assert_eq!(standing.last_failure, 9);
+            assert_eq!(
+                store.disabled_people().expect("list"),
+                vec![("ann".to_string(), Disabled::AfterFailures)]
+            );
+            let token = store.trust_browser("ann", 100).expect("trust");
+            assert_eq!(
+                store.trusted_browser(&token).expect("read").as_deref(),
+                Some("ann")
+            );
+            store
+                .trust_browser("bob", 100 + TRUSTED_BROWSER_SECS)
+                .expect("trust");
+            assert_eq!(
+                store.trusted_browser(&token).expect("read"),
+                None,
+                "a year on"
+            );
+            // a client that drops its cookie gets a new token at every login: the oldest go
+            let first = store.trust_browser("cy", 200).expect("trust");
+            let mut last = String::new();
+            for i in 1..=TRUSTED_BROWSERS_PER_PERSON {
+                last = store.trust_browser("cy", 200 + i).expect("trust");
+            }
+            assert_eq!(store.trusted_browser(&first).expect("read"), None);
+            assert_eq!(
+                store.trusted_browser(&last).expect("read").as_deref(),
+                Some("cy")
+            );
+            store
+                .remember_faces(&[u64::MAX, 7], 1_000, 100)
+                .expect("faces");
+            store.remember_faces(&[9], 1_050, 100).expect("faces");
+            assert_eq!(
+                store.faces_since(1_000).expect("faces"),
+                vec![(1_000, u64::MAX), (1_000, 7), (1_050, 9)]
+            );
+            store.remember_faces(&[], 1_101, 100).expect("faces");
+            assert_eq!(store.faces_since(0).expect("faces"), vec![(1_050, 9)]);
+            store.forget_person("ann").expect("forget");
+            assert_eq!(store.standing("ann").expect("s"), Standing::default());
+            assert!(!alive(&store, "s1"), "a removed person's sessions end");
         }
-        store.person_succeeded("ann").expect("success");
-        assert_eq!(store.standing("ann").expect("s").failures_in_a_row, 0);
-        for now in 1..=4 {
-            let standing = store.person_failed("ann", now, 5).expect("failure");
-            assert_eq!(standing.disabled, None);
-        }
-        session_of(&store, "s1", "ann");
-        let standing = store.person_failed("ann", 9, 5).expect("failure");
-        assert_eq!(standing.disabled, Some(Disabled::AfterFailures));
-        assert_eq!(standing.last_failure, 9);
-        assert_eq!(
-            store.disabled_people().expect("list"),
-            vec![("ann".to_string(), Disabled::AfterFailures)]
-        );
-        let token = store.trust_browser("ann", 100).expect("trust");
-        assert_eq!(
-            store.trusted_browser(&token).expect("read").as_deref(),
-            Some("ann")
-        );
-        store
-            .trust_browser("bob", 100 + TRUSTED_BROWSER_SECS)
-            .expect("trust");
-        assert_eq!(
-            store.trusted_browser(&token).expect("read"),
-            None,
-            "a year on"
-        );
-        // a client that drops its cookie gets a new token at every login: the oldest go
-        let first = store.trust_browser("cy", 200).expect("trust");
-        let mut last = String::new();
-        for i in 1..=TRUSTED_BROWSERS_PER_PERSON {
-            last = store.trust_browser("cy", 200 + i).expect("trust");
-        }
-        assert_eq!(store.trusted_browser(&first).expect("read"), None);
-        assert_eq!(
-            store.trusted_browser(&last).expect("read").as_deref(),
-            Some("cy")
-        );
-        store
-            .remember_faces(&[u64::MAX, 7], 1_000, 100)
-            .expect("faces");
-        store.remember_faces(&[9], 1_050, 100).expect("faces");
-        assert_eq!(
-            store.faces_since(1_000).expect("faces"),
-            vec![(1_000, u64::MAX), (1_000, 7), (1_050, 9)]
-        );
-        store.remember_faces(&[], 1_101, 100).expect("faces");
-        assert_eq!(store.faces_since(0).expect("faces"), vec![(1_050, 9)]);
-        store.forget_person("ann").expect("forget");
-        assert_eq!(store.standing("ann").expect("s"), Standing::default());
-        assert!(!alive(&store, "s1"), "a removed person's sessions end");
     }
 }

@@ -2,7 +2,7 @@
 //! hours, visitor or resident), visitor passes, and the building's recall, which must outlast
 //! a restart. The store keeps them; `access` decides with them.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{DbError, OptionalRow, params};
 
 use super::{Store, StoreError};
 
@@ -39,9 +39,10 @@ fn floors_json(floors: &[i32]) -> String {
     serde_json::to_string(floors).unwrap_or_else(|_| "[]".into())
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str, column: usize) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, column: usize) -> Result<T, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Column {
+        column,
+        problem: e.to_string(),
     })
 }
 
@@ -73,9 +74,12 @@ impl Store {
         let hours = serde_json::to_string(&profile.hours).unwrap_or_else(|_| "[]".into());
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO person_profiles
+                "INSERT INTO person_profiles
                      (person, display_name, home_floor, floors, hours, visitor)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (person) DO UPDATE SET display_name = excluded.display_name,
+                     home_floor = excluded.home_floor, floors = excluded.floors,
+                     hours = excluded.hours, visitor = excluded.visitor",
                 params![
                     person,
                     profile.display_name,
@@ -92,9 +96,11 @@ impl Store {
     /// Everyone's profile that was ever edited.
     pub fn profiles(&self) -> Result<Vec<(String, Profile)>, StoreError> {
         let names: Vec<String> = self.with(|c| {
-            let mut statement = c.prepare("SELECT person FROM person_profiles ORDER BY person")?;
-            let rows = statement.query_map([], |row| row.get(0))?;
-            rows.collect()
+            c.query_map(
+                "SELECT person FROM person_profiles ORDER BY person",
+                params![],
+                |row| row.get(0),
+            )
         })?;
         names
             .into_iter()
@@ -115,9 +121,9 @@ impl Store {
         issued_by: &str,
     ) -> Result<i64, StoreError> {
         self.with(|c| {
-            c.execute(
+            c.query_row(
                 "INSERT INTO visitor_passes (person, floors, valid_from, expires_at, issued_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
                 params![
                     person,
                     floors_json(floors),
@@ -125,8 +131,8 @@ impl Store {
                     expires_at,
                     issued_by
                 ],
-            )?;
-            Ok(c.last_insert_rowid())
+                |row| row.get(0),
+            )
         })
     }
 
@@ -146,26 +152,26 @@ impl Store {
     /// that start later), soonest first.
     pub fn passes(&self, person: &str, now: i64) -> Result<Vec<VisitorPass>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT id, person, floors, valid_from, expires_at, issued_by, revoked_at
                  FROM visitor_passes
                  WHERE person = ?1 AND expires_at > ?2 AND revoked_at IS NULL
                  ORDER BY valid_from, id",
-            )?;
-            let rows = statement.query_map(params![person, now], |row| {
-                let floors: String = row.get(2)?;
-                let revoked: Option<i64> = row.get(6)?;
-                Ok(VisitorPass {
-                    id: row.get(0)?,
-                    person: row.get(1)?,
-                    floors: parse_json(&floors, 2)?,
-                    valid_from: row.get(3)?,
-                    expires_at: row.get(4)?,
-                    issued_by: row.get(5)?,
-                    revoked: revoked.is_some(),
-                })
-            })?;
-            rows.collect()
+                params![person, now],
+                |row| {
+                    let floors: String = row.get(2)?;
+                    let revoked: Option<i64> = row.get(6)?;
+                    Ok(VisitorPass {
+                        id: row.get(0)?,
+                        person: row.get(1)?,
+                        floors: parse_json(&floors, 2)?,
+                        valid_from: row.get(3)?,
+                        expires_at: row.get(4)?,
+                        issued_by: row.get(5)?,
+                        revoked: revoked.is_some(),
+                    })
+                },
+            )
         })
     }
 
@@ -174,8 +180,8 @@ impl Store {
         self.with(|c| {
             c.query_row(
                 "SELECT value FROM building_state WHERE key = 'recall_floor'",
-                [],
-                |row| row.get::<_, String>(0),
+                params![],
+                |row| row.get::<String>(0),
             )
             .optional()
         })
@@ -186,11 +192,14 @@ impl Store {
         self.with(|c| {
             match floor {
                 Some(floor) => c.execute(
-                    "INSERT OR REPLACE INTO building_state (key, value)
-                     VALUES ('recall_floor', ?1)",
+                    "INSERT INTO building_state (key, value) VALUES ('recall_floor', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     params![floor.to_string()],
                 )?,
-                None => c.execute("DELETE FROM building_state WHERE key = 'recall_floor'", [])?,
+                None => c.execute(
+                    "DELETE FROM building_state WHERE key = 'recall_floor'",
+                    params![],
+                )?,
             };
             Ok(())
         })
@@ -203,44 +212,45 @@ mod tests {
 
     #[test]
     fn profiles_passes_and_the_recall_are_kept() {
-        let store = Store::open_in_memory().expect("store");
-        assert_eq!(store.profile("ada").expect("db"), Profile::default());
-        let profile = Profile {
-            display_name: Some("Ada Lovelace".into()),
-            home_floor: Some(3),
-            floors: Some(vec![0, 3]),
-            hours: vec!["weekdays 07:00-20:00".into()],
-            visitor: false,
-        };
-        store.set_profile("ada", &profile).expect("db");
-        assert_eq!(store.profile("ada").expect("db"), profile);
+        for store in crate::store::test_stores() {
+            assert_eq!(store.profile("ada").expect("db"), Profile::default());
+            let profile = Profile {
+                display_name: Some("Ada Lovelace".into()),
+                home_floor: Some(3),
+                floors: Some(vec![0, 3]),
+                hours: vec!["weekdays 07:00-20:00".into()],
+                visitor: false,
+            };
+            store.set_profile("ada", &profile).expect("db");
+            assert_eq!(store.profile("ada").expect("db"), profile);
 
-        let first = store.issue_pass("bob", &[2], 100, 200, "ada").expect("db");
-        let second = store.issue_pass("bob", &[3], 150, 300, "ada").expect("db");
-        let ids = |now| -> Vec<i64> {
-            store
-                .passes("bob", now)
-                .expect("db")
-                .iter()
-                .map(|p| p.id)
-                .collect()
-        };
-        assert_eq!(ids(120), [first, second]);
-        assert_eq!(ids(200), [second], "expired at 200");
-        assert!(store.revoke_pass(second, 210).expect("db"));
-        assert!(
-            !store.revoke_pass(second, 211).expect("db"),
-            "already revoked"
-        );
-        assert!(ids(210).is_empty());
+            let first = store.issue_pass("bob", &[2], 100, 200, "ada").expect("db");
+            let second = store.issue_pass("bob", &[3], 150, 300, "ada").expect("db");
+            let ids = |now| -> Vec<i64> {
+                store
+                    .passes("bob", now)
+                    .expect("db")
+                    .iter()
+                    .map(|p| p.id)
+                    .collect()
+            };
+            assert_eq!(ids(120), [first, second]);
+            assert_eq!(ids(200), [second], "expired at 200");
+            assert!(store.revoke_pass(second, 210).expect("db"));
+            assert!(
+                !store.revoke_pass(second, 211).expect("db"),
+                "already revoked"
+            );
+            assert!(ids(210).is_empty());
 
-        assert_eq!(store.recall().expect("db"), None);
-        store.set_recall(Some(0)).expect("db");
-        assert_eq!(store.recall().expect("db"), Some(0));
-        store.set_recall(None).expect("db");
-        assert_eq!(store.recall().expect("db"), None);
+            assert_eq!(store.recall().expect("db"), None);
+            store.set_recall(Some(0)).expect("db");
+            assert_eq!(store.recall().expect("db"), Some(0));
+            store.set_recall(None).expect("db");
+            assert_eq!(store.recall().expect("db"), None);
 
-        store.forget_person("ada").expect("db");
-        assert_eq!(store.profile("ada").expect("db"), Profile::default());
+            store.forget_person("ada").expect("db");
+            assert_eq!(store.profile("ada").expect("db"), Profile::default());
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! `tower-sessions` backed by the same SQLite database, so a restart keeps people logged in.
+//! `tower-sessions` backed by the store (SQLite or PostgreSQL), so a restart keeps people logged in.
 
 use std::sync::Arc;
 
@@ -9,18 +9,18 @@ use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use super::{Store, StoreError};
 
 #[derive(Clone)]
-pub struct SqliteSessionStore {
+pub struct StoreSessions {
     store: Arc<Store>,
 }
 
-impl std::fmt::Debug for SqliteSessionStore {
+impl std::fmt::Debug for StoreSessions {
     // the records hold session data; never print them
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SqliteSessionStore")
+        f.write_str("StoreSessions")
     }
 }
 
-impl SqliteSessionStore {
+impl StoreSessions {
     pub fn new(store: Arc<Store>) -> Self {
         Self { store }
     }
@@ -46,7 +46,7 @@ fn encode(record: &Record) -> session_store::Result<String> {
 }
 
 #[async_trait]
-impl SessionStore for SqliteSessionStore {
+impl SessionStore for StoreSessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // a fresh random id until one is free (a collision is astronomically unlikely)
         loop {
@@ -98,7 +98,7 @@ impl SessionStore for SqliteSessionStore {
 }
 
 #[async_trait]
-impl ExpiredDeletion for SqliteSessionStore {
+impl ExpiredDeletion for StoreSessions {
     async fn delete_expired(&self) -> session_store::Result<()> {
         self.blocking(|s| s.delete_expired_sessions(now()))
             .await

@@ -2,7 +2,7 @@
 //! refresh tokens (filed under their hash, each good for one refresh), and revoked token or
 //! family ids, kept until the tokens they name would have expired anyway.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{Conn, DbError, OptionalRow, params};
 
 use super::{Store, StoreError};
 
@@ -59,27 +59,25 @@ impl Store {
     /// Every key that may verify, newest first.
     pub fn token_keys(&self) -> Result<Vec<TokenKey>, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT kid, secret, created_at, replaced_at FROM token_keys
                  ORDER BY replaced_at IS NOT NULL, created_at DESC",
-            )?;
-            statement
-                .query_map([], |row| {
+                params![],
+                |row| {
                     Ok(TokenKey {
                         kid: row.get(0)?,
                         secret: KeySecret(row.get(1)?),
                         created_at: row.get(2)?,
                         replaced_at: row.get(3)?,
                     })
-                })?
-                .collect()
+                },
+            )
         })
     }
 
     /// `key` signs from now on; the key that signed until now is marked replaced.
     pub fn add_token_key(&self, key: &TokenKey) -> Result<(), StoreError> {
-        self.with(|c| {
-            let transaction = super::write_transaction(c)?;
+        self.with_transaction(|transaction| {
             transaction.execute(
                 "UPDATE token_keys SET replaced_at = ?1 WHERE replaced_at IS NULL",
                 params![key.created_at],
@@ -88,7 +86,7 @@ impl Store {
                 "INSERT INTO token_keys (kid, secret, created_at) VALUES (?1, ?2, ?3)",
                 params![key.kid, key.secret.0, key.created_at],
             )?;
-            transaction.commit()
+            Ok(())
         })
     }
 
@@ -123,8 +121,7 @@ impl Store {
         now: i64,
         family_until: i64,
     ) -> Result<RefreshUse, StoreError> {
-        self.with(|c| {
-            let transaction = super::write_transaction(c)?;
+        self.with_transaction(|transaction| {
             let found = transaction
                 .query_row(
                     "SELECT family, subject, kind, scope, expires_at, used_at, revoked_at
@@ -139,8 +136,8 @@ impl Store {
                                 scope: row.get(3)?,
                                 expires_at: row.get(4)?,
                             },
-                            row.get::<_, Option<i64>>(5)?,
-                            row.get::<_, Option<i64>>(6)?,
+                            row.get::<Option<i64>>(5)?,
+                            row.get::<Option<i64>>(6)?,
                         ))
                     },
                 )
@@ -148,7 +145,7 @@ impl Store {
             let answer = match found {
                 None => RefreshUse::Unknown,
                 Some((row, used, revoked)) if used.is_some() || revoked.is_some() => {
-                    revoke_family(&transaction, &row.family, now, family_until)?;
+                    revoke_family(transaction, &row.family, now, family_until)?;
                     RefreshUse::Refused {
                         family: row.family,
                         reused: revoked.is_none(),
@@ -163,7 +160,6 @@ impl Store {
                     RefreshUse::Redeemed(row)
                 }
             };
-            transaction.commit()?;
             Ok(answer)
         })
     }
@@ -199,9 +195,9 @@ impl Store {
     /// Whether any of `ids` (a token's id, its family) is revoked.
     pub fn any_token_revoked(&self, ids: &[&str]) -> Result<bool, StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare_cached("SELECT 1 FROM revoked_tokens WHERE id = ?1")?;
             for id in ids {
-                if statement.exists(params![id])? {
+                let found = c.query("SELECT 1 FROM revoked_tokens WHERE id = ?1", params![id])?;
+                if !found.is_empty() {
                     return Ok(true);
                 }
             }
@@ -211,7 +207,11 @@ impl Store {
 
     /// Rows on the revocation list (for the cleaner's log and its test).
     pub fn revoked_token_count(&self) -> Result<usize, StoreError> {
-        self.with(|c| c.query_row("SELECT count(*) FROM revoked_tokens", [], |row| row.get(0)))
+        self.with(|c| {
+            c.query_row("SELECT count(*) FROM revoked_tokens", params![], |row| {
+                row.get(0)
+            })
+        })
     }
 
     /// Deletes what can no longer matter: revocations and refresh tokens past their expiry,
@@ -235,12 +235,7 @@ impl Store {
     }
 }
 
-fn revoke_family(
-    c: &rusqlite::Connection,
-    family: &str,
-    now: i64,
-    until: i64,
-) -> rusqlite::Result<()> {
+fn revoke_family(c: &dyn Conn, family: &str, now: i64, until: i64) -> Result<(), DbError> {
     c.execute(
         "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family = ?1 AND revoked_at IS NULL",
         params![family, now],
@@ -249,10 +244,12 @@ fn revoke_family(
 }
 
 /// Puts `id` on the revocation list until `until` (a later date wins).
-fn insert_revocation(c: &rusqlite::Connection, id: &str, until: i64) -> rusqlite::Result<()> {
+fn insert_revocation(c: &dyn Conn, id: &str, until: i64) -> Result<(), DbError> {
     c.execute(
         "INSERT INTO revoked_tokens (id, expires_at) VALUES (?1, ?2)
-         ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+         ON CONFLICT (id) DO UPDATE SET expires_at = CASE
+             WHEN excluded.expires_at > revoked_tokens.expires_at THEN excluded.expires_at
+             ELSE revoked_tokens.expires_at END",
         params![id, until],
     )?;
     Ok(())
@@ -274,57 +271,59 @@ mod tests {
 
     #[test]
     fn a_refresh_token_is_good_once_and_a_second_use_revokes_its_family() {
-        let store = Store::open_in_memory().expect("store");
-        store.save_refresh_token("r1", &row("f1")).expect("store");
-        assert_eq!(
-            store.redeem_refresh_token("r1", 10, 700).expect("store"),
-            RefreshUse::Redeemed(row("f1"))
-        );
-        assert!(!store.any_token_revoked(&["f1"]).expect("store"));
-        assert_eq!(
-            store.redeem_refresh_token("r1", 11, 700).expect("store"),
-            RefreshUse::Refused {
-                family: "f1".into(),
-                reused: true
-            }
-        );
-        assert!(store.any_token_revoked(&["x", "f1"]).expect("store"));
-        assert_eq!(
-            store.redeem_refresh_token("nope", 11, 700).expect("store"),
-            RefreshUse::Unknown
-        );
-        store.save_refresh_token("r2", &row("f2")).expect("store");
-        assert_eq!(
-            store
-                .redeem_refresh_token("r2", 1_000, 1_600)
-                .expect("store"),
-            RefreshUse::Expired
-        );
-        // revocations and refresh tokens go once they no longer matter
-        assert_eq!(store.revoked_token_count().expect("store"), 1);
-        assert_eq!(store.delete_expired_tokens(700, 600).expect("store"), 1);
-        assert_eq!(store.delete_expired_tokens(1_000, 600).expect("store"), 2);
+        for store in crate::store::test_stores() {
+            store.save_refresh_token("r1", &row("f1")).expect("store");
+            assert_eq!(
+                store.redeem_refresh_token("r1", 10, 700).expect("store"),
+                RefreshUse::Redeemed(row("f1"))
+            );
+            assert!(!store.any_token_revoked(&["f1"]).expect("store"));
+            assert_eq!(
+                store.redeem_refresh_token("r1", 11, 700).expect("store"),
+                RefreshUse::Refused {
+                    family: "f1".into(),
+                    reused: true
+                }
+            );
+            assert!(store.any_token_revoked(&["x", "f1"]).expect("store"));
+            assert_eq!(
+                store.redeem_refresh_token("nope", 11, 700).expect("store"),
+                RefreshUse::Unknown
+            );
+            store.save_refresh_token("r2", &row("f2")).expect("store");
+            assert_eq!(
+                store
+                    .redeem_refresh_token("r2", 1_000, 1_600)
+                    .expect("store"),
+                RefreshUse::Expired
+            );
+            // revocations and refresh tokens go once they no longer matter
+            assert_eq!(store.revoked_token_count().expect("store"), 1);
+            assert_eq!(store.delete_expired_tokens(700, 600).expect("store"), 1);
+            assert_eq!(store.delete_expired_tokens(1_000, 600).expect("store"), 2);
+        }
     }
 
     #[test]
     fn a_new_key_takes_over_signing_and_the_old_one_goes_after_its_grace() {
-        let store = Store::open_in_memory().expect("store");
-        let key = |kid: &str, at| TokenKey {
-            kid: kid.into(),
-            secret: KeySecret(vec![7; 32]),
-            created_at: at,
-            replaced_at: None,
-        };
-        store.add_token_key(&key("k1", 100)).expect("store");
-        store.add_token_key(&key("k2", 200)).expect("store");
-        let keys = store.token_keys().expect("store");
-        assert_eq!(keys[0].kid, "k2");
-        assert_eq!(keys[0].replaced_at, None);
-        assert_eq!(keys[1].replaced_at, Some(200));
-        assert_eq!(format!("{:?}", keys[0].secret), "KeySecret(redacted)");
-        assert_eq!(store.delete_expired_tokens(799, 600).expect("store"), 0);
-        assert_eq!(store.delete_expired_tokens(800, 600).expect("store"), 1);
-        assert!(!store.delete_token_key("k1").expect("store"));
-        assert!(store.delete_token_key("k2").expect("store"));
+        for store in crate::store::test_stores() {
+            let key = |kid: &str, at| TokenKey {
+                kid: kid.into(),
+                secret: KeySecret(vec![7; 32]),
+                created_at: at,
+                replaced_at: None,
+            };
+            store.add_token_key(&key("k1", 100)).expect("store");
+            store.add_token_key(&key("k2", 200)).expect("store");
+            let keys = store.token_keys().expect("store");
+            assert_eq!(keys[0].kid, "k2");
+            assert_eq!(keys[0].replaced_at, None);
+            assert_eq!(keys[1].replaced_at, Some(200));
+            assert_eq!(format!("{:?}", keys[0].secret), "KeySecret(redacted)");
+            assert_eq!(store.delete_expired_tokens(799, 600).expect("store"), 0);
+            assert_eq!(store.delete_expired_tokens(800, 600).expect("store"), 1);
+            assert!(!store.delete_token_key("k1").expect("store"));
+            assert!(store.delete_token_key("k2").expect("store"));
+        }
     }
 }

@@ -58,7 +58,7 @@ use crate::config::Settings;
 use crate::face::{EnginePool, Gallery};
 use crate::kiosk::{KioskError, Kiosks};
 use crate::lift::Building;
-use crate::store::{DeviceRow, SqliteSessionStore, Store};
+use crate::store::{DeviceRow, Store, StoreSessions};
 use crate::tokens::Tokens;
 
 pub const SESSION_COOKIE: &str = "facelift_session";
@@ -139,7 +139,7 @@ impl AppState {
 /// The whole application as a value: `main` serves it, tests call it.
 pub fn build_router(state: AppState) -> Router {
     let inactivity = state.settings.web.session_inactivity_secs as i64;
-    let sessions = SessionManagerLayer::new(SqliteSessionStore::new(Arc::clone(&state.store)))
+    let sessions = SessionManagerLayer::new(StoreSessions::new(Arc::clone(&state.store)))
         .with_name(SESSION_COOKIE)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
