@@ -188,14 +188,15 @@ impl Access {
         Self {
             pool,
             gallery,
-            store,
+            store: Arc::clone(&store),
             clock,
-            clients: Arc::new(ClientLimiter::new(
+            clients: Arc::new(ClientLimiter::stored(
+                Arc::clone(&store),
                 web.login_failures_before_wait,
                 web.login_wait_secs,
                 web.login_wait_max_secs,
             )),
-            ceiling: Arc::new(FailureCeiling::new(web.login_failures_per_minute)),
+            ceiling: Arc::new(FailureCeiling::stored(store, web.login_failures_per_minute)),
             person_limits,
             configured_admins: Arc::new(web.admins.clone()),
             pad,
@@ -668,23 +669,24 @@ impl Access {
         };
         let in_ceiling = trusted.is_none();
         if in_ceiling && let Err(retry_after) = self.ceiling.begin(now) {
-            self.give_back(&client, probation);
+            self.give_back(&client, probation, now);
             return Err(retry_after);
         }
         Ok(Place {
             access: self,
             client,
+            began: now,
             probation,
             in_ceiling,
             settled: false,
         })
     }
 
-    fn give_back(&self, client: &str, probation: bool) {
+    fn give_back(&self, client: &str, probation: bool, now: i64) {
         if probation {
-            self.clients.end_probation(client);
+            self.clients.end_probation(client, now);
         } else {
-            self.clients.release(client);
+            self.clients.release(client, now);
         }
     }
 
@@ -798,6 +800,8 @@ const NEAR_MISS_SHARE_OF_THRESHOLD: f32 = 0.7;
 struct Place<'a> {
     access: &'a Access,
     client: String,
+    /// when the place was taken
+    began: i64,
     /// taken while the client waits: its outcome leaves the client's count alone
     probation: bool,
     in_ceiling: bool,
@@ -807,24 +811,24 @@ struct Place<'a> {
 impl Place<'_> {
     fn failed(mut self, now: i64) {
         if self.probation {
-            self.access.clients.end_probation(&self.client);
+            self.access.clients.end_probation(&self.client, now);
         } else {
             self.access.clients.failure(&self.client, now);
         }
         if self.in_ceiling {
-            self.access.ceiling.end(Some(now));
+            self.access.ceiling.end(now, true);
         }
         self.settled = true;
     }
 
     fn succeeded(mut self) {
         if self.probation {
-            self.access.clients.end_probation(&self.client);
+            self.access.clients.end_probation(&self.client, self.began);
         } else {
-            self.access.clients.success(&self.client);
+            self.access.clients.success(&self.client, self.began);
         }
         if self.in_ceiling {
-            self.access.ceiling.end(None);
+            self.access.ceiling.end(self.began, false);
         }
         self.settled = true;
     }
@@ -833,9 +837,10 @@ impl Place<'_> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.access.give_back(&self.client, self.probation);
+            self.access
+                .give_back(&self.client, self.probation, self.began);
             if self.in_ceiling {
-                self.access.ceiling.end(None);
+                self.access.ceiling.end(self.began, false);
             }
         }
     }

@@ -6,6 +6,7 @@
 mod audit;
 pub(crate) mod db;
 mod lift;
+mod limits;
 mod people;
 mod pg;
 mod private;
@@ -14,8 +15,9 @@ mod sessions;
 mod tokens;
 
 pub use audit::{AuditRow, ChainBreak, ChainReport};
-pub use db::DbError;
+pub use db::{DbError, Dialect};
 pub use lift::REQUEST_MEMORY_SECS;
+pub use limits::{ClientCounts, STALE_ATTEMPT_SECS};
 pub use people::{Disabled, Standing, TRUSTED_BROWSER_SECS};
 pub use profiles::{Profile, VisitorPass};
 pub use sessions::StoreSessions;
@@ -192,6 +194,26 @@ const MIGRATIONS: &[&str] = &[
     // (`SEAL_AUDIT_AFTER`)
     "ALTER TABLE audit ADD COLUMN prev_hash TEXT;
     ALTER TABLE audit ADD COLUMN hash TEXT;",
+    // login attempt counters, shared by instances and kept across restarts (`store::limits`)
+    "CREATE TABLE login_clients (
+        client           TEXT PRIMARY KEY,
+        failures         INTEGER NOT NULL,
+        in_flight        INTEGER NOT NULL,
+        in_flight_at     INTEGER NOT NULL,
+        blocked_until    INTEGER NOT NULL,
+        last_failure     INTEGER NOT NULL,
+        probation_minute INTEGER NOT NULL,
+        probation_used   INTEGER NOT NULL,
+        probation_since  INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX login_clients_by_last_failure ON login_clients (last_failure);
+    CREATE TABLE login_failures (at INTEGER NOT NULL);
+    CREATE INDEX login_failures_at ON login_failures (at);
+    CREATE TABLE login_ceiling (
+        id           INTEGER PRIMARY KEY,
+        in_flight    INTEGER NOT NULL,
+        in_flight_at INTEGER NOT NULL
+    );",
 ];
 
 /// The migration (its index) after which the audit rows written before the chain are sealed.
@@ -315,7 +337,27 @@ const POSTGRES_MIGRATIONS: &[&str] = &["
         size        BIGINT NOT NULL,
         modified_ns BIGINT NOT NULL,
         sha256      TEXT NOT NULL
-    );"];
+    );",
+    "CREATE TABLE login_clients (
+        client           TEXT PRIMARY KEY,
+        failures         BIGINT NOT NULL,
+        in_flight        BIGINT NOT NULL,
+        in_flight_at     BIGINT NOT NULL,
+        blocked_until    BIGINT NOT NULL,
+        last_failure     BIGINT NOT NULL,
+        probation_minute BIGINT NOT NULL,
+        probation_used   BIGINT NOT NULL,
+        probation_since  BIGINT
+    );
+    CREATE INDEX login_clients_by_last_failure ON login_clients (last_failure);
+    CREATE TABLE login_failures (at BIGINT NOT NULL);
+    CREATE INDEX login_failures_at ON login_failures (at);
+    CREATE TABLE login_ceiling (
+        id           BIGINT PRIMARY KEY,
+        in_flight    BIGINT NOT NULL,
+        in_flight_at BIGINT NOT NULL
+    );",
+];
 
 const UPSERT_EMBEDDING: &str = "INSERT INTO embeddings (cache_key, sha256, dimensions, vector)
     VALUES (?1, ?2, ?3, ?4)

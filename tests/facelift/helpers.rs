@@ -192,3 +192,22 @@ pub fn int8_model_or_skip(test: &str, skipped: &str) -> bool {
     writeln!(file, "{line}").expect("write skipped.txt");
     false
 }
+
+/// A URL on a new, empty schema of the PostgreSQL server `TEST_POSTGRES_URL` names
+/// (`scripts/test` starts one). None without a server, after saying so, unless
+/// `TEST_POSTGRES_REQUIRED` says there must be one.
+pub fn postgres_url(test: &str) -> Option<String> {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(base) => {
+            let schema = format!("it_{}", hex::encode(rand::random::<[u8; 6]>()));
+            Some(facelift::store::Store::postgres_schema_url(&base, &schema).expect("schema"))
+        }
+        Err(_) if std::env::var_os("TEST_POSTGRES_REQUIRED").is_some() => {
+            panic!("{test}: TEST_POSTGRES_REQUIRED is set but TEST_POSTGRES_URL is not")
+        }
+        Err(_) => {
+            eprintln!("{test}: skipped, no TEST_POSTGRES_URL (scripts/test starts a server)");
+            None
+        }
+    }
+}

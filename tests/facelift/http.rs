@@ -22,6 +22,8 @@ pub struct TestApp {
     pub store: Arc<Store>,
     /// the enrolled people's folder, alive as long as the app
     pub gallery: tempfile::TempDir,
+    /// what loading it found
+    pub enrolled: facelift::face::gallery::EnrollReport,
     /// the simulated lift controller, talking to the app over real HTTP or a pseudo-terminal
     pub device: Option<SimHandle>,
     /// the other cars' simulators
@@ -198,6 +200,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let app = App::build(settings, parts).await.expect("the app");
     let lifts = app.state.lifts.clone();
     let lift = lifts.cars()[0].clone();
+    let enrolled = app.gallery.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopped = async {
         let _ = stopped.await;
@@ -213,6 +216,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         _data_dir: data_dir,
         store,
         gallery: gallery_dir,
+        enrolled,
         device: device_handle,
         _other_devices: other_devices,
         lift,

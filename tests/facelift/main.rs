@@ -20,6 +20,7 @@ mod lift;
 mod observability;
 mod openapi;
 mod pad;
+mod postgres;
 mod sessions;
 mod tokens;
 mod trust;
