@@ -887,11 +887,7 @@ impl Store {
 
     /// The session's data and expiry (unix seconds), unless it has expired. Sessions are
     /// filed under the SHA-256 of their id: a copy of the database lets no one use them.
-    pub(crate) fn session_load(
-        &self,
-        id: &str,
-        now: i64,
-    ) -> Result<Option<(String, i64)>, StoreError> {
+    pub fn session_load(&self, id: &str, now: i64) -> Result<Option<(String, i64)>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT data, expires_at FROM sessions WHERE id = ?1 AND expires_at > ?2",
@@ -903,7 +899,7 @@ impl Store {
     }
 
     /// Inserts or replaces; with `only_new`, false when the id is taken.
-    pub(crate) fn session_save(
+    pub fn session_save(
         &self,
         id: &str,
         data: &str,
@@ -921,7 +917,7 @@ impl Store {
             .map(|changed| changed == 1)
     }
 
-    pub(crate) fn session_delete(&self, id: &str) -> Result<(), StoreError> {
+    pub fn session_delete(&self, id: &str) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM sessions WHERE id = ?1",
