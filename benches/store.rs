@@ -3,7 +3,8 @@
 //! cookie), a login attempt's counters (a place taken, then a failure: two write transactions)
 //! and an audit row (a write transaction that reads the chain's head). PostgreSQL is the server
 //! `BENCH_POSTGRES_URL` (or `TEST_POSTGRES_URL`) names, in a new schema; without one only SQLite
-//! runs. `STORE_OPS=2000` sets how many of each.
+//! runs. `STORE_OPS=2000` sets how many of each. Then, on PostgreSQL, how long an announcement
+//! (`Store::announce`, LISTEN/NOTIFY) takes to reach a second instance: the median of 50.
 
 use std::time::Instant;
 
@@ -72,14 +73,16 @@ fn main() {
     let folder = tempfile::tempdir().expect("tempdir");
     let sqlite = Store::open(folder.path()).expect("sqlite");
     let sqlite_us = measure(&sqlite, ops);
-    let postgres_us = std::env::var("BENCH_POSTGRES_URL")
+    let postgres_url = std::env::var("BENCH_POSTGRES_URL")
         .or_else(|_| std::env::var("TEST_POSTGRES_URL"))
         .ok()
         .map(|base| {
             let schema = format!("bench_{}", std::process::id());
-            let url = Store::postgres_schema_url(&base, &schema).expect("schema");
-            measure(&Store::open_postgres(&url).expect("postgres"), ops)
+            Store::postgres_schema_url(&base, &schema).expect("schema")
         });
+    let postgres_us = postgres_url
+        .as_deref()
+        .map(|url| measure(&Store::open_postgres(url).expect("postgres"), ops));
     println!("store operations, {ops} of each, microseconds per operation (one thread)");
     println!(
         "{:<34} {:>10} {:>12} {:>8}",
@@ -100,5 +103,29 @@ fn main() {
             ),
             None => println!("{name:<34} {:>10.1} {:>12}", sqlite_us[i], "-"),
         }
+    }
+    if let Some(url) = postgres_url {
+        let (one, two) = (
+            Store::open_postgres(&url).expect("first instance"),
+            Store::open_postgres(&url).expect("second instance"),
+        );
+        let mut heard = two.subscribe();
+        let mut times: Vec<f64> = (0..50)
+            .map(|i| {
+                let start = Instant::now();
+                one.announce(&format!("change {i}")).expect("announce");
+                loop {
+                    if heard.try_recv().is_ok() {
+                        break start.elapsed().as_secs_f64() * 1e3;
+                    }
+                    std::thread::yield_now();
+                }
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "an announcement reaches another instance in {:.2} ms (median of 50, max {:.2} ms)",
+            times[25], times[49]
+        );
     }
 }

@@ -415,11 +415,27 @@ impl std::fmt::Debug for DeviceRow {
 
 pub struct Store {
     backend: Backend,
+    /// What `announce` sends and `subscribe` hears: in this process on SQLite (one instance),
+    /// through PostgreSQL's LISTEN/NOTIFY from every instance on it.
+    notices: tokio::sync::broadcast::Sender<Notice>,
 }
+
+/// A change announced by an instance (`Store::announce`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// what changed, as its announcer put it
+    Changed(String),
+    /// notices may have been lost (the listener's connection was made again): read again
+    /// whatever is kept from the store
+    Missed,
+}
+
+/// Notices a slow subscriber may fall behind by before it hears `Lagged` (and reads again).
+const NOTICE_BACKLOG: usize = 256;
 
 enum Backend {
     Sqlite(Mutex<Connection>),
-    Postgres(pg::Postgres),
+    Postgres(Box<pg::Postgres>),
 }
 
 impl Store {
@@ -446,7 +462,8 @@ impl Store {
     /// brings its schema up to date. Several instances may share it.
     pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
         Ok(Self {
-            backend: Backend::Postgres(pg::Postgres::connect(url, POSTGRES_MIGRATIONS)?),
+            backend: Backend::Postgres(Box::new(pg::Postgres::connect(url, POSTGRES_MIGRATIONS)?)),
+            notices: tokio::sync::broadcast::channel(NOTICE_BACKLOG).0,
         })
     }
 
@@ -466,6 +483,26 @@ impl Store {
             .with(|c| c.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")))?;
         let joiner = if base.contains('?') { '&' } else { '?' };
         Ok(format!("{base}{joiner}options=-c%20search_path%3D{schema}"))
+    }
+
+    /// Tells every instance on this database (this one too) that `what` changed.
+    pub fn announce(&self, what: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let _ = self.notices.send(Notice::Changed(what.to_string()));
+                Ok(())
+            }
+            Backend::Postgres(postgres) => Ok(postgres.notify(what)?),
+        }
+    }
+
+    /// Hears what any instance announces from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice> {
+        let receiver = self.notices.subscribe();
+        if let Backend::Postgres(postgres) = &self.backend {
+            postgres.listen(&self.notices);
+        }
+        receiver
     }
 
     /// Which database this is.
@@ -492,6 +529,7 @@ impl Store {
         transaction.commit()?;
         Ok(Self {
             backend: Backend::Sqlite(Mutex::new(connection)),
+            notices: tokio::sync::broadcast::channel(NOTICE_BACKLOG).0,
         })
     }
 
@@ -1189,6 +1227,48 @@ mod tests {
         assert_eq!(
             store.cached_embedding("m1", "abc").expect("get"),
             Some(vec![0.5, -2.0])
+        );
+    }
+
+    /// The next notice within 5 s, if one comes.
+    fn next_notice(
+        notices: &mut tokio::sync::broadcast::Receiver<Notice>,
+    ) -> Option<(Notice, std::time::Duration)> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(5) {
+            if let Ok(notice) = notices.try_recv() {
+                return Some((notice, start.elapsed()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        None
+    }
+
+    #[test]
+    fn an_announcement_reaches_every_instance_on_the_database_and_no_other() {
+        let sqlite = Store::open_in_memory().expect("store");
+        let mut heard = sqlite.subscribe();
+        sqlite.announce("gallery").expect("announce");
+        assert_eq!(
+            next_notice(&mut heard).map(|(n, _)| n),
+            Some(Notice::Changed("gallery".into()))
+        );
+        let Some(url) = test_postgres_url() else {
+            return;
+        };
+        let (one, two) = (
+            Store::open_postgres(&url).expect("first instance"),
+            Store::open_postgres(&url).expect("second instance"),
+        );
+        let elsewhere = Store::open_postgres(&test_postgres_url().expect("url")).expect("other");
+        let (mut on_two, mut on_elsewhere) = (two.subscribe(), elsewhere.subscribe());
+        one.announce("gallery person01").expect("announce");
+        let (notice, _) = next_notice(&mut on_two).expect("heard by the other instance");
+        assert_eq!(notice, Notice::Changed("gallery person01".into()));
+        assert_eq!(
+            on_elsewhere.try_recv().ok(),
+            None,
+            "another schema's system hears nothing"
         );
     }
 

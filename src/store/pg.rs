@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio::sync::broadcast;
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::db::postgres::PgConn;
 use super::db::{Conn, DbError, params};
@@ -22,6 +25,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) struct Postgres {
     pool: Pool,
+    config: tokio_postgres::Config,
+    /// Where this database's notices are sent (`NOTIFY`), listened to once someone subscribes.
+    channel: String,
+    listening: OnceLock<()>,
     /// Runs the connections' tasks; shut down without waiting when the store goes, which may
     /// be on an async thread.
     runtime: Option<tokio::runtime::Runtime>,
@@ -38,7 +45,7 @@ impl Postgres {
             .build()
             .map_err(|e| DbError::Postgres(format!("starting the database runtime: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -52,11 +59,30 @@ impl Postgres {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| DbError::Postgres(e.to_string()))?;
-        let postgres = Self {
+        let mut postgres = Self {
             pool,
+            config,
+            channel: String::new(),
+            listening: OnceLock::new(),
             runtime: Some(runtime),
         };
         postgres.migrate(migrations)?;
+        // one channel per schema, so that systems (and tests) sharing a database do not hear
+        // each other
+        let schema: String = postgres.with(|c| {
+            (c as &dyn Conn).query_row("SELECT current_schema()", params![], |r| r.get(0))
+        })?;
+        postgres.channel = format!(
+            "facelift_{}",
+            schema
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                })
+                .collect::<String>()
+        );
         Ok(postgres)
     }
 
@@ -153,6 +179,87 @@ impl Postgres {
                 }
             }
         })
+    }
+}
+
+impl Postgres {
+    /// Sends `payload` to every instance listening on this database (this one too), when the
+    /// transaction it runs in commits (now, outside one).
+    pub fn notify(&self, payload: &str) -> Result<(), DbError> {
+        self.with(|c| {
+            c.query(
+                "SELECT pg_notify(?1, ?2)",
+                params![self.channel.as_str(), payload],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Starts (once) the task that listens on its own connection and passes each notice to
+    /// `notices`, and waits (up to `CONNECT_TIMEOUT`) until it listens. After the connection
+    /// is lost and made again it sends `Notice::Missed`: what was sent in between is lost, and
+    /// listeners must read again what they keep.
+    pub fn listen(&self, notices: &broadcast::Sender<super::Notice>) {
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        self.listening.get_or_init(|| {
+            let (config, channel, notices) =
+                (self.config.clone(), self.channel.clone(), notices.clone());
+            let (ready, listening) = std::sync::mpsc::channel();
+            runtime.spawn(listen_forever(config, channel, notices, ready));
+            if listening.recv_timeout(CONNECT_TIMEOUT).is_err() {
+                tracing::warn!("the database listener is not listening yet");
+            }
+        });
+    }
+}
+
+async fn listen_forever(
+    config: tokio_postgres::Config,
+    channel: String,
+    notices: broadcast::Sender<super::Notice>,
+    ready: std::sync::mpsc::Sender<()>,
+) {
+    let mut connected_before = false;
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut forward = std::pin::pin!(async {
+                    while let Some(message) =
+                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                    {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                let _ =
+                                    notices.send(super::Notice::Changed(n.payload().to_string()));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!("the database listener's connection: {e}");
+                                break;
+                            }
+                        }
+                    }
+                });
+                let listen = format!("LISTEN \"{channel}\"");
+                let listening = tokio::select! {
+                    answer = client.batch_execute(&listen) => answer.is_ok(),
+                    () = &mut forward => false,
+                };
+                if listening {
+                    if connected_before {
+                        let _ = notices.send(super::Notice::Missed);
+                    }
+                    connected_before = true;
+                    let _ = ready.send(());
+                    forward.await;
+                }
+                drop(client);
+            }
+            Err(e) => tracing::warn!("the database listener cannot connect: {}", DbError::from(e)),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
