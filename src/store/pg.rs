@@ -110,6 +110,15 @@ impl Postgres {
         &self,
         f: impl FnOnce(&dyn Conn) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
+        self.locked_transaction(WRITE_LOCK, f)
+    }
+
+    /// Runs `f` in one transaction holding the advisory lock `lock` from its start.
+    fn locked_transaction<T>(
+        &self,
+        lock: i64,
+        f: impl FnOnce(&dyn Conn) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let mut lent = Lent {
             client: Some(self.client()?),
             settled: false,
@@ -121,7 +130,7 @@ impl Postgres {
         let conn = PgConn { client };
         conn.execute_batch("BEGIN")?;
         let result = (&conn as &dyn Conn)
-            .query("SELECT pg_advisory_xact_lock(?1)", params![WRITE_LOCK])
+            .query("SELECT pg_advisory_xact_lock(?1)", params![lock])
             .and_then(|_| f(&conn));
         let settled = match &result {
             Ok(_) => conn.execute_batch("COMMIT"),
@@ -136,48 +145,37 @@ impl Postgres {
     /// Applies the migrations not yet applied, in one transaction, one instance at a time;
     /// `facelift_schema` records how many ran.
     fn migrate(&self, migrations: &[&str]) -> Result<(), DbError> {
-        self.with(|c| {
-            c.execute_batch("BEGIN")?;
-            let result = (|| {
-                c.query("SELECT pg_advisory_xact_lock(?1)", params![MIGRATION_LOCK])?;
-                c.execute_batch(
-                    "CREATE TABLE IF NOT EXISTS facelift_schema (version BIGINT NOT NULL)",
+        self.locked_transaction(MIGRATION_LOCK, |c| {
+            c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS facelift_schema (version BIGINT NOT NULL)",
+            )?;
+            let applied: Option<usize> = c
+                .query("SELECT version FROM facelift_schema", params![])?
+                .first()
+                .map(|row| row.get(0))
+                .transpose()?;
+            if applied.is_none() {
+                c.execute(
+                    "INSERT INTO facelift_schema (version) VALUES (0)",
+                    params![],
                 )?;
-                let applied: Option<usize> = c
-                    .query("SELECT version FROM facelift_schema", params![])?
-                    .first()
-                    .map(|row| row.get(0))
-                    .transpose()?;
-                if applied.is_none() {
-                    c.execute(
-                        "INSERT INTO facelift_schema (version) VALUES (0)",
-                        params![],
-                    )?;
-                }
-                let applied = applied.unwrap_or(0);
-                if applied > migrations.len() {
-                    return Err(DbError::Postgres(format!(
-                        "the database's schema ({applied}) is newer than this facelift's ({}): \
-                         upgrade facelift",
-                        migrations.len()
-                    )));
-                }
-                for (index, migration) in migrations.iter().enumerate().skip(applied) {
-                    c.execute_batch(migration)?;
-                    c.execute(
-                        "UPDATE facelift_schema SET version = ?1",
-                        params![index + 1],
-                    )?;
-                }
-                Ok(())
-            })();
-            match result {
-                Ok(()) => c.execute_batch("COMMIT"),
-                Err(e) => {
-                    let _ = c.execute_batch("ROLLBACK");
-                    Err(e)
-                }
             }
+            let applied = applied.unwrap_or(0);
+            if applied > migrations.len() {
+                return Err(DbError::Postgres(format!(
+                    "the database's schema ({applied}) is newer than this facelift's ({}): \
+                     upgrade facelift",
+                    migrations.len()
+                )));
+            }
+            for (index, migration) in migrations.iter().enumerate().skip(applied) {
+                c.execute_batch(migration)?;
+                c.execute(
+                    "UPDATE facelift_schema SET version = ?1",
+                    params![index + 1],
+                )?;
+            }
+            Ok(())
         })
     }
 }
