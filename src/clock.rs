@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 pub trait Clock: Send + Sync {
     /// Unix time in seconds: signatures, sessions, the audit log.
     fn now(&self) -> i64;
+    /// Unix time in milliseconds: leases and times shared between instances.
+    fn now_millis(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
     /// A point on a clock that never goes back: timeouts.
     fn monotonic(&self) -> Instant;
 }
@@ -19,6 +23,12 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    fn now_millis(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 
     fn monotonic(&self) -> Instant {
@@ -61,6 +71,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.unix_start + self.elapsed_ms().div_euclid(1000)
+    }
+
+    fn now_millis(&self) -> i64 {
+        self.0.unix_start * 1000 + self.elapsed_ms()
     }
 
     /// Moves forward only: a step back would be a bug in the test that made it.

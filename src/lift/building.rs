@@ -72,6 +72,8 @@ impl Building {
             }
             Err(error) => tracing::error!(%error, "could not read whether a recall is on"),
         }
+        // names this process in the cars' leases
+        let instance: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
         let cars = cars
             .into_iter()
             .map(|(car, device)| {
@@ -82,6 +84,7 @@ impl Building {
                     Arc::clone(&store),
                     Arc::clone(&clock),
                     Arc::clone(&recall),
+                    Arc::clone(&instance),
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -102,7 +102,7 @@ pub enum Transition {
     Reset,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct LiftMachine {
     floors: Floors,
     timeouts: Timeouts,
@@ -431,6 +431,139 @@ impl LiftMachine {
     }
 }
 
+/// The machine's state as instances share it through the store: what changes, not what is
+/// configured (floors, stops, timeouts). Times are wall-clock milliseconds, since another
+/// instance's monotonic clock means nothing here.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    state: StoredState,
+    position: Option<i32>,
+    last_heard_ms: Option<i64>,
+    last_seq: Option<u64>,
+    recent_requests: Vec<(String, i32)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum StoredState {
+    Idle {
+        floor: i32,
+    },
+    Moving {
+        from: i32,
+        to: i32,
+        request_id: String,
+        since_ms: i64,
+        started: bool,
+    },
+    Fault {
+        reason: String,
+        floor: Option<i32>,
+        latched: bool,
+    },
+    Offline,
+}
+
+/// A moment on both clocks, to carry instants between instances as wall-clock time.
+#[derive(Clone, Copy, Debug)]
+pub struct Moment {
+    pub monotonic: Instant,
+    pub unix_ms: i64,
+}
+
+impl Moment {
+    fn to_unix_ms(self, instant: Instant) -> i64 {
+        let ago = self.monotonic.saturating_duration_since(instant);
+        self.unix_ms
+            .saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// A time in the future of this instance's clock is taken as now (clocks of two
+    /// machines differ a little).
+    fn to_instant(self, unix_ms: i64) -> Instant {
+        let ago = u64::try_from(self.unix_ms.saturating_sub(unix_ms)).unwrap_or(0);
+        self.monotonic
+            .checked_sub(Duration::from_millis(ago))
+            .unwrap_or(self.monotonic)
+    }
+}
+
+impl LiftMachine {
+    /// What another instance (or this one after a restart) needs to go on from here.
+    pub fn snapshot(&self, at: Moment) -> Snapshot {
+        let state = match &self.state {
+            LiftState::Idle { floor } => StoredState::Idle { floor: *floor },
+            LiftState::Moving {
+                from,
+                to,
+                request_id,
+                since,
+                started,
+            } => StoredState::Moving {
+                from: *from,
+                to: *to,
+                request_id: request_id.clone(),
+                since_ms: at.to_unix_ms(*since),
+                started: *started,
+            },
+            LiftState::Fault {
+                reason,
+                floor,
+                latched,
+            } => StoredState::Fault {
+                reason: reason.clone(),
+                floor: *floor,
+                latched: *latched,
+            },
+            LiftState::Offline => StoredState::Offline,
+        };
+        Snapshot {
+            state,
+            position: self.position,
+            last_heard_ms: self.last_heard.map(|heard| at.to_unix_ms(heard)),
+            last_seq: self.last_seq,
+            recent_requests: self.recent_requests.iter().cloned().collect(),
+        }
+    }
+
+    /// Goes on from `snapshot`, keeping this car's configuration.
+    pub fn restore(&mut self, snapshot: Snapshot, at: Moment) {
+        self.state = match snapshot.state {
+            StoredState::Idle { floor } => LiftState::Idle { floor },
+            StoredState::Moving {
+                from,
+                to,
+                request_id,
+                since_ms,
+                started,
+            } => LiftState::Moving {
+                from,
+                to,
+                request_id,
+                since: at.to_instant(since_ms),
+                started,
+            },
+            StoredState::Fault {
+                reason,
+                floor,
+                latched,
+            } => LiftState::Fault {
+                reason,
+                floor,
+                latched,
+            },
+            StoredState::Offline => LiftState::Offline,
+        };
+        self.position = snapshot.position;
+        self.last_heard = snapshot.last_heard_ms.map(|ms| at.to_instant(ms));
+        self.last_seq = snapshot.last_seq;
+        self.recent_requests = snapshot.recent_requests.into();
+        while self.recent_requests.len() > REMEMBERED_REQUESTS {
+            self.recent_requests.pop_front();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,5 +696,39 @@ mod tests {
             lift.request_move(3, "r1", t0),
             Err(LiftError::RequestIdReused)
         );
+    }
+
+    #[test]
+    fn another_instance_goes_on_with_a_move_from_its_snapshot() {
+        let (mut lift, t0) = machine();
+        lift.on_report(&report(0, DeviceState::Idle, 1), t0);
+        lift.request_move(2, "r1", t0).expect("moves");
+        let here = Moment {
+            monotonic: t0 + Duration::from_secs(5),
+            unix_ms: 1_000_000,
+        };
+        let snapshot = lift.snapshot(here);
+        // the other instance's monotonic clock started elsewhere; its wall clock agrees
+        let t1 = Instant::now() + Duration::from_secs(1000);
+        let there = Moment {
+            monotonic: t1,
+            unix_ms: 1_002_000,
+        };
+        let (mut other, _) = machine();
+        other.restore(snapshot.clone(), there);
+        assert_eq!(other.snapshot(there), snapshot);
+        assert!(other.knows_request("r1"));
+        // the move started 7 s before `t1` there: its 20 s run out 13 s later, not 20
+        other.on_report(&report(1, DeviceState::Moving, 2), t1);
+        assert_eq!(other.tick(t1 + Duration::from_secs(12)), None);
+        assert!(matches!(
+            other.tick(t1 + Duration::from_millis(13_100)),
+            Some(Transition::Faulted { .. })
+        ));
+        // a report older than the snapshot's is still ignored
+        let (mut again, _) = machine();
+        again.restore(snapshot, there);
+        assert_eq!(again.on_report(&report(2, DeviceState::Idle, 1), t1), None);
+        assert!(matches!(again.state(), LiftState::Moving { .. }));
     }
 }

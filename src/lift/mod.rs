@@ -52,6 +52,9 @@ pub enum LiftError {
     Protocol(#[from] ProtocolError),
     #[error("device {name}: {reason}")]
     BadDevice { name: String, reason: String },
+    /// The store that every instance shares the car through failed.
+    #[error("the lift's state could not be read or kept: {0}")]
+    Unavailable(String),
 }
 
 /// How the server and a device reach each other.

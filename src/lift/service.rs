@@ -1,25 +1,41 @@
 //! The lift service: the state machine behind a lock, the link to the device, a ticker for
 //! timeouts, the audit trail, and a watch channel the panel listens to. Time comes from the
 //! `Clock`, so tests move it instead of waiting.
+//!
+//! Several instances may serve one car through one database. The car's state lives in its
+//! row in the store (`lift_cars`): every change (a move, a report, a poll) is made in a
+//! transaction on the row as it is there, from whichever instance the request reached, and
+//! announced; the other instances read the row again and tell their panels. One instance
+//! at a time drives the car (a lease it renews): it runs the timeouts and sends the commands
+//! of a push or serial link. A pull device takes its command from the row through any
+//! instance. When the driving instance dies, another takes the lease when it runs out.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use super::building::Recall;
 use super::heartbeats::Heartbeats;
 use super::link::{DeviceLink, LinkEvent, MAX_POLL};
-use super::machine::Transition;
+use super::machine::{Moment, Snapshot, Transition};
 use super::protocol::{
     self, MoveCommand, Presented, ProtocolError, Signed, StatusReport, Verifier,
 };
 use super::{Accepted, Device, Floors, LiftError, LiftMachine, LiftStatus, LinkError, Timeouts};
 use crate::clock::Clock;
 use crate::config::{CarSettings, LiftSettings};
-use crate::store::{AuditEntry, AuditKind, AuditOutcome, REQUEST_MEMORY_SECS, Store};
+use crate::store::{
+    AuditEntry, AuditKind, AuditOutcome, Dialect, Notice, REQUEST_MEMORY_SECS, Store, StoreError,
+};
 
 const TICK: Duration = Duration::from_millis(100);
+/// How long a claim to drive a car holds without being renewed: another instance takes the
+/// car over at most this long (and one `RENEW`) after its driver died.
+pub const LEASE: Duration = Duration::from_secs(5);
+/// How often the driving instance renews its lease, and the others try for it.
+const RENEW: Duration = Duration::from_secs(1);
 
 /// The lift as the web layer drives it. Cloning shares it.
 #[derive(Clone)]
@@ -42,6 +58,16 @@ struct Inner {
     reports: std::sync::atomic::AtomicU64,
     /// the building's fire-service recall, shared by every car
     recall: Arc<Recall>,
+    /// this process, as the car's lease names it
+    instance: Arc<str>,
+    /// whether this instance drives the car (holds the lease)
+    drives: AtomicBool,
+    /// the version of the car's row the machine was last read from or written as
+    seen: AtomicI64,
+    /// rung when the car's row changed: a waiting long poll looks for its command
+    doorbell: Notify,
+    /// numbers the long polls; only the newest may take a command
+    polls: AtomicU64,
 }
 
 impl LiftService {
@@ -54,6 +80,7 @@ impl LiftService {
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         recall: Arc<Recall>,
+        instance: Arc<str>,
     ) -> Result<Self, LinkError> {
         let floors = Floors::of(settings);
         let timeouts = Timeouts {
@@ -75,6 +102,7 @@ impl LiftService {
                 DeviceLink::open(device, push_timeout, Arc::clone(&clock), events)
             })
             .transpose()?;
+        let notices = store.subscribe();
         let inner = Arc::new(Inner {
             name: car.name.clone(),
             machine: Mutex::new(machine),
@@ -87,10 +115,25 @@ impl LiftService {
             heartbeats: Mutex::default(),
             reports: std::sync::atomic::AtomicU64::new(0),
             recall,
+            instance,
+            drives: AtomicBool::new(false),
+            seen: AtomicI64::new(-1),
+            doorbell: Notify::new(),
+            polls: AtomicU64::new(0),
         });
+        // the state another instance (or this one before a restart) left
+        inner.reload();
+        inner.claim();
         spawn_ticker(Arc::downgrade(&inner));
         spawn_listener(Arc::downgrade(&inner), heard);
+        spawn_lease(Arc::downgrade(&inner));
+        spawn_follower(Arc::downgrade(&inner), notices);
         Ok(Self { inner })
+    }
+
+    /// Whether this instance drives the car now.
+    pub fn drives(&self) -> bool {
+        self.inner.drives.load(Ordering::SeqCst)
     }
 
     pub fn status(&self) -> LiftStatus {
@@ -155,8 +198,13 @@ impl LiftService {
 
     /// An administrator clears a fault; answers whether there was one.
     pub fn reset_fault(&self, who: &str) -> bool {
-        if self.inner.lock().reset_fault().is_none() {
-            return false;
+        match self.inner.change(|machine, _| machine.reset_fault()) {
+            Ok(Some(_)) => {}
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::error!(lift = %self.inner.name, %error, "could not clear the fault");
+                return false;
+            }
         }
         self.inner.audit(
             AuditKind::Lift,
@@ -208,27 +256,51 @@ impl LiftService {
     /// Pull: waits up to `wait` (at most `MAX_POLL`) for the next command. Polling also counts
     /// as a sign of life. A device registered for another link gets no command, after the
     /// same wait, so that a misconfigured one does not poll in a tight loop.
+    ///
+    /// One poll is outstanding on an instance: a newer one (the device reconnecting) ends
+    /// the older without a command, so a stale or replayed poll cannot take the command.
+    /// The command is taken from the car's row, so only one poll anywhere gets it.
     pub async fn next_command(&self, wait: Duration) -> Option<MoveCommand> {
-        self.inner.heard_from();
-        let Some(pull) = self.inner.link.as_ref().and_then(DeviceLink::pull) else {
+        let inner = &self.inner;
+        inner.heard_from();
+        if !matches!(inner.link, Some(DeviceLink::Pull)) {
             tokio::time::sleep(wait.min(MAX_POLL)).await;
             return None;
-        };
-        let command = pull.next_command(wait).await;
-        match &command {
-            Some(command) => self.inner.audit(
-                AuditKind::Device,
-                self.inner.device_name(),
-                None,
-                AuditOutcome::CommandFetched,
-                format!(
-                    "move to floor {}, request {}",
-                    command.floor, command.request_id
-                ),
-            ),
-            None => self.inner.heard_from(),
         }
-        command
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_POLL);
+        let this_poll = inner.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.doorbell.notify_waiters();
+        loop {
+            let rung = inner.doorbell.notified();
+            tokio::pin!(rung);
+            rung.as_mut().enable();
+            if inner.polls.load(Ordering::SeqCst) != this_poll {
+                return None;
+            }
+            match inner.change(|_, pending| pending.take()) {
+                Ok(Some(command)) => {
+                    inner.audit(
+                        AuditKind::Device,
+                        inner.device_name(),
+                        None,
+                        AuditOutcome::CommandFetched,
+                        format!(
+                            "move to floor {}, request {}",
+                            command.floor, command.request_id
+                        ),
+                    );
+                    return Some(command);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(lift = %inner.name, %error, "could not read the command");
+                }
+            }
+            if tokio::time::timeout_at(deadline, rung).await.is_err() {
+                inner.heard_from();
+                return None;
+            }
+        }
     }
 
     /// Signs our answer to `device`'s request.
@@ -259,16 +331,67 @@ fn spawn_ticker(weak: Weak<Inner>) {
         loop {
             every.tick().await;
             let Some(inner) = weak.upgrade() else { break };
+            if !inner.drives.load(Ordering::SeqCst) {
+                continue;
+            }
             let now = inner.clock.monotonic();
-            let transition = inner.lock().tick(now);
-            if let Some(transition) = transition {
-                if !matches!(&transition, Transition::Arrived { .. })
-                    && let Some(link) = &inner.link
+            // looked at on a copy first: most ticks change nothing and need no transaction
+            if inner.lock().clone().tick(now).is_none() {
+                continue;
+            }
+            let transition = inner.change(|machine, pending| {
+                let transition = machine.tick(now);
+                if transition
+                    .as_ref()
+                    .is_some_and(|t| !matches!(t, Transition::Arrived { .. }))
                 {
-                    link.withdraw();
+                    // the move ended: its command is not for the device any more
+                    pending.take();
                 }
-                inner.record(&transition);
-                inner.publish();
+                transition
+            });
+            match transition {
+                Ok(Some(transition)) => inner.record(&transition),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(lift = %inner.name, %error, "could not time the lift")
+                }
+            }
+        }
+    });
+}
+
+/// Renews the lease while this instance drives the car, and takes the car when its driver
+/// fell silent, every `RENEW`, while the service lives.
+fn spawn_lease(weak: Weak<Inner>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RENEW);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(inner) = weak.upgrade() else { break };
+            // the database may be slow or away: not on the runtime's threads
+            let _ = tokio::task::spawn_blocking(move || inner.claim()).await;
+        }
+    });
+}
+
+/// Reads the car's row again when another instance announces a change to it (or notices
+/// were missed), while the service lives.
+fn spawn_follower(weak: Weak<Inner>, mut notices: broadcast::Receiver<Notice>) {
+    tokio::spawn(async move {
+        loop {
+            let notice = notices.recv().await;
+            let Some(inner) = weak.upgrade() else { break };
+            let reread = match notice {
+                Ok(Notice::Changed(what)) => what == inner.topic(),
+                Ok(Notice::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            if reread {
+                let reading = Arc::clone(&inner);
+                let _ = tokio::task::spawn_blocking(move || reading.reload()).await;
             }
         }
     });
@@ -299,10 +422,22 @@ impl Inner {
             Some(_) => return Err(LiftError::BadRequestId),
             None => protocol::new_request_id(),
         };
-        let now = self.clock.monotonic();
         let result = match self.recall.floor() {
             Some(recall_floor) if !for_recall => Err(LiftError::Recall(recall_floor)),
-            _ => self.lock().request_move(floor, &request_id, now),
+            _ => self
+                .change(|machine, pending| {
+                    let accepted = machine.request_move(floor, &request_id, self.clock.monotonic());
+                    if let Ok(accepted) = &accepted
+                        && !accepted.duplicate
+                    {
+                        *pending = Some(MoveCommand {
+                            request_id: accepted.request_id.clone(),
+                            floor,
+                        });
+                    }
+                    accepted
+                })
+                .unwrap_or_else(|error| Err(LiftError::Unavailable(error.to_string()))),
         };
         let (outcome, why) = match &result {
             Ok(accepted) if accepted.duplicate => (AuditOutcome::Duplicate, String::new()),
@@ -322,13 +457,6 @@ impl Inner {
         let accepted = result?;
         if !accepted.duplicate {
             self.remember_request(&accepted);
-            self.publish();
-            if let Some(link) = &self.link {
-                link.send(MoveCommand {
-                    request_id: accepted.request_id.clone(),
-                    floor,
-                });
-            }
         }
         Ok(accepted)
     }
@@ -386,7 +514,143 @@ impl Inner {
 
     fn heard_from(&self) {
         let now = self.clock.monotonic();
-        self.lock().heard_from(now);
+        if let Err(error) = self.change(|machine, _| machine.heard_from(now)) {
+            tracing::error!(lift = %self.name, %error, "could not note the device's poll");
+        }
+    }
+
+    /// What this car's changes are announced as.
+    fn topic(&self) -> String {
+        format!("lift {}", self.name)
+    }
+
+    fn moment(&self) -> Moment {
+        Moment {
+            monotonic: self.clock.monotonic(),
+            unix_ms: self.clock.now_millis(),
+        }
+    }
+
+    /// Changes the car in one transaction on its row: the machine is first brought to the
+    /// row's state when another instance changed it since, then `op` runs on it and on the
+    /// command waiting for the device; a change is written, announced and published. When
+    /// this instance drives a push or serial link, a waiting command is taken and sent.
+    fn change<T>(
+        &self,
+        op: impl FnOnce(&mut LiftMachine, &mut Option<MoveCommand>) -> T,
+    ) -> Result<T, StoreError> {
+        let delivers = self.drives.load(Ordering::SeqCst)
+            && self.link.as_ref().is_some_and(DeviceLink::delivers);
+        let changed = self.store.change_lift(&self.name, |record| {
+            let mut machine = self.lock();
+            let at = self.moment();
+            if record.version != self.seen.load(Ordering::SeqCst) {
+                self.restore(&mut machine, record.state.as_deref(), at);
+            }
+            let mut pending = record.pending.as_deref().and_then(read_command);
+            let before = machine.snapshot(at);
+            let answer = op(&mut machine, &mut pending);
+            let after = machine.snapshot(at);
+            if after != before || record.state.is_none() {
+                record.state = serde_json::to_string(&after).ok();
+            }
+            let deliver = if delivers { pending.take() } else { None };
+            record.pending = pending.and_then(|command| serde_json::to_string(&command).ok());
+            (answer, deliver)
+        });
+        let ((answer, deliver), version) = match changed {
+            Ok(changed) => changed,
+            Err(error) => {
+                // the machine may hold what was not written: read the row again next time
+                self.seen.store(-1, Ordering::SeqCst);
+                return Err(error);
+            }
+        };
+        let before = self.seen.swap(version, Ordering::SeqCst);
+        if let Some(command) = deliver
+            && let Some(link) = &self.link
+        {
+            link.send(command);
+        }
+        if version != before {
+            if let Err(error) = self.store.announce(&self.topic()) {
+                tracing::warn!(lift = %self.name, %error, "could not announce a change");
+            }
+            self.doorbell.notify_waiters();
+        }
+        self.publish();
+        Ok(answer)
+    }
+
+    /// Brings the machine to the row's state, if it is newer than what the machine holds.
+    fn reload(&self) {
+        let record = match self.store.lift_record(&self.name) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::error!(lift = %self.name, %error, "could not read the lift's state");
+                return;
+            }
+        };
+        {
+            let mut machine = self.lock();
+            if record.version <= self.seen.load(Ordering::SeqCst) {
+                return;
+            }
+            self.restore(&mut machine, record.state.as_deref(), self.moment());
+            self.seen.store(record.version, Ordering::SeqCst);
+        }
+        self.publish();
+        self.doorbell.notify_waiters();
+        let delivers = self.drives.load(Ordering::SeqCst)
+            && self.link.as_ref().is_some_and(DeviceLink::delivers);
+        if delivers
+            && record.pending.is_some()
+            && let Err(error) = self.change(|_, _| ())
+        {
+            tracing::error!(lift = %self.name, %error, "could not send the waiting command");
+        }
+    }
+
+    fn restore(&self, machine: &mut LiftMachine, state: Option<&str>, at: Moment) {
+        let Some(state) = state else { return };
+        match serde_json::from_str::<Snapshot>(state) {
+            Ok(snapshot) => machine.restore(snapshot, at),
+            Err(error) => {
+                tracing::error!(lift = %self.name, %error, "the lift's stored state is unreadable");
+            }
+        }
+    }
+
+    /// Claims the car, or renews the claim; takes it over when its driver fell silent. With
+    /// an embedded database there is one instance: a restart takes the car at once.
+    fn claim(&self) {
+        let force = self.store.dialect() == Dialect::Sqlite;
+        let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+        let claimed = self.store.claim_lift(
+            &self.name,
+            &self.instance,
+            self.clock.now_millis(),
+            lease,
+            force,
+        );
+        let drives = match claimed {
+            Ok(drives) => drives,
+            Err(error) => {
+                // unable to renew, this instance must not go on driving as if it could
+                tracing::error!(lift = %self.name, %error, "could not renew the lift's lease");
+                false
+            }
+        };
+        let drove = self.drives.swap(drives, Ordering::SeqCst);
+        if drives && !drove {
+            tracing::info!(lift = %self.name, instance = %self.instance, "driving the lift");
+            // go on from the row as it is; send a command that waited for a driver
+            if let Err(error) = self.change(|_, _| ()) {
+                tracing::error!(lift = %self.name, %error, "could not read the lift's state");
+            }
+        } else if drove && !drives {
+            tracing::warn!(lift = %self.name, instance = %self.instance, "another instance drives the lift now");
+        }
     }
 
     fn on_link_event(&self, event: LinkEvent) {
@@ -403,7 +667,9 @@ impl Inner {
                 ),
             ),
             LinkEvent::Refused { request_id, reason } => {
-                self.lock().command_refused(&request_id);
+                if let Err(error) = self.change(|machine, _| machine.command_refused(&request_id)) {
+                    tracing::error!(lift = %self.name, %error, "could not note a refused command");
+                }
                 self.audit(
                     AuditKind::Lift,
                     self.device_name(),
@@ -414,10 +680,12 @@ impl Inner {
                 self.publish();
             }
             LinkEvent::Failed { request_id, reason } => {
-                let transition = self.lock().command_failed(&request_id, &reason);
-                if let Some(transition) = transition {
-                    self.record(&transition);
-                    self.publish();
+                match self.change(|machine, _| machine.command_failed(&request_id, &reason)) {
+                    Ok(Some(transition)) => self.record(&transition),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(lift = %self.name, %error, "could not note a failed command");
+                    }
                 }
             }
         }
@@ -425,7 +693,12 @@ impl Inner {
 
     fn report(&self, report: &StatusReport) {
         let now = self.clock.monotonic();
-        let transition = self.lock().on_report(report, now);
+        let transition = self
+            .change(|machine, _| machine.on_report(report, now))
+            .unwrap_or_else(|error| {
+                tracing::error!(lift = %self.name, %error, "could not apply a report");
+                None
+            });
         self.reports
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         metrics::counter!("facelift_device_reports_total", "lift" => self.name.clone())
@@ -447,7 +720,6 @@ impl Inner {
         if let Some(transition) = transition {
             self.record(&transition);
         }
-        self.publish();
     }
 
     fn record(&self, transition: &Transition) {
@@ -507,6 +779,23 @@ impl Inner {
         };
         write_audit(&self.store, entry);
     }
+}
+
+impl Drop for Inner {
+    /// A clean stop gives the car up, so that another instance drives it at once.
+    fn drop(&mut self) {
+        if self.drives.load(Ordering::SeqCst)
+            && let Err(error) = self.store.release_lift(&self.name, &self.instance)
+        {
+            tracing::warn!(lift = %self.name, %error, "could not give the lift up");
+        }
+    }
+}
+
+fn read_command(json: &str) -> Option<MoveCommand> {
+    serde_json::from_str(json)
+        .inspect_err(|error| tracing::error!(%error, "a stored lift command is unreadable"))
+        .ok()
 }
 
 /// Writes an audit line in the background; a failure is logged.

@@ -1,14 +1,25 @@
 //! What the lift must remember across a restart: the nonces of device messages still inside
 //! the signature window (so that a captured message cannot be replayed once the server has
 //! restarted), and the request ids of recent moves (so that a repeated request does not move
-//! the lift again).
+//! the lift again). And, for several instances on one database, each car's row
+//! (`lift_cars`): which instance drives it (a lease), its shared state and the command its
+//! device has yet to fetch.
 
-use super::db::params;
+use super::db::{Conn, DbError, OptionalRow, params};
 
 use super::{Store, StoreError};
 
 /// Request ids are remembered this long: longer than any move may take.
 pub const REQUEST_MEMORY_SECS: i64 = 60 * 60;
+
+/// A car's shared row: its state and the command waiting for its device, as the lift wrote
+/// them (JSON), and a version raised by every change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CarRecord {
+    pub version: i64,
+    pub state: Option<String>,
+    pub pending: Option<String>,
+}
 
 impl Store {
     /// Records that `device` sent `nonce` in a message stamped `at`; false when it had
@@ -56,6 +67,84 @@ impl Store {
         })
     }
 
+    /// Claims the car for `instance` until `now_ms + lease_ms`: granted when the car is free,
+    /// already `instance`'s, or its lease ran out (its instance died), or when `force` (the
+    /// one instance of an embedded database). Answers whether `instance` drives the car now.
+    pub fn claim_lift(
+        &self,
+        car: &str,
+        instance: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        force: bool,
+    ) -> Result<bool, StoreError> {
+        self.with_transaction(|c| {
+            let held: Option<(String, i64)> = c
+                .query_row(
+                    "SELECT owner, lease_until FROM lift_cars WHERE car = ?1",
+                    params![car],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let free = match &held {
+                None => true,
+                Some((owner, until)) => force || owner == instance || *until < now_ms,
+            };
+            if free {
+                c.execute(
+                    "INSERT INTO lift_cars (car, owner, lease_until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (car) DO UPDATE SET
+                        owner = excluded.owner, lease_until = excluded.lease_until",
+                    params![car, instance, now_ms.saturating_add(lease_ms)],
+                )?;
+            }
+            Ok(free)
+        })
+    }
+
+    /// Gives the car up (a clean stop), so that another instance takes it at once.
+    pub fn release_lift(&self, car: &str, instance: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE lift_cars SET lease_until = 0 WHERE car = ?1 AND owner = ?2",
+                params![car, instance],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The car's shared row as it is now (an empty one before the first change).
+    pub fn lift_record(&self, car: &str) -> Result<CarRecord, StoreError> {
+        self.with(|c| read_car(c, car))
+    }
+
+    /// Changes the car's shared row in one transaction: `change` sees it as it is and may
+    /// change it; a change is written with the version raised. Answers what `change`
+    /// answered and the version the row has now.
+    pub fn change_lift<T>(
+        &self,
+        car: &str,
+        change: impl FnOnce(&mut CarRecord) -> T,
+    ) -> Result<(T, i64), StoreError> {
+        self.with_transaction(|c| {
+            let before = read_car(c, car)?;
+            let mut record = before.clone();
+            let answer = change(&mut record);
+            record.version = before.version;
+            if record == before {
+                return Ok((answer, before.version));
+            }
+            let version = before.version + 1;
+            c.execute(
+                "INSERT INTO lift_cars (car, version, state, pending) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (car) DO UPDATE SET
+                    version = excluded.version, state = excluded.state, pending = excluded.pending",
+                params![car, version, record.state, record.pending],
+            )?;
+            Ok((answer, version))
+        })
+    }
+
     /// The request ids of moves accepted since `since`, oldest first, with their floors.
     pub fn lift_requests_since(&self, since: i64) -> Result<Vec<(String, i32)>, StoreError> {
         self.with(|c| {
@@ -66,6 +155,22 @@ impl Store {
             )
         })
     }
+}
+
+fn read_car(c: &dyn Conn, car: &str) -> Result<CarRecord, DbError> {
+    Ok(c.query_row(
+        "SELECT version, state, pending FROM lift_cars WHERE car = ?1",
+        params![car],
+        |row| {
+            Ok(CarRecord {
+                version: row.get(0)?,
+                state: row.get(1)?,
+                pending: row.get(2)?,
+            })
+        },
+    )
+    .optional()?
+    .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -106,6 +211,60 @@ mod tests {
                 .map(|(id, _)| id)
                 .collect();
             assert_eq!(kept, ["r2", "r3"]);
+        }
+    }
+
+    #[test]
+    fn one_instance_drives_a_car_until_its_lease_runs_out() {
+        for store in crate::store::test_stores() {
+            assert!(store.claim_lift("A", "one", 1000, 5000, false).expect("db"));
+            assert!(!store.claim_lift("A", "two", 2000, 5000, false).expect("db"));
+            assert!(store.claim_lift("B", "two", 2000, 5000, false).expect("db"));
+            // renewed by its owner, the lease moves on
+            assert!(store.claim_lift("A", "one", 4000, 5000, false).expect("db"));
+            assert!(!store.claim_lift("A", "two", 8000, 5000, false).expect("db"));
+            // the owner fell silent: taken over once the lease ran out
+            assert!(store.claim_lift("A", "two", 9001, 5000, false).expect("db"));
+            assert!(!store.claim_lift("A", "one", 9002, 5000, false).expect("db"));
+            // given up on a clean stop: free at once
+            store.release_lift("A", "two").expect("db");
+            assert!(store.claim_lift("A", "one", 9003, 5000, false).expect("db"));
+            assert!(
+                store
+                    .claim_lift("A", "three", 9004, 5000, true)
+                    .expect("db")
+            );
+        }
+    }
+
+    #[test]
+    fn a_car_row_changes_under_a_new_version_only_when_it_changed() {
+        for store in crate::store::test_stores() {
+            assert_eq!(store.lift_record("A").expect("db"), CarRecord::default());
+            let (seen, version) = store
+                .change_lift("A", |record| {
+                    record.state = Some("{}".into());
+                    record.version
+                })
+                .expect("db");
+            assert_eq!((seen, version), (0, 1));
+            let ((), version) = store.change_lift("A", |_| ()).expect("db");
+            assert_eq!(version, 1);
+            // the lease and the state are one row, changed apart
+            assert!(store.claim_lift("A", "one", 1000, 5000, false).expect("db"));
+            let ((), version) = store
+                .change_lift("A", |record| record.pending = Some("cmd".into()))
+                .expect("db");
+            assert_eq!(version, 2);
+            assert_eq!(
+                store.lift_record("A").expect("db"),
+                CarRecord {
+                    version: 2,
+                    state: Some("{}".into()),
+                    pending: Some("cmd".into()),
+                }
+            );
+            assert!(!store.claim_lift("A", "two", 2000, 5000, false).expect("db"));
         }
     }
 }

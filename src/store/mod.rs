@@ -16,7 +16,7 @@ mod tokens;
 
 pub use audit::{AuditRow, ChainBreak, ChainReport};
 pub use db::{DbError, Dialect};
-pub use lift::REQUEST_MEMORY_SECS;
+pub use lift::{CarRecord, REQUEST_MEMORY_SECS};
 pub use limits::{ClientCounts, STALE_ATTEMPT_SECS};
 pub use people::{Disabled, Standing, TRUSTED_BROWSER_SECS};
 pub use profiles::{Profile, VisitorPass};
@@ -214,6 +214,15 @@ const MIGRATIONS: &[&str] = &[
         in_flight    INTEGER NOT NULL,
         in_flight_at INTEGER NOT NULL
     );",
+    // each car's owner (a lease), shared state and the command its device has yet to fetch
+    "CREATE TABLE lift_cars (
+        car         TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL DEFAULT '',
+        lease_until INTEGER NOT NULL DEFAULT 0,
+        version     INTEGER NOT NULL DEFAULT 0,
+        state       TEXT,
+        pending     TEXT
+    ) WITHOUT ROWID;",
 ];
 
 /// The migration (its index) after which the audit rows written before the chain are sealed.
@@ -356,6 +365,14 @@ const POSTGRES_MIGRATIONS: &[&str] = &["
         id           BIGINT PRIMARY KEY,
         in_flight    BIGINT NOT NULL,
         in_flight_at BIGINT NOT NULL
+    );",
+    "CREATE TABLE lift_cars (
+        car         TEXT PRIMARY KEY,
+        owner       TEXT NOT NULL DEFAULT '',
+        lease_until BIGINT NOT NULL DEFAULT 0,
+        version     BIGINT NOT NULL DEFAULT 0,
+        state       TEXT,
+        pending     TEXT
     );",
 ];
 

@@ -192,7 +192,7 @@ impl WebError {
                 }
                 LiftError::Protocol(ProtocolError::Unverifiable) => internal(),
                 LiftError::Protocol(_) => (S::UNAUTHORIZED, "bad_signature", message),
-                LiftError::BadDevice { .. } => internal(),
+                LiftError::BadDevice { .. } | LiftError::Unavailable(_) => internal(),
             },
             WebError::Access(AccessError::LoginDisabled { .. }) => {
                 (S::FORBIDDEN, "login_disabled", message)

@@ -32,10 +32,11 @@ pub enum LinkEvent {
     Failed { request_id: String, reason: String },
 }
 
-/// The link to the lift's device.
+/// The link to the lift's device. A pull device fetches its command from the car's row in
+/// the store, through whichever instance it reaches, so its link holds nothing.
 pub enum DeviceLink {
     Push(PushLink),
-    Pull(PullLink),
+    Pull,
     Serial(SerialLink),
 }
 
@@ -51,33 +52,23 @@ impl DeviceLink {
             Link::Push { url } => {
                 Self::Push(PushLink::new(device, url, push_timeout, clock, events)?)
             }
-            Link::Pull => Self::Pull(PullLink::default()),
+            Link::Pull => Self::Pull,
             Link::Serial { path } => Self::Serial(SerialLink::open(device, path, events)),
         })
     }
 
-    /// Sends `command` in the background; what the device made of it comes back as events
-    /// (pull: when the device fetches it).
+    /// Whether this link carries commands itself (push, serial): the instance that drives
+    /// the car sends them. A pull device fetches its own.
+    pub fn delivers(&self) -> bool {
+        !matches!(self, Self::Pull)
+    }
+
+    /// Sends `command` in the background; what the device made of it comes back as events.
     pub fn send(&self, command: MoveCommand) {
         match self {
             Self::Push(link) => link.send(command),
-            Self::Pull(link) => link.queue(command),
             Self::Serial(link) => link.send(command),
-        }
-    }
-
-    /// Forgets a command not yet delivered (a fault or a timeout ended it).
-    pub fn withdraw(&self) {
-        if let Self::Pull(link) = self {
-            link.withdraw();
-        }
-    }
-
-    /// The long-poll side, for a device that fetches its commands.
-    pub fn pull(&self) -> Option<&PullLink> {
-        match self {
-            Self::Pull(link) => Some(link),
-            Self::Push(_) | Self::Serial(_) => None,
+            Self::Pull => {}
         }
     }
 }
