@@ -36,6 +36,9 @@ struct Health {
     model: String,
     people: usize,
     templates: usize,
+    /// The lifts this instance drives now: with several instances on one database, one
+    /// drives each car.
+    drives: Vec<String>,
 }
 
 /// Whether the server can answer, and with which model and gallery.
@@ -51,6 +54,13 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, WebError>
         model: state.pool.models().id.clone(),
         people: gallery.people().len(),
         templates: gallery.template_count(),
+        drives: state
+            .lifts
+            .cars()
+            .iter()
+            .filter(|car| car.drives())
+            .map(|car| car.name().to_string())
+            .collect(),
     }))
 }
 

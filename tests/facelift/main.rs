@@ -9,6 +9,7 @@ mod challenge;
 mod child_server;
 mod cli;
 mod engine;
+mod failover;
 mod gallery;
 mod hardening;
 mod helpers;
