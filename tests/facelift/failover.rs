@@ -131,7 +131,7 @@ async fn the_lift_keeps_its_move_when_the_instance_driving_it_is_killed() {
     ];
     let first = ChildServer::start(&env).await.expect("the first instance");
     let second = ChildServer::start(&env).await.expect("the second instance");
-    let mut instances = vec![Some(first), Some(second)];
+    let mut instances = [Some(first), Some(second)];
     let driving = {
         let a = drives(&instances[0].as_ref().expect("first").base).await;
         let b = drives(&instances[1].as_ref().expect("second").base).await;
@@ -236,7 +236,7 @@ async fn the_lift_keeps_its_move_when_the_instance_driving_it_is_killed() {
     let takeover = {
         let base = survivor.base.clone();
         tokio::spawn(async move {
-            while !drives(&base).await.is_some_and(|d| d.len() == 1) {
+            while drives(&base).await.is_none_or(|d| d.len() != 1) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             killed_at.elapsed()
