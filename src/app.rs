@@ -29,6 +29,8 @@ pub enum AppError {
     Database { url: String, source: StoreError },
     #[error("reading the devices: {0}")]
     Devices(#[source] StoreError),
+    #[error("joining the gallery shared through the database: {0}")]
+    SharedGallery(#[source] StoreError),
     #[error("the lift's device: {0}")]
     Device(#[from] LiftError),
     #[error("the lift's link: {0}")]
@@ -215,6 +217,30 @@ impl App {
             );
         }
 
+        // several instances on one database: one gallery, shared through it
+        let shared_gallery = crate::access::shared_gallery::is_shared(&store);
+        let mut gallery = gallery;
+        if shared_gallery {
+            let (joining, dir, cache_key) = (
+                Arc::clone(&store),
+                settings.gallery.clone(),
+                pool.cache_key(),
+            );
+            let (joined, kept) = tokio::task::spawn_blocking(move || {
+                let joined =
+                    crate::access::shared_gallery::join(&mut gallery, &joining, &cache_key, &dir);
+                (joined, gallery)
+            })
+            .await?;
+            gallery = kept;
+            let joined = joined.map_err(AppError::SharedGallery)?;
+            tracing::info!(
+                shared = joined.shared,
+                adopted = joined.adopted,
+                removed = joined.removed,
+                "joined the gallery shared by the instances on this database"
+            );
+        }
         let building = Building::start(
             &settings,
             cars.into_iter().zip(devices).collect(),
@@ -223,10 +249,18 @@ impl App {
         )?;
         let state = AppState::new(settings, pool, gallery, store, building, clock, &rows)?;
         web::install_metrics();
-        let background = vec![
+        let mut background = vec![
             web::spawn_session_cleaner(&state),
             web::spawn_token_cleaner(&state),
         ];
+        if shared_gallery {
+            background.push(crate::access::shared_gallery::follow(
+                Arc::clone(&state.gallery),
+                Arc::clone(&state.store),
+                state.pool.cache_key(),
+                state.settings.gallery.clone(),
+            ));
+        }
         Ok(Self {
             state,
             tls,

@@ -13,6 +13,7 @@ pub mod hours;
 mod limits;
 pub mod pad;
 pub mod pad_eval;
+pub mod shared_gallery;
 
 use std::sync::{Arc, RwLock};
 

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::{Output, Places, Skipped, open_pool, open_store, read};
+use crate::access::shared_gallery;
 use crate::access::{FloorAccess, FloorRules, floors, is_administrator};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -373,16 +374,24 @@ fn remove(settings: &Settings, store: &Store, name: &str) -> Result<()> {
     }
     let was_admin = store.is_admin(name)?;
     store.set_admin(name, false)?;
+    let shared = shared_gallery::is_shared(store);
+    let was_shared = shared && shared_gallery::removed(store, name, SystemClock.now())?;
     store.forget_person(name)?;
-    if !had_photos && !was_admin {
+    if !had_photos && !was_admin && !was_shared {
         bail!(
             "no one called {name} is enrolled in {}",
             settings.gallery.display()
         );
     }
-    println!(
-        "Removed {name}, and ended their sessions; restart the server for it to forget their face."
-    );
+    if shared {
+        println!(
+            "Removed {name}, and ended their sessions; the running instances forget their face now."
+        );
+    } else {
+        println!(
+            "Removed {name}, and ended their sessions; restart the server for it to forget their face."
+        );
+    }
     if settings.web.admins.iter().any(|a| a == name) {
         println!("{name} is still listed in web.admins in the configuration.");
     }
@@ -470,6 +479,9 @@ fn add(
                         (store, &cache_key, embedding),
                     )
                     .with_context(|| format!("saving {} in the gallery", path.display()))?;
+                    if shared_gallery::is_shared(store) {
+                        shared_gallery::enrolled(store, &cache_key, name, &saved, embedding)?;
+                    }
                     added.push(saved);
                 }
                 Err(why) => skipped.push(Skipped {

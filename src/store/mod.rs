@@ -5,6 +5,7 @@
 
 mod audit;
 pub(crate) mod db;
+mod gallery;
 mod lift;
 mod limits;
 mod people;
@@ -16,6 +17,7 @@ mod tokens;
 
 pub use audit::{AuditRow, ChainBreak, ChainReport};
 pub use db::{DbError, Dialect};
+pub use gallery::SharedTemplate;
 pub use lift::{CarRecord, REQUEST_MEMORY_SECS};
 pub use limits::{ClientCounts, STALE_ATTEMPT_SECS};
 pub use people::{Disabled, Standing, TRUSTED_BROWSER_SECS};
@@ -223,6 +225,16 @@ const MIGRATIONS: &[&str] = &[
         state       TEXT,
         pending     TEXT
     ) WITHOUT ROWID;",
+    // the gallery of record, shared by instances (`store::gallery`)
+    "CREATE TABLE gallery_templates (
+        cache_key TEXT NOT NULL,
+        person    TEXT NOT NULL,
+        file      TEXT NOT NULL,
+        vector    BLOB NOT NULL,
+        PRIMARY KEY (cache_key, person, file)
+    ) WITHOUT ROWID;
+    CREATE INDEX gallery_templates_by_person ON gallery_templates (person);
+    CREATE TABLE gallery_removals (person TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The migration (its index) after which the audit rows written before the chain are sealed.
@@ -374,6 +386,15 @@ const POSTGRES_MIGRATIONS: &[&str] = &["
         state       TEXT,
         pending     TEXT
     );",
+    "CREATE TABLE gallery_templates (
+        cache_key TEXT NOT NULL,
+        person    TEXT NOT NULL,
+        file      TEXT NOT NULL,
+        vector    BYTEA NOT NULL,
+        PRIMARY KEY (cache_key, person, file)
+    );
+    CREATE INDEX gallery_templates_by_person ON gallery_templates (person);
+    CREATE TABLE gallery_removals (person TEXT PRIMARY KEY, at BIGINT NOT NULL);",
 ];
 
 const UPSERT_EMBEDDING: &str = "INSERT INTO embeddings (cache_key, sha256, dimensions, vector)

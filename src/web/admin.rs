@@ -19,6 +19,7 @@ use super::error::ErrorBody;
 use super::extract::{AdminUser, ApiJson, ApiPath};
 use super::upload::{Upload, read_files};
 use super::{AppState, EngineTicket, WebError};
+use crate::access::shared_gallery;
 use crate::face::gallery::{Template, save_photo, valid_person_name};
 use crate::face::{FaceError, Which};
 use crate::store::Disabled;
@@ -105,6 +106,19 @@ async fn add_photo(
         source,
     })?;
 
+    if shared_gallery::is_shared(&state.store) {
+        let (store, cache_key, person, file, embedding) = (
+            state.store.clone(),
+            state.pool.cache_key(),
+            name.clone(),
+            file.clone(),
+            face.embedding.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            shared_gallery::enrolled(&store, &cache_key, &person, &file, &embedding)
+        })
+        .await??;
+    }
     let (added, templates) = {
         let mut gallery = state.gallery_mut()?;
         let added = gallery.add_template(
@@ -161,8 +175,14 @@ async fn remove_person(
             "nobody called {name} is enrolled"
         )));
     }
-    let (store, person) = (state.store.clone(), name.clone());
-    tokio::task::spawn_blocking(move || store.forget_person(&person)).await??;
+    let (store, person, now) = (state.store.clone(), name.clone(), state.clock.now());
+    tokio::task::spawn_blocking(move || {
+        if shared_gallery::is_shared(&store) {
+            shared_gallery::removed(&store, &person, now)?;
+        }
+        store.forget_person(&person)
+    })
+    .await??;
     tracing::info!(admin = %admin.person, person = %name, "person removed; their sessions ended");
     Ok(Json(Removed { removed: name }))
 }

@@ -76,6 +76,8 @@ pub struct AppOptions {
     pub tls: bool,
     /// where each car's simulator starts (by car name); by default the lowest floor
     pub start_floors: Vec<(String, i32)>,
+    /// the gallery folder; by default person01 (img1, img2) and person05 (img13)
+    pub gallery: Option<tempfile::TempDir>,
 }
 
 impl Default for AppOptions {
@@ -91,6 +93,7 @@ impl Default for AppOptions {
             device: Some(DeviceOptions::new(DeviceLink::Push)),
             tls: false,
             start_floors: Vec::new(),
+            gallery: None,
         }
     }
 }
@@ -99,12 +102,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
-/// The app on a port-0 listener; person01 (img1, img2) and person05 (img13, an admin) enrolled.
+/// The app on a port-0 listener; unless `options.gallery` says otherwise, person01 (img1,
+/// img2) and person05 (img13, an admin) enrolled.
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
-    let gallery_dir = make_gallery(&[
-        ("person01", &["img1.jpg", "img2.jpg"]),
-        ("person05", &["img13.jpg"]),
-    ]);
+    let gallery_dir = options.gallery.unwrap_or_else(|| {
+        make_gallery(&[
+            ("person01", &["img1.jpg", "img2.jpg"]),
+            ("person05", &["img13.jpg"]),
+        ])
+    });
     let store = options
         .store
         .unwrap_or_else(|| Arc::new(Store::open_in_memory().expect("store")));

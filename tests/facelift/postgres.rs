@@ -136,3 +136,123 @@ async fn a_server_started_again_on_postgresql_finds_sessions_limits_moves_and_th
     assert_eq!(after.first_break, None, "one chain across the restart");
     assert!(after.rows > before.rows, "{before:?} then {after:?}");
 }
+
+/// How many people an instance matches against, from its `/healthz`.
+async fn people(app: &TestApp) -> u64 {
+    let health: serde_json::Value = reqwest::get(format!("{}/healthz", app.base))
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("json");
+    health["people"].as_u64().expect("people")
+}
+
+/// Waits (at most 5 s) until `app` matches against `count` people; answers how long it took.
+async fn people_become(app: &TestApp, count: u64) -> Duration {
+    let started = std::time::Instant::now();
+    while people(app).await != count {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} still matches against {} people",
+            app.base,
+            people(app).await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// A login from a fresh client with `photo`: the status and the person recognised.
+async fn who_logs_in(app: &TestApp, photo: &str) -> (StatusCode, Option<String>) {
+    let form = Form::new().part("frame", Part::bytes(read_photo(photo)).file_name("f.jpg"));
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/login", app.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["person"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn an_enrolment_or_a_removal_on_one_instance_reaches_the_other_within_a_second() {
+    let Some(url) = postgres_url("gallery shared by instances") else {
+        return;
+    };
+    let (one, two) = (server_on(&url).await, server_on(&url).await);
+    assert_eq!((people(&one).await, people(&two).await), (2, 2));
+    let (_, login, _) = one.login("img14.jpg").await; // person05, an admin
+    let token = login["csrf_token"].as_str().expect("token").to_string();
+    for photo in ["img26.jpg", "img28.jpg"] {
+        let form = Form::new().part("photo", Part::bytes(read_photo(photo)).file_name("f.jpg"));
+        let response = one
+            .client
+            .post(format!("{}/api/v1/admin/people/newcomer/photos", one.base))
+            .header(facelift::web::CSRF_HEADER, &token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("enrol");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let reached = people_become(&two, 3).await;
+    eprintln!("gallery: an enrolment reached the other instance in {reached:?}");
+    assert!(reached < Duration::from_secs(1), "{reached:?}");
+    assert_eq!(
+        who_logs_in(&two, "img27.jpg").await,
+        (StatusCode::OK, Some("newcomer".into())),
+        "enrolled through the first instance, recognised by the second"
+    );
+
+    // removed through the second instance (whose folder never held the photos)
+    let (_, login, _) = two.login("img14.jpg").await;
+    let token = login["csrf_token"].as_str().expect("token").to_string();
+    let response = two
+        .client
+        .delete(format!("{}/api/v1/admin/people/newcomer", two.base))
+        .header(facelift::web::CSRF_HEADER, &token)
+        .send()
+        .await
+        .expect("remove");
+    assert_eq!(response.status(), StatusCode::OK);
+    let reached = people_become(&one, 2).await;
+    eprintln!("gallery: a removal reached the other instance in {reached:?}");
+    assert!(reached < Duration::from_secs(1), "{reached:?}");
+    assert_eq!(
+        who_logs_in(&one, "img27.jpg").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // an instance whose folder still holds an old photo of theirs does not bring them back
+    let third = {
+        let mut options = AppOptions {
+            device: None,
+            ..AppOptions::default()
+        };
+        options.settings.database_url = Some(DatabaseUrl(url.clone()));
+        options.store = Some(Arc::new(
+            facelift::app::open_store(&options.settings).expect("the database"),
+        ));
+        let folder = tempfile::tempdir().expect("tempdir");
+        let newcomer = folder.path().join("newcomer");
+        std::fs::create_dir_all(&newcomer).expect("folder");
+        let photo = newcomer.join("old.jpg");
+        std::fs::write(&photo, read_photo("img26.jpg")).expect("photo");
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&photo)
+            .and_then(|f| f.set_modified(an_hour_ago))
+            .expect("mtime");
+        options.gallery = Some(folder);
+        spawn_app_with(options).await
+    };
+    assert_eq!(people(&third).await, 2, "the removed person stays removed");
+    assert_eq!(
+        who_logs_in(&third, "img27.jpg").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
