@@ -8,7 +8,52 @@ use super::{Condition, Device, Floors, LiftError, LiftService, LinkError};
 use crate::clock::Clock;
 use crate::config::{CarSettings, Settings};
 use crate::lift::Accepted;
-use crate::store::{AuditEntry, AuditKind, AuditOutcome, Store, StoreError};
+use crate::store::{AuditEntry, AuditKind, AuditOutcome, Notice, Store, StoreError};
+use tokio::sync::broadcast;
+
+/// What a change to the recall is announced as.
+const RECALL_TOPIC: &str = "recall";
+
+/// Takes up a recall started or ended through another instance on the database (or any
+/// change, when notices were missed), while the cars live.
+fn follow_recall(cars: std::sync::Weak<Vec<LiftService>>, recall: Arc<Recall>, store: Arc<Store>) {
+    let mut notices = store.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let reread = match notices.recv().await {
+                Ok(Notice::Changed(what)) => what == RECALL_TOPIC,
+                Ok(Notice::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            if cars.strong_count() == 0 {
+                break;
+            }
+            if !reread {
+                continue;
+            }
+            let reading = Arc::clone(&store);
+            let floor = match tokio::task::spawn_blocking(move || reading.recall()).await {
+                Ok(Ok(floor)) => floor,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "could not read whether a recall is on");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if recall.set(floor) != floor
+                && let Some(cars) = cars.upgrade()
+            {
+                tracing::warn!(
+                    ?floor,
+                    "the fire-service recall changed on another instance"
+                );
+                for car in cars.iter() {
+                    car.recall_changed();
+                }
+            }
+        }
+    });
+}
 
 /// The recall, shared by every car: the floor they go to while it is on.
 #[derive(Debug, Default)]
@@ -88,8 +133,14 @@ impl Building {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let cars = Arc::new(cars);
+        follow_recall(
+            Arc::downgrade(&cars),
+            Arc::clone(&recall),
+            Arc::clone(&store),
+        );
         Ok(Self {
-            cars: Arc::new(cars),
+            cars,
             recall,
             recall_floor: settings
                 .building
@@ -250,11 +301,15 @@ impl Building {
         Ok(was.is_some())
     }
 
+    /// Kept in the store and announced: the other instances on the database follow it.
     async fn keep_recall(&self, floor: Option<i32>) -> Result<(), StoreError> {
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.set_recall(floor))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            store.set_recall(floor)?;
+            store.announce(RECALL_TOPIC)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     fn audit(&self, who: &str, outcome: AuditOutcome, detail: String) {

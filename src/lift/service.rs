@@ -191,9 +191,12 @@ impl LiftService {
     }
 
     /// The recall has started or ended: a car that can go is sent to the recall floor.
+    /// Only the instance driving the car sends it; the others tell their panels.
     pub(super) fn recall_changed(&self) {
         self.inner.publish();
-        self.inner.follow_recall();
+        if self.drives() {
+            self.inner.follow_recall();
+        }
     }
 
     /// An administrator clears a fault; answers whether there was one.

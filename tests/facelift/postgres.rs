@@ -256,3 +256,46 @@ async fn an_enrolment_or_a_removal_on_one_instance_reaches_the_other_within_a_se
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_recall_started_on_one_instance_holds_on_the_other() {
+    let Some(url) = postgres_url("recall shared by instances") else {
+        return;
+    };
+    let on = |url: &str| {
+        let mut options = AppOptions {
+            device: None,
+            ..AppOptions::default()
+        };
+        options.settings.database_url = Some(DatabaseUrl(url.to_string()));
+        options.store = Some(Arc::new(
+            facelift::app::open_store(&options.settings).expect("the database"),
+        ));
+        spawn_app_with(options)
+    };
+    let (one, two) = (on(&url).await, on(&url).await);
+    let (_, login, _) = one.login("img14.jpg").await; // person05, an admin
+    let token = login["csrf_token"].as_str().expect("token").to_string();
+    let (status, body) = one
+        .post_json("/api/v1/admin/recall", Some(&token), json!({}))
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    let started = std::time::Instant::now();
+    while two.lifts.recall().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the other instance takes the recall up within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, login, _) = two.login("img4.jpg").await;
+    let token = login["csrf_token"].as_str().expect("token").to_string();
+    let (status, body) = two
+        .post_json("/api/v1/lift/move", Some(&token), json!({"floor": 2}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("recall")),
+        "{body}"
+    );
+}
