@@ -10,15 +10,15 @@
 //! of a push or serial link. A pull device takes its command from the row through any
 //! instance. When the driving instance dies, another takes the lease when it runs out.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::building::Recall;
 use super::heartbeats::Heartbeats;
-use super::link::{DeviceLink, LinkEvent, MAX_POLL};
+use super::link::{DeviceLink, LinkEvent, MAX_POLL, Polls};
 use super::machine::{Moment, Snapshot, Transition};
 use super::protocol::{
     self, MoveCommand, Presented, ProtocolError, Signed, StatusReport, Verifier,
@@ -64,10 +64,8 @@ struct Inner {
     drives: AtomicBool,
     /// the version of the car's row the machine was last read from or written as
     seen: AtomicI64,
-    /// rung when the car's row changed: a waiting long poll looks for its command
-    doorbell: Notify,
-    /// numbers the long polls; only the newest may take a command
-    polls: AtomicU64,
+    /// the device's long polls, rung when the car's row changed
+    polls: Polls,
 }
 
 impl LiftService {
@@ -118,8 +116,7 @@ impl LiftService {
             instance,
             drives: AtomicBool::new(false),
             seen: AtomicI64::new(-1),
-            doorbell: Notify::new(),
-            polls: AtomicU64::new(0),
+            polls: Polls::default(),
         });
         // the state another instance (or this one before a restart) left
         inner.reload();
@@ -270,40 +267,32 @@ impl LiftService {
             tokio::time::sleep(wait.min(MAX_POLL)).await;
             return None;
         }
-        let deadline = tokio::time::Instant::now() + wait.min(MAX_POLL);
-        let this_poll = inner.polls.fetch_add(1, Ordering::SeqCst) + 1;
-        inner.doorbell.notify_waiters();
-        loop {
-            let rung = inner.doorbell.notified();
-            tokio::pin!(rung);
-            rung.as_mut().enable();
-            if inner.polls.load(Ordering::SeqCst) != this_poll {
-                return None;
-            }
-            match inner.change(|_, pending| pending.take()) {
-                Ok(Some(command)) => {
-                    inner.audit(
-                        AuditKind::Device,
-                        inner.device_name(),
-                        None,
-                        AuditOutcome::CommandFetched,
-                        format!(
-                            "move to floor {}, request {}",
-                            command.floor, command.request_id
-                        ),
-                    );
-                    return Some(command);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(lift = %inner.name, %error, "could not read the command");
-                }
-            }
-            if tokio::time::timeout_at(deadline, rung).await.is_err() {
-                inner.heard_from();
-                return None;
-            }
+        let command = inner
+            .polls
+            .wait_for(wait, || {
+                inner
+                    .change(|_, pending| pending.take())
+                    .inspect_err(|error| {
+                        tracing::error!(lift = %inner.name, %error, "could not read the command");
+                    })
+                    .ok()
+                    .flatten()
+            })
+            .await;
+        match &command {
+            Some(command) => inner.audit(
+                AuditKind::Device,
+                inner.device_name(),
+                None,
+                AuditOutcome::CommandFetched,
+                format!(
+                    "move to floor {}, request {}",
+                    command.floor, command.request_id
+                ),
+            ),
+            None => inner.heard_from(),
         }
+        command
     }
 
     /// Signs our answer to `device`'s request.
@@ -579,7 +568,7 @@ impl Inner {
             if let Err(error) = self.store.announce(&self.topic()) {
                 tracing::warn!(lift = %self.name, %error, "could not announce a change");
             }
-            self.doorbell.notify_waiters();
+            self.polls.ring();
         }
         self.publish();
         Ok(answer)
@@ -603,7 +592,7 @@ impl Inner {
             self.seen.store(record.version, Ordering::SeqCst);
         }
         self.publish();
-        self.doorbell.notify_waiters();
+        self.polls.ring();
         let delivers = self.drives.load(Ordering::SeqCst)
             && self.link.as_ref().is_some_and(DeviceLink::delivers);
         if delivers

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-pub use pull::{MAX_POLL, PullLink};
+pub use pull::{MAX_POLL, Polls, PullLink};
 pub use push::PushLink;
 pub use serial::SerialLink;
 

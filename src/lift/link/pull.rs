@@ -14,17 +14,14 @@ pub const MAX_POLL: Duration = Duration::from_secs(30);
 
 pub struct PullLink<T = MoveCommand> {
     pending: Mutex<Option<T>>,
-    queued: Notify,
-    /// numbers the polls; only the newest may take a command
-    polls: AtomicU64,
+    polls: Polls,
 }
 
 impl<T> Default for PullLink<T> {
     fn default() -> Self {
         Self {
             pending: Mutex::new(None),
-            queued: Notify::new(),
-            polls: AtomicU64::new(0),
+            polls: Polls::default(),
         }
     }
 }
@@ -32,34 +29,16 @@ impl<T> Default for PullLink<T> {
 impl<T> PullLink<T> {
     pub fn queue(&self, command: T) {
         *self.pending() = Some(command);
-        self.queued.notify_waiters();
+        self.polls.ring();
     }
 
     pub fn withdraw(&self) {
         self.pending().take();
     }
 
-    /// Waits up to `wait` (at most `MAX_POLL`) for the next command. One poll is outstanding
-    /// at a time: a newer one (the device reconnecting) ends the older without a command, so
-    /// a stale or replayed poll cannot take a command meant for the device.
+    /// Waits up to `wait` (at most `MAX_POLL`) for the next command (see `Polls::wait_for`).
     pub async fn next_command(&self, wait: Duration) -> Option<T> {
-        let deadline = tokio::time::Instant::now() + wait.min(MAX_POLL);
-        let this_poll = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
-        self.queued.notify_waiters();
-        loop {
-            let queued = self.queued.notified();
-            tokio::pin!(queued);
-            queued.as_mut().enable();
-            if self.polls.load(Ordering::SeqCst) != this_poll {
-                return None;
-            }
-            if let Some(command) = self.pending().take() {
-                return Some(command);
-            }
-            if tokio::time::timeout_at(deadline, queued).await.is_err() {
-                return None;
-            }
-        }
+        self.polls.wait_for(wait, || self.pending().take()).await
     }
 
     /// One slot, replaced whole: a panic elsewhere cannot leave it half-written.
@@ -67,6 +46,49 @@ impl<T> PullLink<T> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The long polls of one device: rung when something may be there for it.
+#[derive(Default)]
+pub struct Polls {
+    rung: Notify,
+    /// numbers the polls; only the newest may take a command
+    count: AtomicU64,
+}
+
+impl Polls {
+    /// Something may be there: the waiting poll looks.
+    pub fn ring(&self) {
+        self.rung.notify_waiters();
+    }
+
+    /// Waits up to `wait` (at most `MAX_POLL`) until `take` finds something, trying it at
+    /// once and each time the polls are rung. One poll is outstanding at a time: a newer one
+    /// (the device reconnecting) ends the older without a command, so a stale or replayed
+    /// poll cannot take a command meant for the device.
+    pub async fn wait_for<T>(
+        &self,
+        wait: Duration,
+        mut take: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_POLL);
+        let this_poll = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        self.rung.notify_waiters();
+        loop {
+            let rung = self.rung.notified();
+            tokio::pin!(rung);
+            rung.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) != this_poll {
+                return None;
+            }
+            if let Some(found) = take() {
+                return Some(found);
+            }
+            if tokio::time::timeout_at(deadline, rung).await.is_err() {
+                return None;
+            }
+        }
     }
 }
 
