@@ -106,19 +106,7 @@ async fn add_photo(
         source,
     })?;
 
-    if shared_gallery::is_shared(&state.store) {
-        let (store, cache_key, person, file, embedding) = (
-            state.store.clone(),
-            state.pool.cache_key(),
-            name.clone(),
-            file.clone(),
-            face.embedding.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            shared_gallery::enrolled(&store, &cache_key, &person, &file, &embedding)
-        })
-        .await??;
-    }
+    let (shared_file, shared_embedding) = (file.clone(), face.embedding.clone());
     let (added, templates) = {
         let mut gallery = state.gallery_mut()?;
         let added = gallery.add_template(
@@ -135,6 +123,21 @@ async fn add_photo(
             .map_or(0, |p| p.templates.len());
         (added, templates)
     };
+    // shared after it is in this instance's gallery: this instance hears its own
+    // announcement too, and must not take it for the enrolment itself
+    if shared_gallery::is_shared(&state.store) {
+        let (store, cache_key, person, file, embedding) = (
+            state.store.clone(),
+            state.pool.cache_key(),
+            name.clone(),
+            shared_file,
+            shared_embedding,
+        );
+        tokio::task::spawn_blocking(move || {
+            shared_gallery::enrolled(&store, &cache_key, &person, &file, &embedding)
+        })
+        .await??;
+    }
     tracing::info!(admin = %admin.person, person = %name, templates, "photo enrolled");
     Ok((
         StatusCode::CREATED,

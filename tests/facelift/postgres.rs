@@ -197,6 +197,8 @@ async fn an_enrolment_or_a_removal_on_one_instance_reaches_the_other_within_a_se
             .await
             .expect("enrol");
         assert_eq!(response.status(), StatusCode::CREATED);
+        let enrolled: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(enrolled["duplicate"], false, "{enrolled}");
     }
     let reached = people_become(&two, 3).await;
     eprintln!("gallery: an enrolment reached the other instance in {reached:?}");
