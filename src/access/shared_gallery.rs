@@ -8,8 +8,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::broadcast;
-
 use crate::face::gallery::{Gallery, Template};
 use crate::store::{Dialect, Notice, SharedTemplate, Store, StoreError};
 
@@ -126,13 +124,13 @@ pub fn follow(
     let mut notices = store.subscribe();
     tokio::spawn(async move {
         loop {
-            let change = match notices.recv().await {
-                Ok(Notice::Changed(what)) => match what.strip_prefix("gallery ") {
+            let change = match Notice::next(&mut notices).await {
+                Some(Notice::Changed(what)) => match what.strip_prefix("gallery ") {
                     Some(change) => Some(change.to_string()),
                     None => continue,
                 },
-                Ok(Notice::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => None,
-                Err(broadcast::error::RecvError::Closed) => break,
+                Some(Notice::Missed) => None,
+                None => break,
             };
             let (gallery, store, cache_key, dir) = (
                 Arc::clone(&gallery),

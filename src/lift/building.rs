@@ -9,7 +9,6 @@ use crate::clock::Clock;
 use crate::config::{CarSettings, Settings};
 use crate::lift::Accepted;
 use crate::store::{AuditEntry, AuditKind, AuditOutcome, Notice, Store, StoreError};
-use tokio::sync::broadcast;
 
 /// What a change to the recall is announced as.
 const RECALL_TOPIC: &str = "recall";
@@ -20,10 +19,10 @@ fn follow_recall(cars: std::sync::Weak<Vec<LiftService>>, recall: Arc<Recall>, s
     let mut notices = store.subscribe();
     tokio::spawn(async move {
         loop {
-            let reread = match notices.recv().await {
-                Ok(Notice::Changed(what)) => what == RECALL_TOPIC,
-                Ok(Notice::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => true,
-                Err(broadcast::error::RecvError::Closed) => break,
+            let reread = match Notice::next(&mut notices).await {
+                Some(Notice::Changed(what)) => what == RECALL_TOPIC,
+                Some(Notice::Missed) => true,
+                None => break,
             };
             if cars.strong_count() == 0 {
                 break;

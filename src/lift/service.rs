@@ -374,12 +374,13 @@ fn spawn_lease(weak: Weak<Inner>) {
 fn spawn_follower(weak: Weak<Inner>, mut notices: broadcast::Receiver<Notice>) {
     tokio::spawn(async move {
         loop {
-            let notice = notices.recv().await;
+            let Some(notice) = Notice::next(&mut notices).await else {
+                break;
+            };
             let Some(inner) = weak.upgrade() else { break };
             let reread = match notice {
-                Ok(Notice::Changed(what)) => what == inner.topic(),
-                Ok(Notice::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => true,
-                Err(broadcast::error::RecvError::Closed) => break,
+                Notice::Changed(what) => what == inner.topic(),
+                Notice::Missed => true,
             };
             if reread {
                 let reading = Arc::clone(&inner);

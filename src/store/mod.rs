@@ -468,6 +468,19 @@ pub enum Notice {
     Missed,
 }
 
+impl Notice {
+    /// The next notice `receiver` hears; falling behind counts as `Missed`. None once the
+    /// store is gone.
+    pub async fn next(receiver: &mut tokio::sync::broadcast::Receiver<Notice>) -> Option<Notice> {
+        use tokio::sync::broadcast::error::RecvError;
+        match receiver.recv().await {
+            Ok(notice) => Some(notice),
+            Err(RecvError::Lagged(_)) => Some(Notice::Missed),
+            Err(RecvError::Closed) => None,
+        }
+    }
+}
+
 /// Notices a slow subscriber may fall behind by before it hears `Lagged` (and reads again).
 const NOTICE_BACKLOG: usize = 256;
 

@@ -31,21 +31,6 @@ async fn server_on(url: &str) -> TestApp {
     spawn_app_with(options).await
 }
 
-/// A login from a client with no cookies: its status.
-async fn stranger_tries(app: &TestApp) -> StatusCode {
-    let form = Form::new().part(
-        "frame",
-        Part::bytes(read_photo("img38.jpg")).file_name("frame.jpg"),
-    );
-    reqwest::Client::new()
-        .post(format!("{}/api/v1/login", app.base))
-        .multipart(form)
-        .send()
-        .await
-        .expect("request")
-        .status()
-}
-
 #[tokio::test]
 async fn a_server_started_again_on_postgresql_finds_sessions_limits_moves_and_the_audit_chain() {
     let Some(url) = postgres_url("restart on postgresql") else {
@@ -76,10 +61,13 @@ async fn a_server_started_again_on_postgresql_finds_sessions_limits_moves_and_th
         .lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(2))
         .await;
     for _ in 0..2 {
-        assert_eq!(stranger_tries(&first).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            who_logs_in(&first, "img38.jpg").await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     assert_eq!(
-        stranger_tries(&first).await,
+        who_logs_in(&first, "img38.jpg").await.0,
         StatusCode::TOO_MANY_REQUESTS,
         "two failures: the address waits"
     );
@@ -112,7 +100,7 @@ async fn a_server_started_again_on_postgresql_finds_sessions_limits_moves_and_th
         "the session is in the database"
     );
     assert_eq!(
-        stranger_tries(&second).await,
+        who_logs_in(&second, "img38.jpg").await.0,
         StatusCode::TOO_MANY_REQUESTS,
         "the address still waits: its failures are in the database"
     );
@@ -163,7 +151,8 @@ async fn people_become(app: &TestApp, count: u64) -> Duration {
     started.elapsed()
 }
 
-/// A login from a fresh client with `photo`: the status and the person recognised.
+/// A login from a fresh client (no cookies) with `photo`: the status and the person
+/// recognised.
 async fn who_logs_in(app: &TestApp, photo: &str) -> (StatusCode, Option<String>) {
     let form = Form::new().part("frame", Part::bytes(read_photo(photo)).file_name("f.jpg"));
     let response = reqwest::Client::new()
