@@ -271,8 +271,11 @@ impl Building {
     /// first, so that it outlasts a restart. Answers the floor.
     pub async fn start_recall(&self, who: &str) -> Result<i32, StoreError> {
         let floor = self.recall_floor;
-        self.keep_recall(Some(floor)).await?;
-        if self.recall.set(Some(floor)).is_none() {
+        let before = self.keep_recall(Some(floor)).await?;
+        self.recall.set(Some(floor));
+        // the store's answer, not this instance's: the follower may have taken the change up
+        // already, having heard its announcement
+        if before.is_none() {
             tracing::warn!(who, floor, "fire-service recall started");
             self.audit(
                 who,
@@ -288,24 +291,26 @@ impl Building {
 
     /// Ends the recall; answers whether there was one.
     pub async fn clear_recall(&self, who: &str) -> Result<bool, StoreError> {
-        self.keep_recall(None).await?;
-        let was = self.recall.set(None);
-        if was.is_some() {
+        let before = self.keep_recall(None).await?;
+        self.recall.set(None);
+        if before.is_some() {
             tracing::warn!(who, "fire-service recall cleared");
             self.audit(who, AuditOutcome::RecallCleared, String::new());
             for car in self.cars.iter() {
                 car.recall_changed();
             }
         }
-        Ok(was.is_some())
+        Ok(before.is_some())
     }
 
     /// Kept in the store and announced: the other instances on the database follow it.
-    async fn keep_recall(&self, floor: Option<i32>) -> Result<(), StoreError> {
+    /// Answers the recall floor before.
+    async fn keep_recall(&self, floor: Option<i32>) -> Result<Option<i32>, StoreError> {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || {
-            store.set_recall(floor)?;
-            store.announce(RECALL_TOPIC)
+            let before = store.set_recall(floor)?;
+            store.announce(RECALL_TOPIC)?;
+            Ok(before)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

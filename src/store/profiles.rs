@@ -188,8 +188,18 @@ impl Store {
         .map(|value| value.and_then(|v| v.parse().ok()))
     }
 
-    pub fn set_recall(&self, floor: Option<i32>) -> Result<(), StoreError> {
-        self.with(|c| {
+    /// Sets or clears the recall; answers the floor it was before, read in the same
+    /// transaction, so that of two instances changing it at once only one sees a change.
+    pub fn set_recall(&self, floor: Option<i32>) -> Result<Option<i32>, StoreError> {
+        self.with_transaction(|c| {
+            let before = c
+                .query_row(
+                    "SELECT value FROM building_state WHERE key = 'recall_floor'",
+                    params![],
+                    |row| row.get::<String>(0),
+                )
+                .optional()?
+                .and_then(|v| v.parse().ok());
             match floor {
                 Some(floor) => c.execute(
                     "INSERT INTO building_state (key, value) VALUES ('recall_floor', ?1)
@@ -201,7 +211,7 @@ impl Store {
                     params![],
                 )?,
             };
-            Ok(())
+            Ok(before)
         })
     }
 }
@@ -244,10 +254,16 @@ mod tests {
             assert!(ids(210).is_empty());
 
             assert_eq!(store.recall().expect("db"), None);
-            store.set_recall(Some(0)).expect("db");
+            assert_eq!(store.set_recall(Some(0)).expect("db"), None);
             assert_eq!(store.recall().expect("db"), Some(0));
-            store.set_recall(None).expect("db");
+            assert_eq!(
+                store.set_recall(Some(0)).expect("db"),
+                Some(0),
+                "already on"
+            );
+            assert_eq!(store.set_recall(None).expect("db"), Some(0));
             assert_eq!(store.recall().expect("db"), None);
+            assert_eq!(store.set_recall(None).expect("db"), None, "already off");
 
             store.forget_person("ada").expect("db");
             assert_eq!(store.profile("ada").expect("db"), Profile::default());

@@ -474,3 +474,50 @@ async fn a_recall_sends_every_car_down_blocks_calls_and_outlasts_a_restart() {
     })
     .await;
 }
+
+/// Whether a recall was started or cleared is read from the store in the same transaction
+/// that changes it, not from this instance's copy: one cleared here before the notice of its
+/// start (by another instance, or by this one's own request) was taken up is still recorded,
+/// once. (CI once lost the clearing's audit entry when the follower took up this instance's
+/// own announcement first.)
+#[tokio::test]
+async fn a_recall_is_recorded_when_cleared_before_its_start_was_heard() {
+    let app = building(vec![car("A", None)], &[("A", 5)], None).await;
+    let admin = app.log_in_admin().await;
+    // another instance's start, its announcement not yet heard here
+    app.store.set_recall(Some(0)).expect("db");
+    assert_eq!(app.lifts.recall(), None);
+    let (status, body) = app
+        .send_json(
+            Method::DELETE,
+            "/api/v1/admin/recall",
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["recall_floor"], Value::Null);
+    app.audit_shows(AuditKind::Access, |e| {
+        e.outcome.as_str() == "recall_cleared"
+    })
+    .await;
+    // clearing it again changes nothing and records nothing more
+    let (status, _) = app
+        .send_json(
+            Method::DELETE,
+            "/api/v1/admin/recall",
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cleared = app
+        .store
+        .recent_audit(AuditKind::Access, 50)
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.outcome.as_str() == "recall_cleared")
+        .count();
+    assert_eq!(cleared, 1);
+}
