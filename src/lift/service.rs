@@ -10,6 +10,7 @@
 //! of a push or serial link. A pull device takes its command from the row through any
 //! instance. When the driving instance dies, another takes the lease when it runs out.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -257,26 +258,44 @@ impl LiftService {
     /// as a sign of life. A device registered for another link gets no command, after the
     /// same wait, so that a misconfigured one does not poll in a tight loop.
     ///
-    /// One poll is outstanding on an instance: a newer one (the device reconnecting) ends
-    /// the older without a command, so a stale or replayed poll cannot take the command.
-    /// The command is taken from the car's row, so only one poll anywhere gets it.
+    /// One poll is outstanding, across the instances: a newer one (the device reconnecting,
+    /// perhaps through another instance) ends the older without a command, so a stale or
+    /// replayed poll cannot take the command. The command is taken from the car's row, so
+    /// only one poll anywhere gets it.
     pub async fn next_command(&self, wait: Duration) -> Option<MoveCommand> {
         let inner = &self.inner;
-        inner.heard_from();
         if !matches!(inner.link, Some(DeviceLink::Pull)) {
+            inner.heard_from();
             tokio::time::sleep(wait.min(MAX_POLL)).await;
             return None;
+        }
+        // the newest poll is named in the car's row: an older one held open on another
+        // instance (the device's connection to it lost) looks, finds it is not, and ends
+        let poll = format!("{:016x}", rand::random::<u64>());
+        let now = inner.clock.monotonic();
+        if let Err(error) = inner.change(|machine, waiting| {
+            machine.heard_from(now);
+            waiting.poll = Some(poll.clone());
+        }) {
+            tracing::error!(lift = %inner.name, %error, "could not note the device's poll");
         }
         let command = inner
             .polls
             .wait_for(wait, || {
                 inner
-                    .change(|_, pending| pending.take())
-                    .inspect_err(|error| {
-                        tracing::error!(lift = %inner.name, %error, "could not read the command");
+                    .change(|_, waiting| {
+                        if waiting.poll.as_deref() != Some(poll.as_str()) {
+                            return ControlFlow::Break(None);
+                        }
+                        match waiting.command.take() {
+                            Some(command) => ControlFlow::Break(Some(command)),
+                            None => ControlFlow::Continue(()),
+                        }
                     })
-                    .ok()
-                    .flatten()
+                    .unwrap_or_else(|error| {
+                        tracing::error!(lift = %inner.name, %error, "could not read the command");
+                        ControlFlow::Continue(())
+                    })
             })
             .await;
         match &command {
@@ -331,14 +350,14 @@ fn spawn_ticker(weak: Weak<Inner>) {
             if inner.lock().clone().tick(now).is_none() {
                 continue;
             }
-            let transition = inner.change(|machine, pending| {
+            let transition = inner.change(|machine, waiting| {
                 let transition = machine.tick(now);
                 if transition
                     .as_ref()
                     .is_some_and(|t| !matches!(t, Transition::Arrived { .. }))
                 {
                     // the move ended: its command is not for the device any more
-                    pending.take();
+                    waiting.command.take();
                 }
                 transition
             });
@@ -418,12 +437,12 @@ impl Inner {
         let result = match self.recall.floor() {
             Some(recall_floor) if !for_recall => Err(LiftError::Recall(recall_floor)),
             _ => self
-                .change(|machine, pending| {
+                .change(|machine, waiting| {
                     let accepted = machine.request_move(floor, &request_id, self.clock.monotonic());
                     if let Ok(accepted) = &accepted
                         && !accepted.duplicate
                     {
-                        *pending = Some(MoveCommand {
+                        waiting.command = Some(MoveCommand {
                             request_id: accepted.request_id.clone(),
                             floor,
                         });
@@ -530,7 +549,7 @@ impl Inner {
     /// this instance drives a push or serial link, a waiting command is taken and sent.
     fn change<T>(
         &self,
-        op: impl FnOnce(&mut LiftMachine, &mut Option<MoveCommand>) -> T,
+        op: impl FnOnce(&mut LiftMachine, &mut Waiting) -> T,
     ) -> Result<T, StoreError> {
         let delivers = self.drives.load(Ordering::SeqCst)
             && self.link.as_ref().is_some_and(DeviceLink::delivers);
@@ -540,15 +559,25 @@ impl Inner {
             if record.version != self.seen.load(Ordering::SeqCst) {
                 self.restore(&mut machine, record.state.as_deref(), at);
             }
-            let mut pending = record.pending.as_deref().and_then(read_command);
+            let mut waiting = Waiting {
+                command: record.pending.as_deref().and_then(read_command),
+                poll: record.poll.take(),
+            };
             let before = machine.snapshot(at);
-            let answer = op(&mut machine, &mut pending);
+            let answer = op(&mut machine, &mut waiting);
             let after = machine.snapshot(at);
             if after != before || record.state.is_none() {
                 record.state = serde_json::to_string(&after).ok();
             }
-            let deliver = if delivers { pending.take() } else { None };
-            record.pending = pending.and_then(|command| serde_json::to_string(&command).ok());
+            let deliver = if delivers {
+                waiting.command.take()
+            } else {
+                None
+            };
+            record.pending = waiting
+                .command
+                .and_then(|command| serde_json::to_string(&command).ok());
+            record.poll = waiting.poll;
             (answer, deliver)
         });
         let ((answer, deliver), version) = match changed {
@@ -783,6 +812,14 @@ impl Drop for Inner {
             tracing::warn!(lift = %self.name, %error, "could not give the lift up");
         }
     }
+}
+
+/// What waits in the car's row for its device: the command, and which long poll is the
+/// device's newest, the only one that may take it.
+#[derive(Debug, Default)]
+struct Waiting {
+    command: Option<MoveCommand>,
+    poll: Option<String>,
 }
 
 fn read_command(json: &str) -> Option<MoveCommand> {

@@ -13,12 +13,13 @@ use super::{Store, StoreError};
 pub const REQUEST_MEMORY_SECS: i64 = 60 * 60;
 
 /// A car's shared row: its state and the command waiting for its device, as the lift wrote
-/// them (JSON), and a version raised by every change.
+/// them (JSON), the device's newest long poll, and a version raised by every change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CarRecord {
     pub version: i64,
     pub state: Option<String>,
     pub pending: Option<String>,
+    pub poll: Option<String>,
 }
 
 impl Store {
@@ -136,10 +137,11 @@ impl Store {
             }
             let version = before.version + 1;
             c.execute(
-                "INSERT INTO lift_cars (car, version, state, pending) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (car) DO UPDATE SET
-                    version = excluded.version, state = excluded.state, pending = excluded.pending",
-                params![car, version, record.state, record.pending],
+                "INSERT INTO lift_cars (car, version, state, pending, poll)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (car) DO UPDATE SET version = excluded.version,
+                    state = excluded.state, pending = excluded.pending, poll = excluded.poll",
+                params![car, version, record.state, record.pending, record.poll],
             )?;
             Ok((answer, version))
         })
@@ -159,13 +161,14 @@ impl Store {
 
 fn read_car(c: &dyn Conn, car: &str) -> Result<CarRecord, DbError> {
     Ok(c.query_row(
-        "SELECT version, state, pending FROM lift_cars WHERE car = ?1",
+        "SELECT version, state, pending, poll FROM lift_cars WHERE car = ?1",
         params![car],
         |row| {
             Ok(CarRecord {
                 version: row.get(0)?,
                 state: row.get(1)?,
                 pending: row.get(2)?,
+                poll: row.get(3)?,
             })
         },
     )
@@ -253,7 +256,10 @@ mod tests {
             // the lease and the state are one row, changed apart
             assert!(store.claim_lift("A", "one", 1000, 5000, false).expect("db"));
             let ((), version) = store
-                .change_lift("A", |record| record.pending = Some("cmd".into()))
+                .change_lift("A", |record| {
+                    record.pending = Some("cmd".into());
+                    record.poll = Some("one:1".into());
+                })
                 .expect("db");
             assert_eq!(version, 2);
             assert_eq!(
@@ -262,6 +268,7 @@ mod tests {
                     version: 2,
                     state: Some("{}".into()),
                     pending: Some("cmd".into()),
+                    poll: Some("one:1".into()),
                 }
             );
             assert!(!store.claim_lift("A", "two", 2000, 5000, false).expect("db"));

@@ -235,6 +235,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX gallery_templates_by_person ON gallery_templates (person);
     CREATE TABLE gallery_removals (person TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;",
+    // the car's newest long poll, on whichever instance: only it may take the command
+    "ALTER TABLE lift_cars ADD COLUMN poll TEXT;",
 ];
 
 /// The migration (its index) after which the audit rows written before the chain are sealed.
@@ -395,6 +397,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX gallery_templates_by_person ON gallery_templates (person);
     CREATE TABLE gallery_removals (person TEXT PRIMARY KEY, at BIGINT NOT NULL);",
+    "ALTER TABLE lift_cars ADD COLUMN poll TEXT;",
 ];
 
 const UPSERT_EMBEDDING: &str = "INSERT INTO embeddings (cache_key, sha256, dimensions, vector)

@@ -10,6 +10,7 @@ use facelift::store::AuditKind;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::helpers::unix_now;
 use crate::http::{AppOptions, DeviceLink, DeviceOptions, TestApp, spawn_app_with};
 
 const READY: Duration = Duration::from_secs(10);
@@ -148,13 +149,6 @@ async fn the_server_sends_the_nearest_idle_car_that_stops_at_the_floor() {
     );
     app.car_becomes("A", READY, |s| s.state == "idle" && s.floor == Some(5))
         .await;
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
 }
 
 /// Access hours "daily" from this minute in London for two hours.

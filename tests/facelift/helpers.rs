@@ -211,3 +211,11 @@ pub fn postgres_url(test: &str) -> Option<String> {
         }
     }
 }
+
+/// The wall clock in Unix seconds, as a device stamps its messages.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}

@@ -12,7 +12,7 @@ use facelift::store::{AuditKind, DeviceRole, Profile, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::photo;
+use crate::helpers::{photo, unix_now};
 use crate::http::{AppOptions, DeviceLink, DeviceOptions, TestApp, spawn_app_with};
 
 const READY: Duration = Duration::from_secs(10);
@@ -420,11 +420,4 @@ async fn a_kiosk_program_gets_a_token_with_its_key_and_is_no_person() {
     assert_eq!(started.status(), StatusCode::ACCEPTED);
     let started: Value = started.json().await.expect("json");
     assert_eq!(started["stage"], "capturing");
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
 }

@@ -12,6 +12,7 @@ use facelift::store::{AuditKind, AuditOutcome, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::helpers::unix_now;
 use crate::http::{AppOptions, DEVICE, DeviceLink, DeviceOptions, TestApp, spawn_app_with};
 
 const SOON: Duration = Duration::from_secs(10);
@@ -35,13 +36,6 @@ async fn log_in(app: &TestApp) -> String {
 async fn press(app: &TestApp, token: &str, request: Value) -> (StatusCode, Value) {
     app.post_json("/api/v1/lift/move", Some(token), request)
         .await
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
 }
 
 #[tokio::test]
@@ -255,7 +249,7 @@ async fn a_move_the_device_never_finishes_faults_and_the_panel_says_so() {
 }
 
 /// A device message as the firmware would send it, signed with `secret` at `timestamp`.
-struct Message {
+pub struct Message {
     method: &'static str,
     path: String,
     body: Vec<u8>,
@@ -266,12 +260,18 @@ struct Message {
 }
 
 impl Message {
-    fn report(secret: &Secret, floor: i32, seq: u64, timestamp: i64) -> Self {
+    pub fn report(secret: &Secret, floor: i32, seq: u64, timestamp: i64) -> Self {
         let body = serde_json::to_vec(&json!({
             "device_id": DEVICE, "floor": floor, "state": "idle", "seq": seq
         }))
         .expect("json");
         Self::signed(secret, "POST", "/api/v1/device/status", body, timestamp)
+    }
+
+    /// A long poll for the next command, waiting up to `wait_secs`.
+    pub fn poll(secret: &Secret, wait_secs: u64, timestamp: i64) -> Self {
+        let path = format!("/api/v1/device/commands?wait={wait_secs}");
+        Self::signed(secret, "GET", &path, Vec::new(), timestamp)
     }
 
     fn signed(
@@ -293,8 +293,13 @@ impl Message {
         }
     }
 
-    async fn send(&self, app: &TestApp) -> (StatusCode, Value) {
-        let url = format!("{}{}", app.base, self.path);
+    pub async fn send(&self, app: &TestApp) -> (StatusCode, Value) {
+        self.send_to(&app.base).await
+    }
+
+    /// Sent to the server at `base`.
+    pub async fn send_to(&self, base: &str) -> (StatusCode, Value) {
+        let url = format!("{base}{}", self.path);
         let request = if self.method == "GET" {
             reqwest::Client::new().get(url)
         } else {

@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facelift::config::DatabaseUrl;
+use facelift::lift::protocol::Secret;
+use facelift::lift::{Device, Link};
 use facelift::store::{AuditKind, AuditOutcome};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
 
-use crate::helpers::{postgres_url, read_photo};
-use crate::http::{AppOptions, DeviceLink, DeviceOptions, TestApp, spawn_app_with};
+use crate::helpers::{postgres_url, read_photo, unix_now};
+use crate::http::{AppOptions, DEVICE, DeviceLink, DeviceOptions, TestApp, spawn_app_with};
+use crate::lift::Message;
 
 const SOON: Duration = Duration::from_secs(10);
 
@@ -289,4 +292,67 @@ async fn a_recall_started_on_one_instance_holds_on_the_other() {
         (StatusCode::SERVICE_UNAVAILABLE, Some("recall")),
         "{body}"
     );
+}
+
+/// A device's long poll held open on one instance (its connection to it lost, say) while it
+/// polls again through the other: the move goes to the newer poll, and the older one ends
+/// without it. Before, the instance that took the move handed it to the poll it held, and
+/// the device never saw it.
+#[tokio::test]
+async fn only_the_devices_newest_poll_takes_a_move_whichever_instance_holds_it() {
+    let Some(url) = postgres_url("newest poll across instances") else {
+        return;
+    };
+    let secret = Secret::generate();
+    let on = |url: &str| {
+        let mut options = AppOptions {
+            device: None,
+            ..AppOptions::default()
+        };
+        options.settings.database_url = Some(DatabaseUrl(url.to_string()));
+        let store = facelift::app::open_store(&options.settings).expect("the database");
+        let device = Device {
+            name: DEVICE.into(),
+            secret: secret.clone(),
+            link: Link::Pull,
+        };
+        store
+            .put_device(&device.to_row())
+            .expect("register the device");
+        options.store = Some(Arc::new(store));
+        spawn_app_with(options)
+    };
+    let (one, two) = (on(&url).await, on(&url).await);
+    let (status, body) = Message::report(&secret, 1, 1, unix_now()).send(&one).await;
+    assert!(status.is_success(), "{status}: {body}");
+    let (_, login, _) = one.login("img4.jpg").await;
+    let token = login["csrf_token"].as_str().expect("token").to_string();
+
+    let poll_on = |app: &TestApp| {
+        let (base, poll) = (app.base.clone(), Message::poll(&secret, 20, unix_now()));
+        tokio::spawn(async move { poll.send_to(&base).await })
+    };
+    let older = poll_on(&one);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let newer = poll_on(&two);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = one
+        .post_json("/api/v1/lift/move", Some(&token), json!({"floor": 2}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let (status, body) = tokio::time::timeout(SOON, newer)
+        .await
+        .expect("the newer poll answers")
+        .expect("task");
+    assert_eq!(
+        (status, body["floor"].as_i64()),
+        (StatusCode::OK, Some(2)),
+        "{body}"
+    );
+    let (status, body) = tokio::time::timeout(SOON, older)
+        .await
+        .expect("the older poll ends, long before its 20 s")
+        .expect("task");
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }

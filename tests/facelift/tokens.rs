@@ -10,14 +10,8 @@ use facelift::store::AuditKind;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::helpers::unix_now;
 use crate::http::{AppOptions, TestApp, spawn_app_with};
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-}
 
 async fn app_with_clock(clock: &Arc<ManualClock>, cleanup_every_secs: u64) -> TestApp {
     let mut options = AppOptions::default();

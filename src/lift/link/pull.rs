@@ -1,6 +1,7 @@
 //! Pull: the device (behind NAT) long-polls the server; the command waits here for it. A
 //! lift controller polls for moves; a camera board polls for capture requests the same way.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -38,7 +39,12 @@ impl<T> PullLink<T> {
 
     /// Waits up to `wait` (at most `MAX_POLL`) for the next command (see `Polls::wait_for`).
     pub async fn next_command(&self, wait: Duration) -> Option<T> {
-        self.polls.wait_for(wait, || self.pending().take()).await
+        self.polls
+            .wait_for(wait, || match self.pending().take() {
+                Some(command) => ControlFlow::Break(Some(command)),
+                None => ControlFlow::Continue(()),
+            })
+            .await
     }
 
     /// One slot, replaced whole: a panic elsewhere cannot leave it half-written.
@@ -63,14 +69,15 @@ impl Polls {
         self.rung.notify_waiters();
     }
 
-    /// Waits up to `wait` (at most `MAX_POLL`) until `take` finds something, trying it at
-    /// once and each time the polls are rung. One poll is outstanding at a time: a newer one
-    /// (the device reconnecting) ends the older without a command, so a stale or replayed
-    /// poll cannot take a command meant for the device.
+    /// Waits up to `wait` (at most `MAX_POLL`) until `look` ends the poll (with something,
+    /// or with nothing: the poll was superseded elsewhere), trying at once and each time the
+    /// polls are rung. One poll is outstanding here at a time: a newer one (the device
+    /// reconnecting) ends the older without a command, so a stale or replayed poll cannot
+    /// take a command meant for the device.
     pub async fn wait_for<T>(
         &self,
         wait: Duration,
-        mut take: impl FnMut() -> Option<T>,
+        mut look: impl FnMut() -> ControlFlow<Option<T>>,
     ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_POLL);
         let this_poll = self.count.fetch_add(1, Ordering::SeqCst) + 1;
@@ -82,8 +89,8 @@ impl Polls {
             if self.count.load(Ordering::SeqCst) != this_poll {
                 return None;
             }
-            if let Some(found) = take() {
-                return Some(found);
+            if let ControlFlow::Break(found) = look() {
+                return found;
             }
             if tokio::time::timeout_at(deadline, rung).await.is_err() {
                 return None;
