@@ -648,13 +648,9 @@ impl Inner {
     fn claim(&self) {
         let force = self.store.dialect() == Dialect::Sqlite;
         let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-        let claimed = self.store.claim_lift(
-            &self.name,
-            &self.instance,
-            self.clock.now_millis(),
-            lease,
-            force,
-        );
+        let claimed = self
+            .store
+            .claim_lift(&self.name, &self.instance, lease, force);
         let drives = match claimed {
             Ok(drives) => drives,
             Err(error) => {

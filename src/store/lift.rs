@@ -5,7 +5,7 @@
 //! (`lift_cars`): which instance drives it (a lease), its shared state and the command its
 //! device has yet to fetch.
 
-use super::db::{Conn, DbError, OptionalRow, params};
+use super::db::{Conn, DbError, Dialect, OptionalRow, params};
 
 use super::{Store, StoreError};
 
@@ -68,38 +68,21 @@ impl Store {
         })
     }
 
-    /// Claims the car for `instance` until `now_ms + lease_ms`: granted when the car is free,
-    /// already `instance`'s, or its lease ran out (its instance died), or when `force` (the
-    /// one instance of an embedded database). Answers whether `instance` drives the car now.
+    /// Claims the car for `instance` for `lease_ms` from now by the database's clock (one
+    /// clock for every instance, so that one whose clock runs ahead cannot take a car still
+    /// driven): granted when the car is free, already `instance`'s, or its lease ran out (its
+    /// instance died), or when `force` (the one instance of an embedded database). Answers
+    /// whether `instance` drives the car now.
     pub fn claim_lift(
         &self,
         car: &str,
         instance: &str,
-        now_ms: i64,
         lease_ms: i64,
         force: bool,
     ) -> Result<bool, StoreError> {
         self.with_transaction(|c| {
-            let held: Option<(String, i64)> = c
-                .query_row(
-                    "SELECT owner, lease_until FROM lift_cars WHERE car = ?1",
-                    params![car],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            let free = match &held {
-                None => true,
-                Some((owner, until)) => force || owner == instance || *until < now_ms,
-            };
-            if free {
-                c.execute(
-                    "INSERT INTO lift_cars (car, owner, lease_until) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (car) DO UPDATE SET
-                        owner = excluded.owner, lease_until = excluded.lease_until",
-                    params![car, instance, now_ms.saturating_add(lease_ms)],
-                )?;
-            }
-            Ok(free)
+            let now_ms = database_now_ms(c)?;
+            claim_car(c, car, instance, now_ms, lease_ms, force)
         })
     }
 
@@ -157,6 +140,46 @@ impl Store {
             )
         })
     }
+}
+
+/// The database's clock, in Unix milliseconds.
+fn database_now_ms(c: &dyn Conn) -> Result<i64, DbError> {
+    let sql = match c.dialect() {
+        Dialect::Postgres => "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
+        Dialect::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    };
+    c.query_row(sql, params![], |row| row.get(0))
+}
+
+/// Claims `car` for `instance` until `now_ms + lease_ms` (see `Store::claim_lift`).
+fn claim_car(
+    c: &dyn Conn,
+    car: &str,
+    instance: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    force: bool,
+) -> Result<bool, DbError> {
+    let held: Option<(String, i64)> = c
+        .query_row(
+            "SELECT owner, lease_until FROM lift_cars WHERE car = ?1",
+            params![car],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let free = match &held {
+        None => true,
+        Some((owner, until)) => force || owner == instance || *until < now_ms,
+    };
+    if free {
+        c.execute(
+            "INSERT INTO lift_cars (car, owner, lease_until) VALUES (?1, ?2, ?3)
+             ON CONFLICT (car) DO UPDATE SET
+                owner = excluded.owner, lease_until = excluded.lease_until",
+            params![car, instance, now_ms.saturating_add(lease_ms)],
+        )?;
+    }
+    Ok(free)
 }
 
 fn read_car(c: &dyn Conn, car: &str) -> Result<CarRecord, DbError> {
@@ -217,26 +240,48 @@ mod tests {
         }
     }
 
+    /// A claim at `now_ms` by the test's clock.
+    fn claim_at(store: &Store, car: &str, instance: &str, now_ms: i64, force: bool) -> bool {
+        store
+            .with_transaction(|c| claim_car(c, car, instance, now_ms, 5000, force))
+            .expect("db")
+    }
+
     #[test]
     fn one_instance_drives_a_car_until_its_lease_runs_out() {
         for store in crate::store::test_stores() {
-            assert!(store.claim_lift("A", "one", 1000, 5000, false).expect("db"));
-            assert!(!store.claim_lift("A", "two", 2000, 5000, false).expect("db"));
-            assert!(store.claim_lift("B", "two", 2000, 5000, false).expect("db"));
+            let store = &store;
+            assert!(claim_at(store, "A", "one", 1000, false));
+            assert!(!claim_at(store, "A", "two", 2000, false));
+            assert!(claim_at(store, "B", "two", 2000, false));
             // renewed by its owner, the lease moves on
-            assert!(store.claim_lift("A", "one", 4000, 5000, false).expect("db"));
-            assert!(!store.claim_lift("A", "two", 8000, 5000, false).expect("db"));
+            assert!(claim_at(store, "A", "one", 4000, false));
+            assert!(!claim_at(store, "A", "two", 8000, false));
             // the owner fell silent: taken over once the lease ran out
-            assert!(store.claim_lift("A", "two", 9001, 5000, false).expect("db"));
-            assert!(!store.claim_lift("A", "one", 9002, 5000, false).expect("db"));
+            assert!(claim_at(store, "A", "two", 9001, false));
+            assert!(!claim_at(store, "A", "one", 9002, false));
             // given up on a clean stop: free at once
             store.release_lift("A", "two").expect("db");
-            assert!(store.claim_lift("A", "one", 9003, 5000, false).expect("db"));
-            assert!(
-                store
-                    .claim_lift("A", "three", 9004, 5000, true)
-                    .expect("db")
-            );
+            assert!(claim_at(store, "A", "one", 9003, false));
+            assert!(claim_at(store, "A", "three", 9004, true));
+        }
+    }
+
+    #[test]
+    fn leases_are_timed_by_the_databases_clock() {
+        for store in crate::store::test_stores() {
+            let database = store.with(database_now_ms).expect("db");
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis() as i64;
+            assert!((database - wall).abs() < 5_000, "{database} against {wall}");
+            assert!(store.claim_lift("A", "one", 60_000, false).expect("db"));
+            assert!(!store.claim_lift("A", "two", 60_000, false).expect("db"));
+            // a lease that ran out a minute ago by the database's clock is taken over
+            assert!(claim_at(&store, "A", "one", database - 120_000, false));
+            assert!(store.claim_lift("A", "two", 60_000, false).expect("db"));
+            assert!(!store.claim_lift("A", "one", 60_000, false).expect("db"));
         }
     }
 
@@ -254,7 +299,7 @@ mod tests {
             let ((), version) = store.change_lift("A", |_| ()).expect("db");
             assert_eq!(version, 1);
             // the lease and the state are one row, changed apart
-            assert!(store.claim_lift("A", "one", 1000, 5000, false).expect("db"));
+            assert!(claim_at(&store, "A", "one", 1000, false));
             let ((), version) = store
                 .change_lift("A", |record| {
                     record.pending = Some("cmd".into());
@@ -271,7 +316,7 @@ mod tests {
                     poll: Some("one:1".into()),
                 }
             );
-            assert!(!store.claim_lift("A", "two", 2000, 5000, false).expect("db"));
+            assert!(!claim_at(&store, "A", "two", 2000, false));
         }
     }
 }
