@@ -546,7 +546,7 @@ impl Store {
                 let _ = self.notices.send(Notice::Changed(what.to_string()));
                 Ok(())
             }
-            Backend::Postgres(postgres) => Ok(postgres.notify(what)?),
+            Backend::Postgres(postgres) => Ok(waiting_on_the_network(|| postgres.notify(what))?),
         }
     }
 
@@ -595,7 +595,7 @@ impl Store {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 Ok(f(&*connection)?)
             }
-            Backend::Postgres(postgres) => Ok(postgres.with(f)?),
+            Backend::Postgres(postgres) => Ok(waiting_on_the_network(|| postgres.with(f))?),
         }
     }
 
@@ -620,7 +620,9 @@ impl Store {
                 transaction.commit()?;
                 Ok(value)
             }
-            Backend::Postgres(postgres) => Ok(postgres.with_transaction(f)?),
+            Backend::Postgres(postgres) => {
+                Ok(waiting_on_the_network(|| postgres.with_transaction(f))?)
+            }
         }
     }
 
@@ -1111,6 +1113,18 @@ pub(crate) fn test_postgres_url() -> Option<String> {
             panic!("TEST_POSTGRES_REQUIRED is set but TEST_POSTGRES_URL is not")
         }
         Err(_) => None,
+    }
+}
+
+/// Runs `call`, which waits on the database server. Called on a worker of the server's
+/// (multi-threaded) runtime, the worker hands its other tasks on first, so that a slow or
+/// locked database stalls only the requests that need it, not every request on the worker.
+fn waiting_on_the_network<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
     }
 }
 

@@ -356,3 +356,100 @@ async fn only_the_devices_newest_poll_takes_a_move_whichever_instance_holds_it()
         .expect("task");
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 }
+
+/// A database that stalls (here a long transaction elsewhere holding the car's row) stalls
+/// the requests that need it, not the server: with more moves waiting on the row than the
+/// runtime has workers, the server still answers what does not need it. Before, each
+/// waiting request held its worker, and the server stopped answering anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_waiting_on_a_locked_database_row_do_not_stall_the_rest_of_the_server() {
+    let Some(url) = postgres_url("a stalled database") else {
+        return;
+    };
+    let app = server_on(&url).await;
+    app.lift_becomes(SOON, |s| s.state == "idle").await;
+    let (_, login, _) = app.login("img4.jpg").await;
+    let token = login["csrf_token"].as_str().expect("token").to_string();
+
+    // the lock and the look at the server come from a thread of their own, which a stalled
+    // server runtime cannot hold up: the test fails, it does not hang
+    let (to_elsewhere, orders) = std::sync::mpsc::channel::<()>();
+    let (reports, from_elsewhere) = std::sync::mpsc::channel::<Result<StatusCode, String>>();
+    let health_url = format!("{}/healthz", app.base);
+    let elsewhere = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("a second connection");
+            tokio::spawn(connection);
+            holder
+                .batch_execute("BEGIN; SELECT 1 FROM lift_cars FOR UPDATE")
+                .await
+                .expect("the car's row locked");
+            reports.send(Ok(StatusCode::OK)).expect("locked");
+            orders.recv().expect("look");
+            let health = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client")
+                .get(health_url)
+                .send()
+                .await
+                .map(|r| r.status())
+                .map_err(|e| e.to_string());
+            reports.send(health).expect("health");
+            holder.batch_execute("ROLLBACK").await.expect("unlocked");
+        });
+    });
+    let locked = from_elsewhere.recv().expect("locked");
+    assert!(locked.is_ok());
+    let moves: Vec<_> = (0..4)
+        .map(|_| {
+            let request = app
+                .client
+                .post(format!("{}/api/v1/lift/move", app.base))
+                .header(facelift::web::CSRF_HEADER, &token)
+                .json(&json!({"floor": 2}));
+            tokio::spawn(async move { request.send().await.map(|r| r.status()) })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        moves.iter().all(|m| !m.is_finished()),
+        "the moves wait on the row"
+    );
+    to_elsewhere.send(()).expect("look");
+    let health = from_elsewhere
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an answer");
+    elsewhere.join().expect("the lock released");
+    assert_eq!(
+        health,
+        Ok(StatusCode::OK),
+        "the server answers while moves wait on the database"
+    );
+
+    let mut answers = Vec::new();
+    for waiting in moves {
+        let status = tokio::time::timeout(SOON, waiting)
+            .await
+            .expect("the move answers once the row is free")
+            .expect("task")
+            .expect("request");
+        answers.push(status);
+    }
+    // one move is taken; the others find the car moving (or, late, already there)
+    assert!(answers.contains(&StatusCode::ACCEPTED), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|s| [StatusCode::ACCEPTED, StatusCode::CONFLICT].contains(s)),
+        "{answers:?}"
+    );
+    app.lift_becomes(SOON, |s| s.state == "idle" && s.floor == Some(2))
+        .await;
+}
