@@ -57,6 +57,17 @@ async fn building(
     app
 }
 
+/// An administrator ends the fire-service recall.
+async fn clear_recall(app: &TestApp, admin: &str) -> (StatusCode, Value) {
+    app.send_json(
+        Method::DELETE,
+        "/api/v1/admin/recall",
+        Some(admin),
+        json!({}),
+    )
+    .await
+}
+
 async fn log_in(app: &TestApp, photo: &str) -> String {
     let (status, body, _) = app.login(photo).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -447,14 +458,7 @@ async fn a_recall_sends_every_car_down_blocks_calls_and_outlasts_a_restart() {
     app.car_becomes("B", READY, |s| s.state == "idle").await;
     let (status, _) = press(&app, &admin, json!({"floor": 3})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let (status, body) = app
-        .send_json(
-            Method::DELETE,
-            "/api/v1/admin/recall",
-            Some(&admin),
-            json!({}),
-        )
-        .await;
+    let (status, body) = clear_recall(&app, &admin).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["recall_floor"], Value::Null);
     let (status, body) = press(&app, &admin, json!({"floor": 3})).await;
@@ -481,14 +485,7 @@ async fn a_recall_is_recorded_when_cleared_before_its_start_was_heard() {
     // another instance's start, its announcement not yet heard here
     app.store.set_recall(Some(0)).expect("db");
     assert_eq!(app.lifts.recall(), None);
-    let (status, body) = app
-        .send_json(
-            Method::DELETE,
-            "/api/v1/admin/recall",
-            Some(&admin),
-            json!({}),
-        )
-        .await;
+    let (status, body) = clear_recall(&app, &admin).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["recall_floor"], Value::Null);
     app.audit_shows(AuditKind::Access, |e| {
@@ -496,14 +493,7 @@ async fn a_recall_is_recorded_when_cleared_before_its_start_was_heard() {
     })
     .await;
     // clearing it again changes nothing and records nothing more
-    let (status, _) = app
-        .send_json(
-            Method::DELETE,
-            "/api/v1/admin/recall",
-            Some(&admin),
-            json!({}),
-        )
-        .await;
+    let (status, _) = clear_recall(&app, &admin).await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cleared = app
